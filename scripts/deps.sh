@@ -1,0 +1,29 @@
+# Installs, with apt-get, the Debian 12 packages Strata needs that are missing.
+# Sourced by scripts/run and scripts/test. Usage: install_deps build|test
+set -euo pipefail
+
+BUILD_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libsqlite3-dev libssl-dev libzstd-dev libcurl4-openssl-dev
+  nlohmann-json3-dev libpugixml-dev libfmt-dev libcli11-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev
+)
+TEST_PACKAGES=(
+  awscli python3-boto3 python3-botocore sqlite3 zstd
+)
+
+install_deps() {
+  local want=("${BUILD_PACKAGES[@]}")
+  if [ "${1:-build}" = test ]; then want+=("${TEST_PACKAGES[@]}"); fi
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}

@@ -1,0 +1,54 @@
+// api/: the wire protocols on one HTTP port. Parses requests, verifies SigV4,
+// dispatches to control/, serializes responses and AWS errors. No business
+// logic lives here.
+//
+// Routes:
+//   GET  /health                      200 "ok" once ready (no auth)
+//   POST / , GET /?Action=...         Query APIs, chosen by the SigV4 scope's
+//                                     service: "rds" (IAM joins later)
+//   POST /Execute, /BatchExecute,     RDS Data API ("rds-data")
+//        /BeginTransaction, /CommitTransaction, /RollbackTransaction
+//
+// Thread safety: requests are served concurrently on a pool of threads;
+// Stop() may be called from any thread (a signal handler thread).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "common/sigv4.h"
+#include "common/status.h"
+#include "control/control.h"
+
+namespace strata::api {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 5480;  // 0 picks a free port
+  size_t max_body_bytes = 1 << 20;
+  int threads = 8;
+  const Clock* clock = nullptr;  // for SigV4 time checks; not owned
+  sigv4::SecretLookup secrets;   // access key id -> secret key
+};
+
+class Server {
+ public:
+  Server(ServerConfig config, control::ControlPlane* control);
+  ~Server();
+
+  // Binds the socket; after this, port() is the real port.
+  Status Bind();
+  int port() const;
+  // Serves until Stop(); in-flight requests finish before it returns.
+  Status Serve();
+  void Stop();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata::api

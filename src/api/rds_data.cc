@@ -1,0 +1,275 @@
+#include "api/rds_data.h"
+
+#include <openssl/evp.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+namespace strata::api {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxSqlLength = 65536;
+
+Status BadRequest(std::string msg) { return Status(errors::kDataBadRequest, std::move(msg)); }
+
+Result<std::string> RequiredString(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string() || it->get<std::string>().empty()) {
+    return BadRequest(fmt::format("Parameter {} is required and must be a string", key));
+  }
+  return it->get<std::string>();
+}
+
+std::optional<std::string> OptionalString(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+Result<engine::Value> FieldToValue(const json& f) {
+  if (!f.is_object() || f.size() != 1) {
+    return BadRequest("Each parameter value must set exactly one Field member");
+  }
+  const auto& [key, v] = *f.items().begin();
+  if (key == "isNull") return engine::Value(std::monostate{});
+  if (key == "booleanValue" && v.is_boolean()) return engine::Value(v.get<bool>());
+  if (key == "longValue" && v.is_number_integer()) return engine::Value(v.get<int64_t>());
+  if (key == "doubleValue" && v.is_number()) return engine::Value(v.get<double>());
+  if (key == "stringValue" && v.is_string()) return engine::Value(v.get<std::string>());
+  if (key == "blobValue" && v.is_string()) {
+    auto bytes = Base64Decode(v.get<std::string>());
+    if (!bytes) return BadRequest("blobValue is not valid base64");
+    return engine::Value(engine::Blob{std::move(*bytes)});
+  }
+  if (key == "arrayValue") return BadRequest("Array parameters are not supported by the sqlite engine");
+  return BadRequest(fmt::format("Unsupported or mistyped Field member: {}", key));
+}
+
+Result<std::vector<engine::Parameter>> Parameters(const json& list) {
+  std::vector<engine::Parameter> out;
+  if (list.is_null()) return out;
+  if (!list.is_array()) return BadRequest("parameters must be a list");
+  for (const auto& p : list) {
+    if (!p.is_object()) return BadRequest("Each parameter must be an object");
+    auto name = OptionalString(p, "name");
+    if (!name || name->empty()) return BadRequest("Each parameter needs a name");
+    auto value = p.find("value");
+    if (value == p.end()) return BadRequest(fmt::format("Parameter {} has no value", *name));
+    ASSIGN_OR_RETURN(auto v, FieldToValue(*value));
+    out.push_back({*name, std::move(v)});
+  }
+  return out;
+}
+
+json ValueToField(const engine::Value& v) {
+  return std::visit(
+      [](const auto& x) -> json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate>) return {{"isNull", true}};
+        if constexpr (std::is_same_v<T, bool>) return {{"booleanValue", x}};
+        if constexpr (std::is_same_v<T, int64_t>) return {{"longValue", x}};
+        if constexpr (std::is_same_v<T, double>) {
+          if (!std::isfinite(x)) return {{"stringValue", fmt::format("{}", x)}};
+          return {{"doubleValue", x}};
+        }
+        if constexpr (std::is_same_v<T, std::string>) return {{"stringValue", x}};
+        if constexpr (std::is_same_v<T, engine::Blob>) return {{"blobValue", Base64Encode(x.bytes)}};
+      },
+      v);
+}
+
+json ValueToPlain(const engine::Value& v) {
+  return std::visit(
+      [](const auto& x) -> json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate>) return nullptr;
+        else if constexpr (std::is_same_v<T, engine::Blob>) return Base64Encode(x.bytes);
+        else return x;
+      },
+      v);
+}
+
+control::DataTarget Target(const json& req, const std::string& arn) {
+  return {arn, OptionalString(req, "database").value_or("")};
+}
+
+Result<json> Execute(control::ControlPlane& cp, const json& req) {
+  ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
+  ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
+  ASSIGN_OR_RETURN(auto sql, RequiredString(req, "sql"));
+  if (sql.size() > kMaxSqlLength) return BadRequest("sql must be at most 65536 characters");
+  ASSIGN_OR_RETURN(auto params, Parameters(req.value("parameters", json())));
+  auto tx = OptionalString(req, "transactionId");
+  ASSIGN_OR_RETURN(auto result, cp.ExecuteStatement(Target(req, arn), sql, params, tx));
+  json out = json::object();
+  bool as_json = req.value("formatRecordsAs", std::string("NONE")) == "JSON";
+  if (!result.columns.empty()) {
+    if (as_json) {
+      json rows = json::array();
+      for (const auto& row : result.rows) {
+        json obj = json::object();
+        for (size_t i = 0; i < row.size(); ++i) obj[result.columns[i].name] = ValueToPlain(row[i]);
+        rows.push_back(std::move(obj));
+      }
+      out["formattedRecords"] = rows.dump();
+    } else {
+      json records = json::array();
+      for (const auto& row : result.rows) {
+        json fields = json::array();
+        for (const auto& v : row) fields.push_back(ValueToField(v));
+        records.push_back(std::move(fields));
+      }
+      out["records"] = std::move(records);
+    }
+    if (req.value("includeResultMetadata", false)) {
+      json meta = json::array();
+      for (const auto& c : result.columns) {
+        meta.push_back({{"name", c.name}, {"label", c.name}, {"type", c.type},
+                        {"typeName", c.type_name}, {"nullable", c.nullable ? 1 : 0}});
+      }
+      out["columnMetadata"] = std::move(meta);
+    }
+  }
+  out["numberOfRecordsUpdated"] = result.rows_updated;
+  if (!result.generated_fields.empty()) {
+    json gen = json::array();
+    for (const auto& v : result.generated_fields) gen.push_back(ValueToField(v));
+    out["generatedFields"] = std::move(gen);
+  }
+  return out;
+}
+
+Result<json> BatchExecute(control::ControlPlane& cp, const json& req) {
+  ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
+  ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
+  ASSIGN_OR_RETURN(auto sql, RequiredString(req, "sql"));
+  auto sets = req.value("parameterSets", json::array());
+  if (!sets.is_array()) return BadRequest("parameterSets must be a list of lists");
+  auto tx = OptionalString(req, "transactionId");
+  // Without a caller's transaction, the batch is all-or-nothing in one of our own.
+  std::optional<std::string> own_tx;
+  if (!tx) {
+    ASSIGN_OR_RETURN(auto id, cp.BeginTransaction(Target(req, arn)));
+    own_tx = id;
+  }
+  const std::optional<std::string>& use_tx = tx ? tx : own_tx;
+  json results = json::array();
+  auto run_all = [&]() -> Status {
+    if (sets.empty()) sets.push_back(json::array());
+    for (const auto& set : sets) {
+      ASSIGN_OR_RETURN(auto params, Parameters(set));
+      ASSIGN_OR_RETURN(auto r, cp.ExecuteStatement(Target(req, arn), sql, params, use_tx));
+      json gen = json::array();
+      for (const auto& v : r.generated_fields) gen.push_back(ValueToField(v));
+      results.push_back({{"generatedFields", gen}});
+    }
+    return Status::Ok();
+  };
+  Status st = run_all();
+  if (own_tx) {
+    if (!st.ok()) {
+      (void)cp.RollbackTransaction(arn, *own_tx);
+      return st;
+    }
+    RETURN_IF_ERROR(cp.CommitTransaction(arn, *own_tx));
+  }
+  RETURN_IF_ERROR(st);
+  return json{{"updateResults", results}};
+}
+
+Result<json> Begin(control::ControlPlane& cp, const json& req) {
+  ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
+  ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
+  ASSIGN_OR_RETURN(auto id, cp.BeginTransaction(Target(req, arn)));
+  return json{{"transactionId", id}};
+}
+
+Result<json> Commit(control::ControlPlane& cp, const json& req) {
+  ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
+  ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
+  ASSIGN_OR_RETURN(auto id, RequiredString(req, "transactionId"));
+  RETURN_IF_ERROR(cp.CommitTransaction(arn, id));
+  return json{{"transactionStatus", "Transaction Committed"}};
+}
+
+Result<json> Rollback(control::ControlPlane& cp, const json& req) {
+  ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
+  ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
+  ASSIGN_OR_RETURN(auto id, RequiredString(req, "transactionId"));
+  RETURN_IF_ERROR(cp.RollbackTransaction(arn, id));
+  return json{{"transactionStatus", "Rollback Complete"}};
+}
+
+using Op = Result<json> (*)(control::ControlPlane&, const json&);
+
+Op FindOp(const std::string& path) {
+  if (path == "/Execute") return Execute;
+  if (path == "/BatchExecute") return BatchExecute;
+  if (path == "/BeginTransaction") return Begin;
+  if (path == "/CommitTransaction") return Commit;
+  if (path == "/RollbackTransaction") return Rollback;
+  return nullptr;
+}
+
+}  // namespace
+
+bool RdsDataApi::Handles(const std::string& path) const { return FindOp(path) != nullptr; }
+
+JsonResponse RdsDataApi::Handle(const std::string& path, const std::string& body) {
+  Op op = FindOp(path);
+  if (!op) return JsonError(Status(errors::kDataNotFound, "Unknown operation " + path));
+  json req = json::parse(body.empty() ? std::string("{}") : body, nullptr, false);
+  if (req.is_discarded() || !req.is_object()) {
+    return JsonError(BadRequest("The request body is not a JSON object"));
+  }
+  auto result = op(*control_, req);
+  if (!result.ok()) {
+    const Status& st = result.status();
+    // Errors from below the Data API (catalog, engine) keep their meaning but
+    // travel as the Data API's own exception types.
+    if (st.code().http_status >= 500) {
+      return JsonError(Status(errors::kDataInternal, st.message()));
+    }
+    if (st.code().aws_code.find("Exception") == std::string_view::npos) {
+      return JsonError(Status(errors::kDataBadRequest, st.message()));
+    }
+    return JsonError(st);
+  }
+  return JsonResponse{200, result->dump(-1, ' ', false, json::error_handler_t::replace), ""};
+}
+
+JsonResponse JsonError(const Status& status) {
+  json body = {{"message", status.message()}};
+  return JsonResponse{status.code().http_status,
+                      body.dump(-1, ' ', false, json::error_handler_t::replace),
+                      std::string(status.code().aws_code)};
+}
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(n);
+  return out;
+}
+
+std::optional<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out(3 * text.size() / 4, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(text.data()),
+                          static_cast<int>(text.size()));
+  if (n < 0) return std::nullopt;
+  size_t pad = 0;
+  if (!text.empty() && text.back() == '=') ++pad;
+  if (text.size() > 1 && text[text.size() - 2] == '=') ++pad;
+  out.resize(n - pad);
+  return out;
+}
+
+}  // namespace strata::api

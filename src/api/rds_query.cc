@@ -1,0 +1,255 @@
+#include "api/rds_query.h"
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <map>
+
+#include "api/rds_xml.h"
+#include "api/xml_writer.h"
+#include "control/arn.h"
+
+namespace strata::api {
+namespace {
+
+using Handler = std::function<Status(control::ControlPlane&, const QueryParams&, XmlWriter&)>;
+
+struct Action {
+  Handler handler;
+  bool has_result = true;  // ops with no output shape answer with ResponseMetadata only
+};
+
+Result<std::optional<int>> OptInt(const QueryParams& p, std::string_view key, int64_t min, int64_t max) {
+  ASSIGN_OR_RETURN(auto v, p.Int(key, min, max));
+  if (!v) return std::optional<int>();
+  return std::optional<int>(static_cast<int>(*v));
+}
+
+Result<std::vector<control::Tag>> TagsParam(const QueryParams& p) {
+  ASSIGN_OR_RETURN(auto kvs, p.Tags());
+  std::vector<control::Tag> out;
+  for (auto& kv : kvs) out.push_back({kv.key, kv.value});
+  return out;
+}
+
+Status UnknownFilter(const std::string& name) {
+  return Status(errors::kInvalidParameterValue, fmt::format("Unrecognized filter name: {}", name));
+}
+
+bool AnyOf(const std::vector<std::string>& values, const std::string& v) {
+  for (const auto& x : values)
+    if (x == v) return true;
+  return false;
+}
+
+// --- instances ---------------------------------------------------------------
+
+Status CreateDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::CreateInstanceRequest req;
+  ASSIGN_OR_RETURN(req.id, p.Required("DBInstanceIdentifier"));
+  ASSIGN_OR_RETURN(req.instance_class, p.Required("DBInstanceClass"));
+  ASSIGN_OR_RETURN(req.engine, p.Required("Engine"));
+  req.engine_version = p.Get("EngineVersion");
+  ASSIGN_OR_RETURN(req.allocated_storage_gib, OptInt(p, "AllocatedStorage", 0, 1 << 30));
+  req.db_name = p.Get("DBName");
+  req.master_username = p.Get("MasterUsername");
+  req.master_password = p.Get("MasterUserPassword");
+  ASSIGN_OR_RETURN(req.port, OptInt(p, "Port", 0, 65535));
+  ASSIGN_OR_RETURN(req.backup_retention_days, OptInt(p, "BackupRetentionPeriod", 0, 35));
+  req.backup_window = p.Get("PreferredBackupWindow");
+  req.maintenance_window = p.Get("PreferredMaintenanceWindow");
+  ASSIGN_OR_RETURN(req.deletion_protection, p.Bool("DeletionProtection"));
+  ASSIGN_OR_RETURN(req.copy_tags_to_snapshot, p.Bool("CopyTagsToSnapshot"));
+  ASSIGN_OR_RETURN(req.tags, TagsParam(p));
+  ASSIGN_OR_RETURN(auto inst, cp.CreateInstance(req));
+  WriteInstance(x, inst);
+  return Status::Ok();
+}
+
+Status DescribeDBInstances(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  ASSIGN_OR_RETURN(auto max_records, p.Int("MaxRecords", 20, 100));
+  ASSIGN_OR_RETURN(auto filters, p.Filters());
+  std::vector<control::Instance> all;
+  if (auto id = p.Get("DBInstanceIdentifier")) {
+    ASSIGN_OR_RETURN(auto one, cp.DescribeInstance(*id));
+    all.push_back(std::move(one));
+  } else {
+    all = cp.ListInstances();
+  }
+  std::vector<control::Instance> matched;
+  for (auto& inst : all) {
+    bool keep = true;
+    for (const auto& f : filters) {
+      if (f.name == "db-instance-id") {
+        keep = keep && (AnyOf(f.values, inst.record.id) || AnyOf(f.values, inst.arn));
+      } else if (f.name == "dbi-resource-id") {
+        keep = keep && AnyOf(f.values, inst.record.resource_id);
+      } else if (f.name == "engine") {
+        keep = keep && AnyOf(f.values, inst.record.engine);
+      } else if (f.name == "db-cluster-id" || f.name == "domain") {
+        keep = false;  // Strata has no clusters or directory domains
+      } else {
+        return UnknownFilter(f.name);
+      }
+    }
+    if (keep) matched.push_back(std::move(inst));
+  }
+  auto page = Paginate(matched, p.Get("Marker"), max_records.value_or(100),
+                       [](const control::Instance& i) { return i.record.id; });
+  if (page.next_marker) x.Text("Marker", *page.next_marker);
+  x.Open("DBInstances");
+  for (const auto* inst : page.items) WriteInstance(x, *inst);
+  x.Close();
+  return Status::Ok();
+}
+
+Status ModifyDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::ModifyInstanceRequest req;
+  ASSIGN_OR_RETURN(req.id, p.Required("DBInstanceIdentifier"));
+  ASSIGN_OR_RETURN(req.backup_retention_days, OptInt(p, "BackupRetentionPeriod", 0, 35));
+  req.backup_window = p.Get("PreferredBackupWindow");
+  req.maintenance_window = p.Get("PreferredMaintenanceWindow");
+  ASSIGN_OR_RETURN(req.deletion_protection, p.Bool("DeletionProtection"));
+  ASSIGN_OR_RETURN(req.copy_tags_to_snapshot, p.Bool("CopyTagsToSnapshot"));
+  req.instance_class = p.Get("DBInstanceClass");
+  ASSIGN_OR_RETURN(req.allocated_storage_gib, OptInt(p, "AllocatedStorage", 0, 1 << 30));
+  ASSIGN_OR_RETURN(auto apply, p.Bool("ApplyImmediately"));
+  req.apply_immediately = apply.value_or(false);
+  ASSIGN_OR_RETURN(auto inst, cp.ModifyInstance(req));
+  WriteInstance(x, inst);
+  return Status::Ok();
+}
+
+Status DeleteDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::DeleteInstanceRequest req;
+  ASSIGN_OR_RETURN(req.id, p.Required("DBInstanceIdentifier"));
+  ASSIGN_OR_RETURN(auto skip, p.Bool("SkipFinalSnapshot"));
+  req.skip_final_snapshot = skip.value_or(false);
+  req.final_snapshot_id = p.Get("FinalDBSnapshotIdentifier");
+  ASSIGN_OR_RETURN(auto delete_backups, p.Bool("DeleteAutomatedBackups"));
+  req.delete_automated_backups = delete_backups.value_or(true);
+  ASSIGN_OR_RETURN(auto inst, cp.DeleteInstance(req));
+  WriteInstance(x, inst);
+  return Status::Ok();
+}
+
+// --- tags --------------------------------------------------------------------
+
+Status AddTagsToResource(control::ControlPlane& cp, const QueryParams& p, XmlWriter&) {
+  ASSIGN_OR_RETURN(auto arn, p.Required("ResourceName"));
+  ASSIGN_OR_RETURN(auto tags, TagsParam(p));
+  if (!p.Has("Tags") && tags.empty()) {
+    return Status(errors::kMissingParameter, "The request must contain the parameter Tags");
+  }
+  return cp.AddTags(arn, tags);
+}
+
+Status RemoveTagsFromResource(control::ControlPlane& cp, const QueryParams& p, XmlWriter&) {
+  ASSIGN_OR_RETURN(auto arn, p.Required("ResourceName"));
+  ASSIGN_OR_RETURN(auto keys, p.List("TagKeys", "member"));
+  if (!p.Has("TagKeys") && keys.empty()) {
+    return Status(errors::kMissingParameter, "The request must contain the parameter TagKeys");
+  }
+  return cp.RemoveTags(arn, keys);
+}
+
+Status ListTagsForResource(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  ASSIGN_OR_RETURN(auto arn, p.Required("ResourceName"));
+  ASSIGN_OR_RETURN(auto filters, p.Filters());
+  if (!filters.empty()) {
+    return Status(errors::kInvalidParameterValue, "ListTagsForResource supports no filters");
+  }
+  ASSIGN_OR_RETURN(auto tags, cp.ListTags(arn));
+  WriteTagList(x, tags);
+  return Status::Ok();
+}
+
+// --- events ------------------------------------------------------------------
+
+Status DescribeEvents(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::EventFilter f;
+  f.source_id = p.Get("SourceIdentifier");
+  f.source_type = p.Get("SourceType");
+  static const std::vector<std::string> kSourceTypes = {
+      "db-instance", "db-parameter-group", "db-security-group", "db-snapshot", "db-cluster",
+      "db-cluster-snapshot", "custom-engine-version", "db-proxy", "blue-green-deployment"};
+  if (f.source_type && !AnyOf(kSourceTypes, *f.source_type)) {
+    return Status(errors::kInvalidParameterValue,
+                  fmt::format("Invalid value for parameter SourceType: {}", *f.source_type));
+  }
+  if (f.source_id && !f.source_type) {
+    return Status(errors::kInvalidParameterCombination,
+                  "SourceType must be specified when SourceIdentifier is specified");
+  }
+  ASSIGN_OR_RETURN(f.start, p.Time("StartTime"));
+  ASSIGN_OR_RETURN(f.end, p.Time("EndTime"));
+  ASSIGN_OR_RETURN(f.duration_minutes, OptInt(p, "Duration", 0, 14 * 24 * 60 * 2));
+  ASSIGN_OR_RETURN(f.categories, p.List("EventCategories", "EventCategory"));
+  ASSIGN_OR_RETURN(auto max_records, p.Int("MaxRecords", 20, 100));
+  auto events = cp.DescribeEvents(f);
+  auto page = Paginate(events, p.Get("Marker"), max_records.value_or(100),
+                       [](const catalog::EventRecord& e) { return fmt::format("{:020}", e.seq); });
+  if (page.next_marker) x.Text("Marker", *page.next_marker);
+  x.Open("Events");
+  for (const auto* e : page.items) WriteEvent(x, *e);
+  x.Close();
+  return Status::Ok();
+}
+
+const std::map<std::string, Action, std::less<>>& Actions() {
+  static const std::map<std::string, Action, std::less<>> kActions = {
+      {"CreateDBInstance", {CreateDBInstance}},
+      {"DescribeDBInstances", {DescribeDBInstances}},
+      {"ModifyDBInstance", {ModifyDBInstance}},
+      {"DeleteDBInstance", {DeleteDBInstance}},
+      {"AddTagsToResource", {AddTagsToResource, false}},
+      {"RemoveTagsFromResource", {RemoveTagsFromResource, false}},
+      {"ListTagsForResource", {ListTagsForResource}},
+      {"DescribeEvents", {DescribeEvents}},
+  };
+  return kActions;
+}
+
+}  // namespace
+
+Result<std::string> RdsQueryApi::Handle(const QueryParams& params, const std::string& request_id) {
+  auto action_name = params.Get("Action");
+  if (!action_name || action_name->empty()) {
+    return Status(errors::kMissingAction, "The request must contain the parameter Action");
+  }
+  const auto& actions = Actions();
+  auto it = actions.find(*action_name);
+  if (it == actions.end()) {
+    return Status(errors::kInvalidAction,
+                  fmt::format("The action {} is not valid for this web service.", *action_name));
+  }
+  auto version = params.Get("Version");
+  if (!version) {
+    return Status(errors::kMissingParameter, "The request must contain the parameter Version");
+  }
+  if (*version != kRdsVersion) {
+    return Status(errors::kInvalidParameterValue,
+                  fmt::format("Unsupported Version {}; Strata speaks {}", *version, kRdsVersion));
+  }
+  XmlWriter x;
+  x.Open(*action_name + "Response", kRdsXmlns);
+  if (it->second.has_result) x.Open(*action_name + "Result");
+  RETURN_IF_ERROR(it->second.handler(*control_, params, x));
+  if (it->second.has_result) x.Close();
+  x.Open("ResponseMetadata").Text("RequestId", request_id).Close();
+  return x.Finish();
+}
+
+std::string RdsErrorXml(const Status& status, const std::string& request_id) {
+  XmlWriter x;
+  x.Open("ErrorResponse", kRdsXmlns);
+  x.Open("Error");
+  x.Text("Type", status.code().http_status >= 500 ? "Receiver" : "Sender");
+  x.Text("Code", status.code().aws_code);
+  x.Text("Message", status.message());
+  x.Close();
+  x.Text("RequestId", request_id);
+  return x.Finish();
+}
+
+}  // namespace strata::api

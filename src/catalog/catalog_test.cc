@@ -1,0 +1,97 @@
+#include "catalog/catalog.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/ids.h"
+
+namespace strata::catalog {
+namespace {
+
+class CatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("catalog_test_" + RandomHex(6));
+    std::filesystem::create_directories(dir_);
+    auto c = Catalog::Open(dir_ / "catalog.db");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    catalog_ = std::move(*c);
+  }
+  void TearDown() override {
+    catalog_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  InstanceRecord Sample(const std::string& id) {
+    InstanceRecord r;
+    r.id = id;
+    r.resource_id = "db-" + id;
+    r.engine = "sqlite";
+    r.status = "available";
+    r.instance_class = "db.t3.micro";
+    r.backup_window = "03:00-03:30";
+    r.maintenance_window = "sun:05:00-sun:05:30";
+    return r;
+  }
+  std::filesystem::path dir_;
+  std::unique_ptr<Catalog> catalog_;
+};
+
+TEST_F(CatalogTest, MigratesToTheLatestVersion) { EXPECT_GE(catalog_->SchemaVersion(), 1); }
+
+TEST_F(CatalogTest, InstancesRoundTripAndSurviveReopen) {
+  auto r = Sample("app");
+  r.pending_backup_retention_days = 0;
+  ASSERT_TRUE(catalog_->InsertInstance(r).ok());
+  EXPECT_TRUE(catalog_->InsertInstance(r).Is(errors::kDBInstanceAlreadyExists));
+  catalog_.reset();
+  auto reopened = Catalog::Open(dir_ / "catalog.db");
+  ASSERT_TRUE(reopened.ok());
+  catalog_ = std::move(*reopened);
+  auto got = catalog_->GetInstance("app");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->resource_id, "db-app");
+  EXPECT_EQ(got->pending_backup_retention_days, 0);
+  EXPECT_TRUE(catalog_->GetInstance("nope").status().Is(errors::kDBInstanceNotFound));
+}
+
+TEST_F(CatalogTest, TransactionRollsBackOnError) {
+  Status st = catalog_->InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(catalog_->InsertInstance(Sample("a")));
+    RETURN_IF_ERROR(catalog_->SetTags("arn:a", {{"k", "v"}}));
+    return Status(errors::kInternalFailure, "boom");
+  });
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(catalog_->ListInstances().empty());
+  EXPECT_TRUE(catalog_->ListTags("arn:a").empty());
+}
+
+TEST_F(CatalogTest, TagsOverwriteAndRemove) {
+  ASSERT_TRUE(catalog_->SetTags("arn:x", {{"a", "1"}, {"b", "2"}}).ok());
+  ASSERT_TRUE(catalog_->SetTags("arn:x", {{"a", "3"}}).ok());
+  auto tags = catalog_->ListTags("arn:x");
+  ASSERT_EQ(tags.size(), 2u);
+  EXPECT_EQ(tags[0].value, "3");
+  ASSERT_TRUE(catalog_->RemoveTags("arn:x", {"a", "missing"}).ok());
+  EXPECT_EQ(catalog_->ListTags("arn:x").size(), 1u);
+}
+
+TEST_F(CatalogTest, EventsFilterByTimeTypeAndCategory) {
+  TimePoint t0{std::chrono::seconds(1000)};
+  ASSERT_TRUE(catalog_->AddEvent({0, t0, "db-instance", "app", "arn", "created", {"creation"}}).ok());
+  ASSERT_TRUE(catalog_->AddEvent({0, t0 + std::chrono::seconds(10), "db-snapshot", "s", "arn2",
+                                  "backup", {"backup", "creation"}}).ok());
+  EventQuery q;
+  EXPECT_EQ(catalog_->ListEvents(q).size(), 2u);
+  q.source_type = "db-snapshot";
+  EXPECT_EQ(catalog_->ListEvents(q).size(), 1u);
+  q = {};
+  q.categories = {"backup"};
+  EXPECT_EQ(catalog_->ListEvents(q).size(), 1u);
+  q = {};
+  q.start = t0 + std::chrono::seconds(5);
+  EXPECT_EQ(catalog_->ListEvents(q).size(), 1u);
+}
+
+}  // namespace
+}  // namespace strata::catalog

@@ -1,0 +1,15 @@
+// Versioned schema migrations for the catalog. Each migration runs once, in
+// order, inside a transaction, and bumps PRAGMA user_version; a catalog from a
+// newer Strata (higher version than this build knows) is refused, not guessed at.
+#pragma once
+
+#include "common/sqlite.h"
+#include "common/status.h"
+
+namespace strata::catalog {
+
+Status Migrate(sqlite::Db& db);
+int CurrentSchemaVersion(sqlite::Db& db);
+int LatestSchemaVersion();
+
+}  // namespace strata::catalog

@@ -1,0 +1,208 @@
+// strata: the operator CLI. The aws CLI is the API client; this is for people
+// at a terminal: server status, an SQL shell into an instance, file paths.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cmd/client.h"
+
+using namespace strata;
+using nlohmann::json;
+
+namespace {
+
+const char* EnvOr(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return (v && *v) ? v : fallback;
+}
+
+int Die(const Status& st) {
+  std::fprintf(stderr, "strata: %s\n", st.message().c_str());
+  return 1;
+}
+
+Result<std::string> InstanceArn(cli::Client& c, const std::string& id) {
+  ASSIGN_OR_RETURN(auto doc, c.Rds("DescribeDBInstances", {{"DBInstanceIdentifier", id}}));
+  auto inst = doc.select_node("//DBInstance").node();
+  return std::string(inst.child_value("DBInstanceArn"));
+}
+
+std::string FieldText(const json& f) {
+  if (f.contains("isNull")) return "NULL";
+  if (f.contains("stringValue")) return f["stringValue"].get<std::string>();
+  if (f.contains("longValue")) return std::to_string(f["longValue"].get<int64_t>());
+  if (f.contains("doubleValue")) return fmt::format("{}", f["doubleValue"].get<double>());
+  if (f.contains("booleanValue")) return f["booleanValue"].get<bool>() ? "true" : "false";
+  if (f.contains("blobValue")) return "\\x(base64)" + f["blobValue"].get<std::string>();
+  return f.dump();
+}
+
+void PrintTable(const json& result) {
+  if (!result.contains("columnMetadata")) {
+    std::printf("%lld row(s) affected\n", result.value("numberOfRecordsUpdated", 0LL));
+    return;
+  }
+  std::vector<std::string> header;
+  for (const auto& c : result["columnMetadata"]) header.push_back(c.value("name", ""));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : result.value("records", json::array())) {
+    std::vector<std::string> row;
+    for (const auto& f : r) row.push_back(FieldText(f));
+    rows.push_back(std::move(row));
+  }
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); ++i) {
+    width[i] = header[i].size();
+    for (const auto& r : rows) width[i] = std::max(width[i], r[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (i) out += " | ";
+      out += fmt::format("{:<{}}", cells[i], width[i]);
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    std::printf("%s\n", out.c_str());
+  };
+  line(header);
+  std::string rule;
+  for (size_t i = 0; i < header.size(); ++i) rule += (i ? "-+-" : "") + std::string(width[i], '-');
+  std::printf("%s\n", rule.c_str());
+  for (const auto& r : rows) line(r);
+  std::printf("(%zu row%s)\n", rows.size(), rows.size() == 1 ? "" : "s");
+}
+
+// Runs one statement; BEGIN/COMMIT/ROLLBACK map to Data API transactions so a
+// shell session behaves like a connection.
+Status RunSql(cli::Client& c, const std::string& arn, std::string sql, std::string& tx) {
+  while (!sql.empty() && (std::isspace(static_cast<unsigned char>(sql.back())) || sql.back() == ';'))
+    sql.pop_back();
+  std::string word;
+  for (char ch : sql.substr(0, 12)) word.push_back(static_cast<char>(std::toupper(ch)));
+  json base = {{"resourceArn", arn}, {"secretArn", "arn:aws:secretsmanager:strata:local"}};
+  if (word.rfind("BEGIN", 0) == 0) {
+    ASSIGN_OR_RETURN(auto r, c.Data("/BeginTransaction", base));
+    tx = r.value("transactionId", "");
+    std::printf("BEGIN\n");
+    return Status::Ok();
+  }
+  if (!tx.empty() && (word.rfind("COMMIT", 0) == 0 || word.rfind("END", 0) == 0 ||
+                      word.rfind("ROLLBACK", 0) == 0)) {
+    bool commit = word.rfind("ROLLBACK", 0) != 0;
+    base["transactionId"] = tx;
+    tx.clear();
+    RETURN_IF_ERROR(c.Data(commit ? "/CommitTransaction" : "/RollbackTransaction", base).status());
+    std::printf("%s\n", commit ? "COMMIT" : "ROLLBACK");
+    return Status::Ok();
+  }
+  json req = base;
+  req["sql"] = sql;
+  req["includeResultMetadata"] = true;
+  if (!tx.empty()) req["transactionId"] = tx;
+  ASSIGN_OR_RETURN(auto r, c.Data("/Execute", req));
+  PrintTable(r);
+  return Status::Ok();
+}
+
+int SqlShell(cli::Client& c, const std::string& id, const std::string& command) {
+  auto arn = InstanceArn(c, id);
+  if (!arn.ok()) return Die(arn.status());
+  std::string tx;
+  if (!command.empty()) {
+    Status st = RunSql(c, *arn, command, tx);
+    if (!st.ok()) return Die(st);
+    return 0;
+  }
+  bool tty = isatty(STDIN_FILENO);
+  int failures = 0;
+  std::string buffer, line;
+  while (true) {
+    if (tty) std::printf("%s", buffer.empty() ? (id + "=> ").c_str() : (id + "-> ").c_str());
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line)) break;
+    buffer += line + "\n";
+    size_t end = line.find_last_not_of(" \t\r");
+    if (end == std::string::npos || line[end] != ';') continue;
+    Status st = RunSql(c, *arn, buffer, tx);
+    buffer.clear();
+    if (!st.ok()) {
+      std::fprintf(stderr, "ERROR: %s\n", st.message().c_str());
+      ++failures;
+    }
+  }
+  if (buffer.find_first_not_of(" \t\r\n") != std::string::npos) {
+    Status st = RunSql(c, *arn, buffer, tx);
+    if (!st.ok()) {
+      std::fprintf(stderr, "ERROR: %s\n", st.message().c_str());
+      ++failures;
+    }
+  }
+  return failures ? 1 : 0;
+}
+
+int Status_(cli::Client& c) {
+  auto health = c.Health();
+  if (!health.ok()) return Die(health.status());
+  std::printf("server     %s (%s)\n", c.endpoint().c_str(),
+              health->status == 200 ? "healthy" : "unhealthy");
+  auto doc = c.Rds("DescribeDBInstances", {});
+  if (!doc.ok()) return Die(doc.status());
+  auto nodes = doc->select_nodes("//DBInstances/DBInstance");
+  std::printf("instances  %zu\n", nodes.size());
+  for (const auto& n : nodes) {
+    auto i = n.node();
+    std::printf("  %-24s %-8s %-12s %s\n", i.child_value("DBInstanceIdentifier"),
+                i.child_value("Engine"), i.child_value("DBInstanceStatus"),
+                i.child("Endpoint").child_value("Address"));
+  }
+  return 0;
+}
+
+int InstancePath(cli::Client& c, const std::string& id) {
+  auto doc = c.Rds("DescribeDBInstances", {{"DBInstanceIdentifier", id}});
+  if (!doc.ok()) return Die(doc.status());
+  auto inst = doc->select_node("//DBInstance").node();
+  std::printf("%s\n", inst.child("Endpoint").child_value("Address"));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"strata: operate a Strata server (status, SQL shell, instance files)"};
+  cli::ClientConfig cfg;
+  cfg.data_dir = EnvOr("STRATA_DATA_DIR", "./strata-data");
+  cfg.endpoint_url = EnvOr("STRATA_ENDPOINT", "");
+  app.add_option("--data-dir", cfg.data_dir, "stratad's data directory (env STRATA_DATA_DIR)")
+      ->capture_default_str();
+  app.add_option("--endpoint-url", cfg.endpoint_url, "Server URL (env STRATA_ENDPOINT); default: DATA/endpoint");
+  app.add_option("--region", cfg.region, "Region to sign for");
+  app.require_subcommand(1);
+
+  auto* status = app.add_subcommand("status", "Show the server and its instances");
+  std::string sql_id, sql_command;
+  auto* sql = app.add_subcommand("sql", "SQL shell into an instance (reads statements from stdin)");
+  sql->add_option("instance", sql_id, "DB instance identifier")->required();
+  sql->add_option("-c,--command", sql_command, "Run one statement and exit (non-zero on error)");
+  auto* instance = app.add_subcommand("instance", "Instance helpers");
+  instance->require_subcommand(1);
+  std::string path_id;
+  auto* path = instance->add_subcommand("path", "Print the absolute path of a sqlite instance's database file");
+  path->add_option("instance", path_id, "DB instance identifier")->required();
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto client = cli::Client::Create(cfg);
+  if (!client.ok()) return Die(client.status());
+  if (*status) return Status_(*client);
+  if (*sql) return SqlShell(*client, sql_id, sql_command);
+  if (*path) return InstancePath(*client, path_id);
+  return 2;
+}

@@ -1,0 +1,182 @@
+// stratad: the Strata server. One process, one port, every API.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "api/api.h"
+#include "catalog/catalog.h"
+#include "common/clock.h"
+#include "common/credentials.h"
+#include "common/log.h"
+#include "control/control.h"
+
+namespace fs = std::filesystem;
+using namespace strata;
+
+namespace {
+
+struct Options {
+  std::string data_dir = "./strata-data";
+  std::string listen = "127.0.0.1:5480";
+  std::string region = "us-east-1";
+  std::string log_level = "info";
+};
+
+bool SplitHostPort(const std::string& listen, std::string& host, int& port) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  try {
+    port = std::stoi(listen.substr(colon + 1));
+  } catch (...) {
+    return false;
+  }
+  return port >= 0 && port <= 65535 && !host.empty();
+}
+
+int Fail(const Status& st) {
+  log::Error("stratad cannot start", {{"error", st.ToString()}});
+  std::fprintf(stderr, "stratad: %s\n", st.ToString().c_str());
+  return 1;
+}
+
+// Only one stratad may own a data dir; the lock goes away with the process.
+bool LockDataDir(const fs::path& dir) {
+  int fd = ::open((dir / "stratad.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  return fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+}
+
+Status WriteFileAtomically(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) return Status(errors::kIoError, "cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status(errors::kIoError, "cannot write " + path.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"stratad: the Strata server (Amazon RDS-compatible backup and restore)"};
+  app.set_config("--config", "", "Read these settings from a TOML/INI file");
+  app.add_option("--data-dir", opt.data_dir, "Data directory")->capture_default_str();
+  app.add_option("--listen", opt.listen, "HOST:PORT to serve on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--region", opt.region, "AWS region name to report")->capture_default_str();
+  app.add_option("--log-level", opt.log_level, "debug, info, warn or error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (!log::SetLevel(opt.log_level)) {
+    std::fprintf(stderr, "stratad: unknown --log-level %s\n", opt.log_level.c_str());
+    return 2;
+  }
+  std::string host;
+  int port = 0;
+  if (!SplitHostPort(opt.listen, host, port)) {
+    std::fprintf(stderr, "stratad: --listen must be HOST:PORT, got %s\n", opt.listen.c_str());
+    return 2;
+  }
+
+  // Block the stop signals before any thread starts, so only the waiter sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::error_code ec;
+  fs::path data_dir = fs::absolute(opt.data_dir);
+  fs::create_directories(data_dir, ec);
+  if (ec) return Fail(Status(errors::kIoError, "cannot create " + data_dir.string() + ": " + ec.message()));
+  fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (!LockDataDir(data_dir)) {
+    return Fail(Status(errors::kIoError, "another stratad is using " + data_dir.string()));
+  }
+
+  fs::path cred_path = data_dir / "credentials";
+  if (!fs::exists(cred_path)) {
+    auto created = CreateRootCredentials(cred_path);
+    if (!created.ok()) return Fail(created.status());
+    log::Info("created root credentials", {{"file", cred_path.string()},
+                                           {"access_key_id", created->access_key_id}});
+  }
+  auto creds = LoadCredentialsFile(cred_path);
+  if (!creds.ok()) return Fail(creds.status());
+  std::map<std::string, std::string> secrets;
+  for (const auto& [profile, c] : *creds) secrets[c.access_key_id] = c.secret_access_key;
+
+  auto catalog = catalog::Catalog::Open(data_dir / "catalog.db");
+  if (!catalog.ok()) return Fail(catalog.status());
+
+  SystemClock clock;
+  control::Config cfg;
+  cfg.data_dir = data_dir;
+  cfg.region = opt.region;
+  cfg.clock = &clock;
+  auto control = control::ControlPlane::Open(cfg, std::move(*catalog));
+  if (!control.ok()) return Fail(control.status());
+
+  api::ServerConfig scfg;
+  scfg.host = host;
+  scfg.port = port;
+  scfg.clock = &clock;
+  scfg.secrets = [secrets](std::string_view akid) -> std::optional<std::string> {
+    auto it = secrets.find(std::string(akid));
+    if (it == secrets.end()) return std::nullopt;
+    return it->second;
+  };
+  api::Server server(scfg, control->get());
+  if (Status st = server.Bind(); !st.ok()) return Fail(st);
+
+  std::string url = fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host,
+                                server.port());
+  if (Status st = WriteFileAtomically(data_dir / "endpoint", url + "\n"); !st.ok()) return Fail(st);
+
+  std::printf(
+      "stratad is serving on %s (data dir %s)\n"
+      "Point the aws CLI and SDKs at it:\n"
+      "  export AWS_SHARED_CREDENTIALS_FILE=%s\n"
+      "  export AWS_DEFAULT_REGION=%s\n"
+      "  export AWS_ENDPOINT_URL=%s   # boto3 and aws CLI v1\n"
+      "  aws --endpoint-url %s rds describe-db-instances   # aws CLI v2 (Debian 12)\n",
+      url.c_str(), data_dir.c_str(), cred_path.c_str(), opt.region.c_str(), url.c_str(),
+      url.c_str());
+  std::fflush(stdout);
+  log::Info("stratad ready", {{"endpoint", url}, {"data_dir", data_dir.string()}});
+
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log::Info("stopping", {{"signal", sig}});
+    server.Stop();
+  });
+
+  Status served = server.Serve();
+  // Serve returns after Stop (signal) or a listen error; either way wind down.
+  if (!served.ok()) {
+    log::Error("server stopped", {{"error", served.ToString()}});
+    kill(getpid(), SIGTERM);  // release the signal waiter
+  }
+  signal_waiter.join();
+  (*control)->Shutdown();
+  log::Info("stratad stopped");
+  return served.ok() ? 0 : 1;
+}

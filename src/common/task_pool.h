@@ -1,0 +1,35 @@
+// A fixed set of worker threads running submitted tasks in FIFO order.
+// Shutdown() runs every task already queued, then joins; Submit after
+// Shutdown returns false and drops the task.
+// Thread safety: Submit and Shutdown may be called from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace strata {
+
+class TaskPool {
+ public:
+  explicit TaskPool(int threads);
+  ~TaskPool();
+  TaskPool(const TaskPool&) = delete;
+  TaskPool& operator=(const TaskPool&) = delete;
+
+  bool Submit(std::function<void()> task);
+  void Shutdown();
+
+ private:
+  void Run();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  bool stopping_ = false;
+};
+
+}  // namespace strata

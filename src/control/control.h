@@ -1,0 +1,143 @@
+// control/: the model and its state machines. Instances today; snapshots,
+// automated backups, restores, plans and costs join here. Every operation
+// takes domain requests and returns domain values or a Status with the AWS
+// error code the botocore model names; api/ only translates wire <-> these.
+//
+// Long work (creating, deleting an instance) runs on the control plane's own
+// worker threads; the caller gets the record in its transitional state
+// (creating, deleting) at once, as RDS answers. After a restart, Recover()
+// finishes or fails every transition that was under way (DESIGN invariant 4).
+//
+// Thread safety: every public method may be called from any thread.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "common/clock.h"
+#include "common/status.h"
+#include "engine/engine.h"
+
+namespace strata::control {
+
+struct Config {
+  std::filesystem::path data_dir;
+  std::string region = "us-east-1";
+  const Clock* clock = nullptr;  // not owned; must outlive the ControlPlane
+  int worker_threads = 2;
+};
+
+using catalog::Tag;
+
+struct Instance {
+  catalog::InstanceRecord record;
+  std::string arn;
+  engine::Endpoint endpoint;
+  std::vector<Tag> tags;
+};
+
+struct CreateInstanceRequest {
+  std::string id;
+  std::string instance_class;
+  std::string engine;
+  std::optional<std::string> engine_version;
+  std::optional<int> allocated_storage_gib;
+  std::optional<std::string> db_name;
+  std::optional<std::string> master_username;
+  std::optional<std::string> master_password;
+  std::optional<int> port;
+  std::optional<int> backup_retention_days;
+  std::optional<std::string> backup_window;
+  std::optional<std::string> maintenance_window;
+  std::optional<bool> deletion_protection;
+  std::optional<bool> copy_tags_to_snapshot;
+  std::vector<Tag> tags;
+};
+
+struct ModifyInstanceRequest {
+  std::string id;
+  std::optional<int> backup_retention_days;
+  std::optional<std::string> backup_window;
+  std::optional<std::string> maintenance_window;
+  std::optional<bool> deletion_protection;
+  std::optional<bool> copy_tags_to_snapshot;
+  std::optional<std::string> instance_class;
+  std::optional<int> allocated_storage_gib;
+  bool apply_immediately = false;
+};
+
+struct DeleteInstanceRequest {
+  std::string id;
+  bool skip_final_snapshot = false;
+  std::optional<std::string> final_snapshot_id;
+  bool delete_automated_backups = true;
+};
+
+struct EventFilter {
+  std::optional<std::string> source_type;
+  std::optional<std::string> source_id;
+  std::optional<TimePoint> start;
+  std::optional<TimePoint> end;
+  std::optional<int> duration_minutes;
+  std::vector<std::string> categories;
+};
+
+// A Data API transaction or statement target.
+struct DataTarget {
+  std::string resource_arn;
+  std::string database;
+};
+
+class ControlPlane {
+ public:
+  static Result<std::unique_ptr<ControlPlane>> Open(Config config,
+                                                    std::unique_ptr<catalog::Catalog> catalog);
+  ~ControlPlane();
+
+  const std::string& AccountId() const;
+  const std::string& Region() const;
+  std::string InstanceArn(const std::string& id) const;
+
+  // Finishes or fails transitions interrupted by a crash; starts engines of
+  // available instances. Called once by Open.
+  Status Recover();
+  // Waits for running work to finish and stops the workers.
+  void Shutdown();
+
+  Result<Instance> CreateInstance(const CreateInstanceRequest& req);
+  Result<Instance> DescribeInstance(const std::string& id);
+  std::vector<Instance> ListInstances();
+  Result<Instance> ModifyInstance(const ModifyInstanceRequest& req);
+  Result<Instance> DeleteInstance(const DeleteInstanceRequest& req);
+
+  // Tags on any resource ARN Strata owns (instances today).
+  Status AddTags(const std::string& arn, const std::vector<Tag>& tags);
+  Status RemoveTags(const std::string& arn, const std::vector<std::string>& keys);
+  Result<std::vector<Tag>> ListTags(const std::string& arn);
+
+  std::vector<catalog::EventRecord> DescribeEvents(const EventFilter& filter);
+
+  // RDS Data API.
+  Result<engine::StatementResult> ExecuteStatement(const DataTarget& target,
+                                                   const std::string& sql,
+                                                   const std::vector<engine::Parameter>& params,
+                                                   const std::optional<std::string>& transaction_id);
+  Result<std::string> BeginTransaction(const DataTarget& target);
+  Status CommitTransaction(const std::string& resource_arn, const std::string& transaction_id);
+  Status RollbackTransaction(const std::string& resource_arn, const std::string& transaction_id);
+
+  // The database file or server of an instance, for `strata instance path`.
+  Result<engine::Endpoint> InstanceEndpoint(const std::string& id);
+
+  class Impl;
+
+ private:
+  explicit ControlPlane(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata::control

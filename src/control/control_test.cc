@@ -1,0 +1,155 @@
+#include "control/control.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "common/ids.h"
+
+namespace strata::control {
+namespace {
+
+class ControlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("control_test_" + RandomHex(6));
+    std::filesystem::create_directories(dir_);
+    Open();
+  }
+  void TearDown() override {
+    cp_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Open() {
+    auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
+    ASSERT_TRUE(cat.ok());
+    Config cfg;
+    cfg.data_dir = dir_;
+    cfg.clock = &clock_;
+    auto cp = ControlPlane::Open(cfg, std::move(*cat));
+    ASSERT_TRUE(cp.ok()) << cp.status().ToString();
+    cp_ = std::move(*cp);
+  }
+  // Polls (the workers are real threads) until the instance reaches `status`.
+  std::string WaitFor(const std::string& id, const std::string& status) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::string last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = cp_->DescribeInstance(id);
+      last = r.ok() ? r->record.status : std::string(r.status().code().aws_code);
+      if (last == status) return last;
+      std::this_thread::yield();
+    }
+    return last;
+  }
+  CreateInstanceRequest Req(const std::string& id) {
+    CreateInstanceRequest r;
+    r.id = id;
+    r.instance_class = "db.t3.micro";
+    r.engine = "sqlite";
+    return r;
+  }
+
+  ManualClock clock_{*ParseIso8601("2026-11-24T00:00:00Z")};
+  std::filesystem::path dir_;
+  std::unique_ptr<ControlPlane> cp_;
+};
+
+TEST_F(ControlTest, CreateDescribeModifyDelete) {
+  auto req = Req("App");
+  req.tags = {{"team", "db"}};
+  auto created = cp_->CreateInstance(req);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(created->record.id, "app");
+  EXPECT_EQ(created->record.status, "creating");
+  EXPECT_EQ(created->record.backup_retention_days, 1);
+  EXPECT_EQ(created->record.resource_id.size(), 29u);
+  EXPECT_EQ(WaitFor("app", "available"), "available");
+  EXPECT_TRUE(cp_->CreateInstance(req).status().Is(errors::kDBInstanceAlreadyExists));
+
+  ModifyInstanceRequest mod;
+  mod.id = "app";
+  mod.backup_retention_days = 7;
+  mod.backup_window = "04:00-04:30";
+  auto modified = cp_->ModifyInstance(mod);
+  ASSERT_TRUE(modified.ok()) << modified.status().ToString();
+  EXPECT_EQ(modified->record.backup_retention_days, 7);
+  mod.backup_retention_days = 0;  // 0 waits for the maintenance window unless applied now
+  modified = cp_->ModifyInstance(mod);
+  ASSERT_TRUE(modified.ok());
+  EXPECT_EQ(modified->record.backup_retention_days, 7);
+  EXPECT_EQ(modified->record.pending_backup_retention_days, 0);
+
+  DeleteInstanceRequest del;
+  del.id = "app";
+  EXPECT_TRUE(cp_->DeleteInstance(del).status().Is(errors::kInvalidParameterCombination));
+  del.skip_final_snapshot = true;
+  auto deleting = cp_->DeleteInstance(del);
+  ASSERT_TRUE(deleting.ok());
+  EXPECT_EQ(deleting->record.status, "deleting");
+  EXPECT_EQ(WaitFor("app", "DBInstanceNotFound"), "DBInstanceNotFound");
+  EXPECT_FALSE(std::filesystem::exists(created->record.data_path));
+}
+
+TEST_F(ControlTest, RejectsBadInput) {
+  auto r = Req("1bad");
+  EXPECT_TRUE(cp_->CreateInstance(r).status().Is(errors::kInvalidParameterValue));
+  r = Req("ok");
+  r.engine = "oracle-ee";
+  EXPECT_TRUE(cp_->CreateInstance(r).status().Is(errors::kInvalidParameterValue));
+  r = Req("ok");
+  r.backup_window = "03:00-03:10";
+  EXPECT_TRUE(cp_->CreateInstance(r).status().Is(errors::kInvalidParameterValue));
+  r = Req("ok");
+  r.backup_window = "05:00-05:30";
+  r.maintenance_window = "mon:05:10-mon:05:40";
+  EXPECT_TRUE(cp_->CreateInstance(r).status().Is(errors::kInvalidParameterValue));
+  EXPECT_TRUE(cp_->ListInstances().empty()) << "nothing half-created";
+}
+
+TEST_F(ControlTest, DeletionProtectionRefusesDelete) {
+  auto r = Req("safe");
+  r.deletion_protection = true;
+  ASSERT_TRUE(cp_->CreateInstance(r).ok());
+  ASSERT_EQ(WaitFor("safe", "available"), "available");
+  DeleteInstanceRequest del;
+  del.id = "safe";
+  del.skip_final_snapshot = true;
+  EXPECT_TRUE(cp_->DeleteInstance(del).status().Is(errors::kInvalidParameterCombination));
+}
+
+TEST_F(ControlTest, EverythingSurvivesARestart) {
+  ASSERT_TRUE(cp_->CreateInstance(Req("keep")).ok());
+  ASSERT_EQ(WaitFor("keep", "available"), "available");
+  ASSERT_TRUE(cp_->AddTags(cp_->InstanceArn("keep"), {{"k", "v"}}).ok());
+  std::string account = cp_->AccountId();
+  cp_.reset();
+  Open();
+  auto inst = cp_->DescribeInstance("keep");
+  ASSERT_TRUE(inst.ok());
+  EXPECT_EQ(inst->record.status, "available");
+  ASSERT_EQ(inst->tags.size(), 1u);
+  EXPECT_EQ(cp_->AccountId(), account);
+}
+
+TEST_F(ControlTest, DataApiTransactions) {
+  ASSERT_TRUE(cp_->CreateInstance(Req("data")).ok());
+  ASSERT_EQ(WaitFor("data", "available"), "available");
+  DataTarget t{cp_->InstanceArn("data"), ""};
+  ASSERT_TRUE(cp_->ExecuteStatement(t, "CREATE TABLE t (x)", {}, std::nullopt).ok());
+  auto tx = cp_->BeginTransaction(t);
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(cp_->ExecuteStatement(t, "INSERT INTO t VALUES (1)", {}, *tx).ok());
+  ASSERT_TRUE(cp_->RollbackTransaction(t.resource_arn, *tx).ok());
+  EXPECT_TRUE(cp_->CommitTransaction(t.resource_arn, *tx).Is(errors::kDataNotFound));
+  auto n = cp_->ExecuteStatement(t, "SELECT count(*) FROM t", {}, std::nullopt);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(std::get<int64_t>(n->rows[0][0]), 0);
+  EXPECT_TRUE(cp_->ExecuteStatement({"arn:aws:rds:us-east-1:1:db:nope", ""}, "SELECT 1", {},
+                                    std::nullopt)
+                  .status()
+                  .Is(errors::kDataNotFound));
+}
+
+}  // namespace
+}  // namespace strata::control

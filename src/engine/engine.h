@@ -1,0 +1,136 @@
+// engine/: one adapter per database engine, registered by name ("sqlite",
+// later "postgres"). An engine creates, runs and removes the database of an
+// instance and runs SQL in it; the backup hooks (consistent file sources,
+// change-log capture, restore) join this interface with snapshots.
+//
+// engine/ knows nothing of HTTP, the catalog or the repository format.
+// Thread safety: Engine methods may be called from any thread for different
+// instances; a Session belongs to one caller at a time.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace strata::engine {
+
+// What an engine needs to know of an instance. data_dir is the instance's own
+// directory under the data dir; the engine owns everything inside it.
+struct InstanceSpec {
+  std::string id;
+  std::string resource_id;
+  std::filesystem::path data_dir;
+  std::string db_name;
+  std::string master_username;
+  std::string master_password;  // only on Create; never stored by the engine in plain text
+  int port = 0;
+};
+
+struct Endpoint {
+  std::string address;  // sqlite: the database file's absolute path
+  int port = 0;         // 0: none (sqlite)
+};
+
+// A SQL value as the RDS Data API types them.
+struct Blob {
+  std::string bytes;
+  bool operator==(const Blob&) const = default;
+};
+using Value = std::variant<std::monostate, bool, int64_t, double, std::string, Blob>;
+
+struct Parameter {
+  std::string name;  // bound as :name
+  Value value;
+};
+
+struct Column {
+  std::string name;
+  std::string type_name;  // the declared type, or the value's storage class
+  int type = 0;           // JDBC-style type code, as the Data API reports
+  bool nullable = true;
+};
+
+struct StatementResult {
+  std::vector<Column> columns;
+  std::vector<std::vector<Value>> rows;
+  int64_t rows_updated = 0;
+  std::vector<Value> generated_fields;  // sqlite: the last inserted rowid after an INSERT
+};
+
+// One connection into an instance's database.
+class Session {
+ public:
+  virtual ~Session() = default;
+  // SQL errors come back as kDataBadRequest with the engine's own message.
+  virtual Result<StatementResult> Execute(const std::string& sql,
+                                          const std::vector<Parameter>& params) = 0;
+  virtual Status Begin() = 0;
+  virtual Status Commit() = 0;
+  virtual Status Rollback() = 0;
+};
+
+// One file of a consistent snapshot: read_at(offset, out) fills `out` from
+// the snapshot's view of the file (short only at the end) and returns the
+// bytes read. Valid while its SnapshotView lives.
+struct FileSource {
+  std::string path;  // relative to the instance's data dir
+  uint64_t size = 0;
+  uint32_t mode = 0600;
+  std::function<Result<size_t>(uint64_t offset, std::span<std::byte> out)> read_at;
+};
+
+// A consistent, point-in-time view of an instance's files, held open (for
+// sqlite: a read transaction) until destroyed. Writers are never blocked.
+class SnapshotView {
+ public:
+  virtual ~SnapshotView() = default;
+  virtual const std::vector<FileSource>& Files() const = 0;
+  // The time the view was taken: every transaction committed before it is inside.
+  virtual TimePoint DatabaseTime() const = 0;
+  virtual uint32_t PageSize() const = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::string Name() const = 0;
+  virtual std::string DefaultVersion() const = 0;
+  // Versions CreateDBInstance accepts for EngineVersion.
+  virtual bool SupportsVersion(const std::string& version) const = 0;
+
+  // Creates the database in spec.data_dir. Idempotent: creating over a
+  // complete earlier attempt succeeds, so a crash mid-create can be resumed.
+  virtual Status Create(const InstanceSpec& spec) = 0;
+  // Brings a created instance into service (sqlite: checks the file; postgres: starts the server).
+  virtual Status Start(const InstanceSpec& spec) = 0;
+  virtual Status Stop(const InstanceSpec& spec) = 0;
+  // Stops and removes everything in spec.data_dir.
+  virtual Status Destroy(const InstanceSpec& spec) = 0;
+
+  // A consistent online view for a snapshot, taken at `now`.
+  virtual Result<std::unique_ptr<SnapshotView>> OpenSnapshot(const InstanceSpec& spec,
+                                                             TimePoint now) = 0;
+  // Called after a snapshot's files were restored into spec.data_dir (a new
+  // instance's directory): makes them a runnable instance and checks them.
+  virtual Status FinishRestore(const InstanceSpec& spec) = 0;
+
+  virtual Endpoint GetEndpoint(const InstanceSpec& spec) const = 0;
+  virtual Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,
+                                                       const std::string& database) = 0;
+};
+
+// The engines this build knows, by name. nullptr if unknown.
+Engine* FindEngine(const std::string& name);
+std::vector<std::string> EngineNames();
+
+}  // namespace strata::engine

@@ -1,0 +1,31 @@
+// The embedded default engine: an instance is one SQLite database in WAL mode,
+// DATA/instances/<DbiResourceId>/data.db. Applications on the host open the
+// file directly; remote clients come through the RDS Data API.
+#pragma once
+
+#include "engine/engine.h"
+
+namespace strata::engine {
+
+class SqliteEngine final : public Engine {
+ public:
+  static constexpr const char* kFileName = "data.db";
+
+  std::string Name() const override { return "sqlite"; }
+  std::string DefaultVersion() const override;
+  bool SupportsVersion(const std::string& version) const override;
+  Status Create(const InstanceSpec& spec) override;
+  Status Start(const InstanceSpec& spec) override;
+  Status Stop(const InstanceSpec& spec) override;
+  Status Destroy(const InstanceSpec& spec) override;
+  Result<std::unique_ptr<SnapshotView>> OpenSnapshot(const InstanceSpec& spec,
+                                                     TimePoint now) override;
+  Status FinishRestore(const InstanceSpec& spec) override;
+  Endpoint GetEndpoint(const InstanceSpec& spec) const override;
+  Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,
+                                               const std::string& database) override;
+
+  static std::filesystem::path DatabaseFile(const InstanceSpec& spec);
+};
+
+}  // namespace strata::engine

@@ -1,0 +1,145 @@
+#include "engine/sqlite_engine.h"
+
+#include <gtest/gtest.h>
+
+#include "common/ids.h"
+#include "common/sqlite.h"
+
+#include <atomic>
+#include <thread>
+
+namespace strata::engine {
+namespace {
+
+class SqliteEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spec_.id = "app";
+    spec_.resource_id = "db-TEST";
+    spec_.data_dir = std::filesystem::temp_directory_path() / ("engine_test_" + RandomHex(6));
+    ASSERT_TRUE(engine_.Create(spec_).ok());
+    ASSERT_TRUE(engine_.Start(spec_).ok());
+  }
+  void TearDown() override { ASSERT_TRUE(engine_.Destroy(spec_).ok()); }
+  SqliteEngine engine_;
+  InstanceSpec spec_;
+};
+
+TEST_F(SqliteEngineTest, CreatesADatabaseInWalMode) {
+  auto db = sqlite::Db::Open(SqliteEngine::DatabaseFile(spec_).string());
+  ASSERT_TRUE(db.ok());
+  auto s = db->Prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(*s->Step());
+  EXPECT_EQ(s->Text(0), "wal");
+  EXPECT_TRUE(engine_.Create(spec_).ok()) << "create must be idempotent";
+}
+
+TEST_F(SqliteEngineTest, ExecutesWithTypedParametersAndResults) {
+  auto session = engine_.OpenSession(spec_, "");
+  ASSERT_TRUE(session.ok());
+  auto& s = **session;
+  ASSERT_TRUE(s.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)", {}).ok());
+  auto ins = s.Execute("INSERT INTO t (name, score, data) VALUES (:name, :score, :data)",
+                       {{"name", std::string("ann")}, {"score", 1.5}, {"data", Blob{"\x01\x02"}}});
+  ASSERT_TRUE(ins.ok()) << ins.status().ToString();
+  EXPECT_EQ(ins->rows_updated, 1);
+  ASSERT_EQ(ins->generated_fields.size(), 1u);
+  EXPECT_EQ(std::get<int64_t>(ins->generated_fields[0]), 1);
+  auto sel = s.Execute("SELECT id, name, score, data, NULL AS nada FROM t WHERE id = :id",
+                       {{"id", int64_t{1}}});
+  ASSERT_TRUE(sel.ok()) << sel.status().ToString();
+  ASSERT_EQ(sel->rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(sel->rows[0][1]), "ann");
+  EXPECT_EQ(std::get<double>(sel->rows[0][2]), 1.5);
+  EXPECT_EQ(std::get<Blob>(sel->rows[0][3]).bytes, "\x01\x02");
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(sel->rows[0][4]));
+  EXPECT_EQ(sel->columns[1].type_name, "TEXT");
+}
+
+TEST_F(SqliteEngineTest, SqlErrorsAreBadRequestsWithSqlitesMessage) {
+  auto session = engine_.OpenSession(spec_, "");
+  ASSERT_TRUE(session.ok());
+  auto r = (*session)->Execute("SELEC 1", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().Is(errors::kDataBadRequest));
+  EXPECT_NE(r.status().message().find("syntax error"), std::string::npos);
+  EXPECT_TRUE((*session)->Execute("   ", {}).status().Is(errors::kDataBadRequest));
+}
+
+TEST_F(SqliteEngineTest, TransactionsRollBack) {
+  auto a = engine_.OpenSession(spec_, "");
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*a)->Execute("CREATE TABLE t (x)", {}).ok());
+  ASSERT_TRUE((*a)->Begin().ok());
+  ASSERT_TRUE((*a)->Execute("INSERT INTO t VALUES (1)", {}).ok());
+  ASSERT_TRUE((*a)->Rollback().ok());
+  auto n = (*a)->Execute("SELECT count(*) FROM t", {});
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(std::get<int64_t>(n->rows[0][0]), 0);
+}
+
+}  // namespace
+}  // namespace strata::engine
+
+namespace strata::engine {
+namespace {
+
+// Copies a snapshot view into a standalone file, as a restore would.
+void Materialize(const SnapshotView& v, const std::filesystem::path& out) {
+  const auto& f = v.Files().at(0);
+  std::string bytes(f.size, '\0');
+  auto n = f.read_at(0, std::span<std::byte>(reinterpret_cast<std::byte*>(bytes.data()), bytes.size()));
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_EQ(*n, f.size);
+  FILE* fp = fopen(out.c_str(), "wb");
+  ASSERT_NE(fp, nullptr);
+  fwrite(bytes.data(), 1, bytes.size(), fp);
+  fclose(fp);
+}
+
+TEST_F(SqliteEngineTest, SnapshotsAreConsistentWhileAWriterRuns) {
+  {
+    auto s = engine_.OpenSession(spec_, "");
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE((*s)->Execute("CREATE TABLE seq (id INTEGER PRIMARY KEY, pad TEXT)", {}).ok());
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> written{0};
+  std::thread writer([&] {
+    auto db = sqlite::Db::Open(SqliteEngine::DatabaseFile(spec_).string());
+    ASSERT_TRUE(db.ok());
+    for (int64_t i = 1; !stop; ++i) {
+      std::string sql = "INSERT INTO seq VALUES (" + std::to_string(i) + ", hex(randomblob(300)))";
+      ASSERT_TRUE(db->Exec(sql).ok());
+      written = i;
+      if (i % 500 == 0) {
+        ASSERT_TRUE(db->Exec("PRAGMA wal_checkpoint(PASSIVE)").ok());
+      }
+    }
+  });
+  while (written < 200) std::this_thread::yield();
+  for (int round = 0; round < 5; ++round) {
+    auto view = engine_.OpenSnapshot(spec_, TimePoint{});
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    auto copy = spec_.data_dir / ("copy" + std::to_string(round) + ".db");
+    Materialize(**view, copy);
+    view->reset();
+    auto db = sqlite::Db::Open(copy.string());
+    ASSERT_TRUE(db.ok());
+    auto check = db->Prepare("PRAGMA integrity_check");
+    ASSERT_TRUE(check.ok());
+    ASSERT_TRUE(*check->Step());
+    EXPECT_EQ(check->Text(0), "ok");
+    auto q = db->Prepare("SELECT count(*), coalesce(max(id), 0) FROM seq");
+    ASSERT_TRUE(q.ok());
+    ASSERT_TRUE(*q->Step());
+    EXPECT_EQ(q->Int(0), q->Int(1)) << "ids must be a gap-free prefix";
+    EXPECT_GE(q->Int(0), 200);
+  }
+  stop = true;
+  writer.join();
+}
+
+}  // namespace
+}  // namespace strata::engine

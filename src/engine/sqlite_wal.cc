@@ -1,0 +1,98 @@
+#include "engine/sqlite_wal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace strata::engine {
+namespace {
+
+uint32_t Be32(const unsigned char* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// SQLite's WAL checksum: pairs of 32-bit words, read big- or little-endian as
+// the header's magic says, folded into (s1, s2).
+void Checksum(bool big_endian, const unsigned char* data, size_t n, uint32_t& s1, uint32_t& s2) {
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint32_t x0, x1;
+    if (big_endian) {
+      x0 = Be32(data + i);
+      x1 = Be32(data + i + 4);
+    } else {
+      x0 = uint32_t(data[i]) | (uint32_t(data[i + 1]) << 8) | (uint32_t(data[i + 2]) << 16) |
+           (uint32_t(data[i + 3]) << 24);
+      x1 = uint32_t(data[i + 4]) | (uint32_t(data[i + 5]) << 8) | (uint32_t(data[i + 6]) << 16) |
+           (uint32_t(data[i + 7]) << 24);
+    }
+    s1 += x0 + s2;
+    s2 += x1 + s1;
+  }
+}
+
+bool ReadAt(int fd, uint64_t off, unsigned char* buf, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd, buf + done, n - done, static_cast<off_t>(off + done));
+    if (r <= 0) return false;
+    done += static_cast<size_t>(r);
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<WalIndex> ReadWalIndex(const std::string& wal_path) {
+  WalIndex idx;
+  int fd = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return idx;
+    return Status(errors::kIoError, fmt::format("open {}: {}", wal_path, strerror(errno)));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+
+  unsigned char hdr[kWalHeaderSize];
+  if (!ReadAt(fd, 0, hdr, sizeof hdr)) return idx;  // empty or short: nothing committed
+  uint32_t magic = Be32(hdr);
+  if (magic != 0x377f0682 && magic != 0x377f0683) return idx;
+  bool big_endian = magic & 1;
+  idx.page_size = Be32(hdr + 8);
+  if (idx.page_size < 512 || idx.page_size > 65536 || (idx.page_size & (idx.page_size - 1))) {
+    return idx;
+  }
+  idx.checkpoint_seq = Be32(hdr + 12);
+  idx.salt1 = Be32(hdr + 16);
+  idx.salt2 = Be32(hdr + 20);
+  uint32_t s1 = 0, s2 = 0;
+  Checksum(big_endian, hdr, 24, s1, s2);
+  if (s1 != Be32(hdr + 24) || s2 != Be32(hdr + 28)) return idx;
+
+  std::vector<unsigned char> frame(kWalFrameHeaderSize + idx.page_size);
+  std::map<uint32_t, uint64_t> pending;  // frames of the transaction not yet committed
+  uint64_t frame_no = 0;
+  for (uint64_t off = kWalHeaderSize;; off += frame.size()) {
+    if (!ReadAt(fd, off, frame.data(), frame.size())) break;
+    uint32_t pgno = Be32(frame.data());
+    uint32_t commit_size = Be32(frame.data() + 4);
+    if (pgno == 0 || Be32(frame.data() + 8) != idx.salt1 || Be32(frame.data() + 12) != idx.salt2) break;
+    Checksum(big_endian, frame.data(), 8, s1, s2);
+    Checksum(big_endian, frame.data() + kWalFrameHeaderSize, idx.page_size, s1, s2);
+    if (s1 != Be32(frame.data() + 16) || s2 != Be32(frame.data() + 20)) break;
+    ++frame_no;
+    pending[pgno] = off + kWalFrameHeaderSize;
+    if (commit_size != 0) {
+      for (const auto& [p, o] : pending) idx.page_offsets[p] = o;
+      pending.clear();
+      idx.db_pages = commit_size;
+      idx.committed_frames = frame_no;
+      idx.commit_frames.push_back(frame_no);
+    }
+  }
+  return idx;
+}
+
+}  // namespace strata::engine

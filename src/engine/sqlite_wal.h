@@ -1,0 +1,41 @@
+// Reading a SQLite WAL file (https://www.sqlite.org/fileformat2.html#walformat)
+// to find the committed frames in it: the basis of consistent online
+// snapshots (page images = database file + the newest committed frame of each
+// page) and, later, of change-log capture.
+//
+// A frame is valid only if its salts match the header and the running
+// checksum over header and frames matches; a transaction counts only up to
+// its commit frame (the frame whose "database size" field is non-zero).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace strata::engine {
+
+struct WalIndex {
+  uint32_t page_size = 0;
+  uint32_t checkpoint_seq = 0;
+  uint32_t salt1 = 0, salt2 = 0;
+  // Frames that belong to committed transactions, in order.
+  uint64_t committed_frames = 0;
+  // Database size in pages after the last committed transaction (0: none).
+  uint32_t db_pages = 0;
+  // For each page: the byte offset in the WAL of the newest committed frame's page data.
+  std::map<uint32_t, uint64_t> page_offsets;
+  // Offsets of each commit frame (1-based frame numbers), for change-log capture.
+  std::vector<uint64_t> commit_frames;
+};
+
+// Reads `wal_path` (which may be absent or empty: an empty index). Stops at the
+// first frame that does not verify; what follows it is not committed data.
+Result<WalIndex> ReadWalIndex(const std::string& wal_path);
+
+constexpr uint64_t kWalHeaderSize = 32;
+constexpr uint64_t kWalFrameHeaderSize = 24;
+
+}  // namespace strata::engine
