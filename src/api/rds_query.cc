@@ -133,6 +133,99 @@ Status DeleteDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWrit
   return Status::Ok();
 }
 
+// --- snapshots ---------------------------------------------------------------
+
+Status CreateDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::CreateSnapshotRequest req;
+  ASSIGN_OR_RETURN(req.snapshot_id, p.Required("DBSnapshotIdentifier"));
+  ASSIGN_OR_RETURN(req.instance_id, p.Required("DBInstanceIdentifier"));
+  ASSIGN_OR_RETURN(req.tags, TagsParam(p));
+  ASSIGN_OR_RETURN(auto snap, cp.CreateSnapshot(req));
+  WriteSnapshot(x, snap);
+  return Status::Ok();
+}
+
+Status DescribeDBSnapshots(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  ASSIGN_OR_RETURN(auto max_records, p.Int("MaxRecords", 20, 100));
+  ASSIGN_OR_RETURN(auto filters, p.Filters());
+  control::SnapshotQuery q;
+  q.snapshot_id = p.Get("DBSnapshotIdentifier");
+  q.instance_id = p.Get("DBInstanceIdentifier");
+  if (auto rid = p.Get("DbiResourceId")) q.resource_ids.push_back(*rid);
+  if (auto type = p.Get("SnapshotType")) {
+    if (*type == "shared" || *type == "public" || *type == "awsbackup") {
+      // Strata shares no snapshots across accounts and has no AWS Backup ones yet.
+      x.Open("DBSnapshots").Close();
+      return Status::Ok();
+    }
+    if (*type != "manual" && *type != "automated") {
+      return Status(errors::kInvalidParameterValue,
+                    fmt::format("Invalid value for parameter SnapshotType: {}", *type));
+    }
+    q.snapshot_type = *type;
+  }
+  for (const auto& f : filters) {
+    if (f.name == "db-instance-id") q.instance_ids = f.values;
+    else if (f.name == "db-snapshot-id") q.snapshot_ids = f.values;
+    else if (f.name == "dbi-resource-id") q.resource_ids = f.values;
+    else if (f.name == "snapshot-type") q.snapshot_types = f.values;
+    else if (f.name == "engine") q.engines = f.values;
+    else return UnknownFilter(f.name);
+  }
+  ASSIGN_OR_RETURN(auto snaps, cp.DescribeSnapshots(q));
+  auto page = Paginate(snaps, p.Get("Marker"), max_records.value_or(100),
+                       [](const control::Snapshot& s) { return s.record.id; });
+  if (page.next_marker) x.Text("Marker", *page.next_marker);
+  x.Open("DBSnapshots");
+  for (const auto* s : page.items) WriteSnapshot(x, *s);
+  x.Close();
+  return Status::Ok();
+}
+
+Status DeleteDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  ASSIGN_OR_RETURN(auto id, p.Required("DBSnapshotIdentifier"));
+  ASSIGN_OR_RETURN(auto snap, cp.DeleteSnapshot(id));
+  WriteSnapshot(x, snap);
+  return Status::Ok();
+}
+
+Status CopyDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::CopySnapshotRequest req;
+  ASSIGN_OR_RETURN(req.source_id, p.Required("SourceDBSnapshotIdentifier"));
+  ASSIGN_OR_RETURN(req.target_id, p.Required("TargetDBSnapshotIdentifier"));
+  ASSIGN_OR_RETURN(auto copy_tags, p.Bool("CopyTags"));
+  req.copy_tags = copy_tags.value_or(false);
+  ASSIGN_OR_RETURN(req.tags, TagsParam(p));
+  if (p.Has("KmsKeyId")) {
+    return Status(errors::kInvalidParameterCombination,
+                  "KmsKeyId is not supported: Strata encrypts its repository with its own keys");
+  }
+  ASSIGN_OR_RETURN(auto snap, cp.CopySnapshot(req));
+  WriteSnapshot(x, snap);
+  return Status::Ok();
+}
+
+Status RestoreDBInstanceFromDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::RestoreFromSnapshotRequest req;
+  ASSIGN_OR_RETURN(req.instance_id, p.Required("DBInstanceIdentifier"));
+  if (p.Has("DBClusterSnapshotIdentifier")) {
+    return Status(errors::kInvalidParameterCombination, "Strata has no DB clusters");
+  }
+  ASSIGN_OR_RETURN(req.snapshot_id, p.Required("DBSnapshotIdentifier"));
+  req.instance_class = p.Get("DBInstanceClass");
+  ASSIGN_OR_RETURN(req.port, OptInt(p, "Port", 1150, 65535));
+  req.db_name = p.Get("DBName");
+  ASSIGN_OR_RETURN(req.allocated_storage_gib, OptInt(p, "AllocatedStorage", 1, 65536));
+  ASSIGN_OR_RETURN(req.deletion_protection, p.Bool("DeletionProtection"));
+  ASSIGN_OR_RETURN(req.copy_tags_to_snapshot, p.Bool("CopyTagsToSnapshot"));
+  ASSIGN_OR_RETURN(req.backup_retention_days, OptInt(p, "BackupRetentionPeriod", 0, 35));
+  req.backup_window = p.Get("PreferredBackupWindow");
+  ASSIGN_OR_RETURN(req.tags, TagsParam(p));
+  ASSIGN_OR_RETURN(auto inst, cp.RestoreFromSnapshot(req));
+  WriteInstance(x, inst);
+  return Status::Ok();
+}
+
 // --- tags --------------------------------------------------------------------
 
 Status AddTagsToResource(control::ControlPlane& cp, const QueryParams& p, XmlWriter&) {
@@ -202,6 +295,11 @@ const std::map<std::string, Action, std::less<>>& Actions() {
       {"DescribeDBInstances", {DescribeDBInstances}},
       {"ModifyDBInstance", {ModifyDBInstance}},
       {"DeleteDBInstance", {DeleteDBInstance}},
+      {"CreateDBSnapshot", {CreateDBSnapshot}},
+      {"DescribeDBSnapshots", {DescribeDBSnapshots}},
+      {"DeleteDBSnapshot", {DeleteDBSnapshot}},
+      {"CopyDBSnapshot", {CopyDBSnapshot}},
+      {"RestoreDBInstanceFromDBSnapshot", {RestoreDBInstanceFromDBSnapshot}},
       {"AddTagsToResource", {AddTagsToResource, false}},
       {"RemoveTagsFromResource", {RemoveTagsFromResource, false}},
       {"ListTagsForResource", {ListTagsForResource}},

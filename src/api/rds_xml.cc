@@ -46,6 +46,36 @@ void WriteInstance(XmlWriter& x, const control::Instance& inst) {
   x.Close();
 }
 
+void WriteSnapshot(XmlWriter& x, const control::Snapshot& snap) {
+  const auto& r = snap.record;
+  x.Open("DBSnapshot");
+  x.Text("DBSnapshotIdentifier", r.id);
+  x.Text("DBInstanceIdentifier", r.instance_id);
+  // RDS reports the creation time once the snapshot is complete.
+  if (r.status == "available" || r.status == "deleted") {
+    x.Time("SnapshotCreateTime", r.create_time);
+    x.Time("OriginalSnapshotCreateTime", r.original_create_time);
+    x.Time("SnapshotDatabaseTime", r.database_time);
+  }
+  x.Text("Engine", r.engine);
+  x.Int("AllocatedStorage", r.allocated_storage_gib);
+  x.Text("Status", r.status);
+  if (r.port) x.Int("Port", r.port);
+  x.Time("InstanceCreateTime", r.instance_create_time);
+  if (!r.master_username.empty()) x.Text("MasterUsername", r.master_username);
+  x.Text("EngineVersion", r.engine_version);
+  x.Text("SnapshotType", r.snapshot_type);
+  x.Int("PercentProgress", r.percent_progress);
+  x.Text("StorageType", "local");
+  x.Bool("Encrypted", false);
+  x.Text("DBSnapshotArn", snap.arn);
+  x.Bool("IAMDatabaseAuthenticationEnabled", false);
+  x.Text("DbiResourceId", r.instance_resource_id);
+  WriteTagList(x, snap.tags);
+  x.Text("SnapshotTarget", "region");
+  x.Close();
+}
+
 void WriteEvent(XmlWriter& x, const catalog::EventRecord& e) {
   x.Open("Event");
   x.Text("SourceIdentifier", e.source_id);

@@ -15,6 +15,7 @@
 namespace strata::api {
 
 void WriteInstance(XmlWriter& x, const control::Instance& inst);
+void WriteSnapshot(XmlWriter& x, const control::Snapshot& snap);
 void WriteTagList(XmlWriter& x, const std::vector<control::Tag>& tags);
 void WriteEvent(XmlWriter& x, const catalog::EventRecord& e);
 

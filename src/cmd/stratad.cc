@@ -18,6 +18,9 @@
 #include "common/credentials.h"
 #include "common/log.h"
 #include "control/control.h"
+#include "control/repo_backup_store.h"
+#include "repo/repo.h"
+#include "storage/storage.h"
 
 namespace fs = std::filesystem;
 using namespace strata;
@@ -126,12 +129,18 @@ int main(int argc, char** argv) {
   auto catalog = catalog::Catalog::Open(data_dir / "catalog.db");
   if (!catalog.ok()) return Fail(catalog.status());
 
+  auto store = storage::OpenPosixStore(data_dir / "repo");
+  if (!store.ok()) return Fail(store.status());
+  auto repository = repo::Repository::Open(std::move(*store));
+  if (!repository.ok()) return Fail(repository.status());
+  std::shared_ptr<repo::Repository> shared_repo = std::move(*repository);
+
   SystemClock clock;
   control::Config cfg;
   cfg.data_dir = data_dir;
   cfg.region = opt.region;
   cfg.clock = &clock;
-  auto control = control::ControlPlane::Open(cfg, std::move(*catalog));
+  auto control = control::ControlPlane::Open(cfg, std::move(*catalog), control::NewRepoBackupStore(shared_repo));
   if (!control.ok()) return Fail(control.status());
 
   api::ServerConfig scfg;

@@ -1,215 +1,18 @@
 #include "control/control.h"
 
-#include <fmt/format.h>
-
-#include <map>
-#include <mutex>
-#include <random>
-
-#include "common/ids.h"
-#include "common/log.h"
-#include "common/task_pool.h"
-#include "control/arn.h"
-#include "control/validation.h"
+#include "control/control_impl.h"
 
 namespace strata::control {
-namespace {
-
-constexpr int kMaxTagsPerResource = 50;
-constexpr auto kTransactionIdleTimeout = std::chrono::minutes(3);
-
-// us-east-1's 8-hour block for default backup windows, as RDS documents it.
-constexpr int kDefaultBackupBlockStart = 3 * 60;
-
-Status InvalidValue(std::string msg) { return Status(errors::kInvalidParameterValue, std::move(msg)); }
-Status InvalidCombination(std::string msg) {
-  return Status(errors::kInvalidParameterCombination, std::move(msg));
-}
-
-engine::InstanceSpec SpecOf(const catalog::InstanceRecord& r) {
-  engine::InstanceSpec spec;
-  spec.id = r.id;
-  spec.resource_id = r.resource_id;
-  spec.data_dir = r.data_path;
-  spec.db_name = r.db_name;
-  spec.master_username = r.master_username;
-  spec.port = r.port;
-  return spec;
-}
-
-struct Transaction {
-  std::string instance_id;
-  std::unique_ptr<engine::Session> session;
-  std::mutex mu;  // one statement at a time per transaction, as a connection requires
-  TimePoint last_used{};
-};
-
-}  // namespace
-
-class ControlPlane::Impl {
- public:
-  Config config;
-  std::unique_ptr<catalog::Catalog> catalog;
-  std::string account_id;
-  std::unique_ptr<TaskPool> workers;
-
-  std::mutex tx_mu;
-  std::map<std::string, std::shared_ptr<Transaction>> transactions;
-
-  TimePoint Now() const { return config.clock->Now(); }
-
-  std::string InstanceArn(const std::string& id) const {
-    return FormatArn(config.region, account_id, "db", id);
-  }
-
-  void Event(const std::string& source_type, const std::string& id, const std::string& arn,
-             const std::string& message, std::vector<std::string> categories) {
-    catalog::EventRecord e;
-    e.time = Now();
-    e.source_type = source_type;
-    e.source_id = id;
-    e.source_arn = arn;
-    e.message = message;
-    e.categories = std::move(categories);
-    Status st = catalog->AddEvent(e);
-    if (!st.ok()) log::Warn("event not recorded", {{"error", st.ToString()}});
-  }
-
-  Instance ToInstance(const catalog::InstanceRecord& r) {
-    Instance out;
-    out.record = r;
-    out.arn = InstanceArn(r.id);
-    out.tags = catalog->ListTags(out.arn);
-    if (auto* e = engine::FindEngine(r.engine)) out.endpoint = e->GetEndpoint(SpecOf(r));
-    return out;
-  }
-
-  Status SetStatus(const std::string& id, const std::string& status, const std::string& reason = "") {
-    return catalog->InTransaction([&]() -> Status {
-      ASSIGN_OR_RETURN(auto r, catalog->GetInstance(id));
-      r.status = status;
-      r.status_reason = reason;
-      return catalog->UpdateInstance(r);
-    });
-  }
-
-  // Brings a record in `creating` to `available` (or `failed`).
-  void FinishCreate(const catalog::InstanceRecord& r) {
-    engine::Engine* e = engine::FindEngine(r.engine);
-    engine::InstanceSpec spec = SpecOf(r);
-    Status st = e ? e->Create(spec) : Status(errors::kInternalFailure, "unknown engine " + r.engine);
-    if (st.ok()) st = e->Start(spec);
-    if (!st.ok()) {
-      log::Error("instance create failed", {{"instance", r.id}, {"error", st.ToString()}});
-      (void)SetStatus(r.id, "failed", st.message());
-      Event("db-instance", r.id, InstanceArn(r.id), "DB instance creation failed: " + st.message(),
-            {"failure"});
-      return;
-    }
-    if (Status s2 = SetStatus(r.id, "available"); !s2.ok()) {
-      log::Error("instance status update failed", {{"instance", r.id}, {"error", s2.ToString()}});
-      return;
-    }
-    Event("db-instance", r.id, InstanceArn(r.id), "DB instance created", {"creation"});
-    log::Info("instance available", {{"instance", r.id}});
-  }
-
-  void FinishDelete(const catalog::InstanceRecord& r) {
-    engine::Engine* e = engine::FindEngine(r.engine);
-    engine::InstanceSpec spec = SpecOf(r);
-    Status st = Status::Ok();
-    if (e) {
-      st = e->Stop(spec);
-      if (st.ok()) st = e->Destroy(spec);
-    }
-    if (!st.ok()) {
-      log::Error("instance delete failed", {{"instance", r.id}, {"error", st.ToString()}});
-      (void)SetStatus(r.id, "failed", st.message());
-      return;
-    }
-    std::string arn = InstanceArn(r.id);
-    Status gone = catalog->InTransaction([&]() -> Status {
-      RETURN_IF_ERROR(catalog->DeleteAllTags(arn));
-      return catalog->DeleteInstance(r.id);
-    });
-    if (!gone.ok()) {
-      log::Error("instance delete failed", {{"instance", r.id}, {"error", gone.ToString()}});
-      return;
-    }
-    Event("db-instance", r.id, arn, "DB instance deleted", {"deletion"});
-    log::Info("instance deleted", {{"instance", r.id}});
-  }
-
-  Result<catalog::InstanceRecord> InstanceFromArn(const std::string& resource_arn) {
-    auto arn = ParseArn(resource_arn);
-    if (!arn || arn->resource_type != "db") {
-      return Status(errors::kDataBadRequest, fmt::format("Invalid resourceArn: {}", resource_arn));
-    }
-    auto r = catalog->GetInstance(arn->resource_id);
-    if (!r.ok()) {
-      return Status(errors::kDataNotFound,
-                    fmt::format("Database instance {} not found.", arn->resource_id));
-    }
-    if (r->status != "available" && r->status != "backing-up" && r->status != "modifying") {
-      return Status(errors::kDataBadRequest,
-                    fmt::format("Database instance {} is not available (status {}).", r->id, r->status));
-    }
-    return r;
-  }
-
-  Result<std::shared_ptr<Transaction>> FindTransaction(const std::string& resource_arn,
-                                                       const std::string& id) {
-    std::lock_guard lock(tx_mu);
-    ReapIdleTransactionsLocked();
-    auto it = transactions.find(id);
-    auto arn = ParseArn(resource_arn);
-    if (it == transactions.end() || !arn || arn->resource_id != it->second->instance_id) {
-      return Status(errors::kDataNotFound, fmt::format("Transaction {} is not found", id));
-    }
-    it->second->last_used = Now();
-    return it->second;
-  }
-
-  void ReapIdleTransactionsLocked() {
-    TimePoint now = Now();
-    for (auto it = transactions.begin(); it != transactions.end();) {
-      std::unique_lock tx_lock(it->second->mu, std::try_to_lock);
-      if (tx_lock.owns_lock() && now - it->second->last_used > kTransactionIdleTimeout) {
-        (void)it->second->session->Rollback();
-        tx_lock.unlock();
-        it = transactions.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-
-  std::string DefaultBackupWindow() {
-    std::random_device rd;
-    int start = kDefaultBackupBlockStart + static_cast<int>(rd() % 15) * 30;
-    return FormatDailyWindow(DailyWindow{start, (start + 30) % 1440});
-  }
-
-  std::string DefaultMaintenanceWindow(const std::string& backup_window) {
-    auto b = ParseDailyWindow("PreferredBackupWindow", backup_window, 30);
-    std::random_device rd;
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      int start = static_cast<int>(rd() % 7) * 1440 + static_cast<int>(rd() % 48) * 30;
-      WeeklyWindow w{start, (start + 30) % 10080};
-      if (!b.ok() || !Overlaps(*b, w)) return FormatWeeklyWindow(w);
-    }
-    return "sun:23:00-sun:23:30";
-  }
-};
-
 ControlPlane::ControlPlane(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ControlPlane::~ControlPlane() { Shutdown(); }
 
 Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(Config config,
-                                                         std::unique_ptr<catalog::Catalog> catalog) {
+                                                         std::unique_ptr<catalog::Catalog> catalog,
+                                                         std::unique_ptr<BackupStore> backups) {
   auto impl = std::make_unique<Impl>();
   impl->config = std::move(config);
   impl->catalog = std::move(catalog);
+  impl->backups = std::move(backups);
   auto account = impl->catalog->GetSetting("account_id");
   if (!account) {
     std::string digits;
@@ -229,8 +32,12 @@ const std::string& ControlPlane::Region() const { return impl_->config.region; }
 std::string ControlPlane::InstanceArn(const std::string& id) const { return impl_->InstanceArn(id); }
 
 Status ControlPlane::Recover() {
+  impl_->RecoverSnapshots();
   for (const auto& r : impl_->catalog->ListInstances()) {
-    if (r.status == "creating") {
+    if (r.status == "creating" && !r.restore_source.empty()) {
+      log::Info("resuming restore", {{"instance", r.id}});
+      impl_->workers->Submit([this, r] { impl_->FinishRestore(r); });
+    } else if (r.status == "creating") {
       log::Info("resuming instance create", {{"instance", r.id}});
       impl_->workers->Submit([this, r] { impl_->FinishCreate(r); });
     } else if (r.status == "deleting") {
@@ -414,6 +221,7 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
 
 Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) {
   catalog::InstanceRecord deleting;
+  std::optional<catalog::SnapshotRecord> final_snapshot;
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto r, impl_->catalog->GetInstance(ToLower(req.id)));
     if (r.deletion_protection) {
@@ -435,9 +243,21 @@ Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) 
     }
     if (!req.skip_final_snapshot) {
       RETURN_IF_ERROR(ValidateIdentifier("FinalDBSnapshotIdentifier", *req.final_snapshot_id, 255));
-      return Status(errors::kInvalidParameterCombination,
-                    "Final snapshots are not available yet in this Strata build; delete with "
-                    "--skip-final-snapshot, or take a snapshot first.");
+      if (r.status != "available") {
+        return Status(errors::kInvalidDBInstanceState,
+                      fmt::format("Instance {} is {}; a final snapshot needs it available.", r.id,
+                                  r.status));
+      }
+      if (impl_->CountManualSnapshots() >= impl_->config.manual_snapshot_quota) {
+        return Status(errors::kSnapshotQuotaExceeded,
+                      "Cannot create the final snapshot: the manual snapshot quota is reached.");
+      }
+      final_snapshot = impl_->NewSnapshotRecord(r, ToLower(*req.final_snapshot_id), "manual");
+      RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(*final_snapshot));
+      if (r.copy_tags_to_snapshot) {
+        RETURN_IF_ERROR(impl_->catalog->SetTags(impl_->SnapshotArn(final_snapshot->id),
+                                                impl_->catalog->ListTags(impl_->InstanceArn(r.id))));
+      }
     }
     r.status = "deleting";
     RETURN_IF_ERROR(impl_->catalog->UpdateInstance(r));
@@ -445,7 +265,13 @@ Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) 
     return Status::Ok();
   }));
   log::Info("instance deleting", {{"instance", deleting.id}});
-  impl_->workers->Submit([this, deleting] { impl_->FinishDelete(deleting); });
+  if (final_snapshot) {
+    impl_->workers->Submit([this, deleting, snap = *final_snapshot] {
+      impl_->FinishDeleteWithFinalSnapshot(deleting, snap);
+    });
+  } else {
+    impl_->workers->Submit([this, deleting] { impl_->FinishDelete(deleting); });
+  }
   return impl_->ToInstance(deleting);
 }
 
@@ -457,6 +283,10 @@ Result<std::string> ResolveTaggable(catalog::Catalog& catalog, const std::string
   if (!arn) return InvalidValue(fmt::format("Invalid resource name: {}", arn_text));
   if (arn->resource_type == "db") {
     RETURN_IF_ERROR(catalog.GetInstance(arn->resource_id).status());
+    return arn_text;
+  }
+  if (arn->resource_type == "snapshot") {
+    RETURN_IF_ERROR(catalog.GetSnapshot(arn->resource_id).status());
     return arn_text;
   }
   return InvalidValue(fmt::format("Unsupported resource type in ARN: {}", arn_text));

@@ -24,11 +24,14 @@
 
 namespace strata::control {
 
+class BackupStore;
+
 struct Config {
   std::filesystem::path data_dir;
   std::string region = "us-east-1";
   const Clock* clock = nullptr;  // not owned; must outlive the ControlPlane
   int worker_threads = 2;
+  int manual_snapshot_quota = 100;  // RDS's default per region
 };
 
 using catalog::Tag;
@@ -37,6 +40,51 @@ struct Instance {
   catalog::InstanceRecord record;
   std::string arn;
   engine::Endpoint endpoint;
+  std::vector<Tag> tags;
+};
+
+struct Snapshot {
+  catalog::SnapshotRecord record;
+  std::string arn;
+  std::vector<Tag> tags;
+};
+
+struct CreateSnapshotRequest {
+  std::string snapshot_id;
+  std::string instance_id;
+  std::vector<Tag> tags;
+};
+
+// DescribeDBSnapshots: every set field must match (lists: any of).
+struct SnapshotQuery {
+  std::optional<std::string> snapshot_id;
+  std::optional<std::string> instance_id;
+  std::optional<std::string> snapshot_type;  // manual, automated; unset: both
+  std::vector<std::string> snapshot_ids;
+  std::vector<std::string> instance_ids;
+  std::vector<std::string> resource_ids;
+  std::vector<std::string> snapshot_types;
+  std::vector<std::string> engines;
+};
+
+struct CopySnapshotRequest {
+  std::string source_id;  // an id, "rds:..." automated id, or a snapshot ARN
+  std::string target_id;
+  bool copy_tags = false;
+  std::vector<Tag> tags;
+};
+
+struct RestoreFromSnapshotRequest {
+  std::string instance_id;
+  std::string snapshot_id;
+  std::optional<std::string> instance_class;
+  std::optional<int> port;
+  std::optional<std::string> db_name;
+  std::optional<int> allocated_storage_gib;
+  std::optional<bool> deletion_protection;
+  std::optional<bool> copy_tags_to_snapshot;
+  std::optional<int> backup_retention_days;
+  std::optional<std::string> backup_window;
   std::vector<Tag> tags;
 };
 
@@ -95,7 +143,8 @@ struct DataTarget {
 class ControlPlane {
  public:
   static Result<std::unique_ptr<ControlPlane>> Open(Config config,
-                                                    std::unique_ptr<catalog::Catalog> catalog);
+                                                    std::unique_ptr<catalog::Catalog> catalog,
+                                                    std::unique_ptr<BackupStore> backups);
   ~ControlPlane();
 
   const std::string& AccountId() const;
@@ -114,7 +163,18 @@ class ControlPlane {
   Result<Instance> ModifyInstance(const ModifyInstanceRequest& req);
   Result<Instance> DeleteInstance(const DeleteInstanceRequest& req);
 
-  // Tags on any resource ARN Strata owns (instances today).
+  // Snapshots. Create answers `creating` at once; the copy runs on a worker
+  // while the instance reports `backing-up` and keeps serving.
+  Result<Snapshot> CreateSnapshot(const CreateSnapshotRequest& req);
+  // nullopt snapshot_id: all; an unknown snapshot_id: DBSnapshotNotFound.
+  Result<std::vector<Snapshot>> DescribeSnapshots(const SnapshotQuery& query);
+  Result<Snapshot> DeleteSnapshot(const std::string& id);
+  Result<Snapshot> CopySnapshot(const CopySnapshotRequest& req);
+  // Always a new instance; the snapshot and its source are not touched.
+  Result<Instance> RestoreFromSnapshot(const RestoreFromSnapshotRequest& req);
+  std::string SnapshotArn(const std::string& id) const;
+
+  // Tags on any resource ARN Strata owns (instances and snapshots).
   Status AddTags(const std::string& arn, const std::vector<Tag>& tags);
   Status RemoveTags(const std::string& arn, const std::vector<std::string>& keys);
   Result<std::vector<Tag>> ListTags(const std::string& arn);

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/ids.h"
+#include "control/repo_backup_store.h"
 
 namespace strata::control {
 namespace {
@@ -26,7 +27,9 @@ class ControlTest : public ::testing::Test {
     Config cfg;
     cfg.data_dir = dir_;
     cfg.clock = &clock_;
-    auto cp = ControlPlane::Open(cfg, std::move(*cat));
+    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir_ / "repo")).value());
+    ASSERT_TRUE(repo.ok());
+    auto cp = ControlPlane::Open(cfg, std::move(*cat), NewRepoBackupStore(std::move(*repo)));
     ASSERT_TRUE(cp.ok()) << cp.status().ToString();
     cp_ = std::move(*cp);
   }

@@ -1,0 +1,51 @@
+// What control/ needs of the backup repository, in its own terms: store the
+// files of a consistent snapshot view under an id, restore them into a
+// directory, copy, delete. The implementation over repo/ lives in
+// repo_backup_store.cc; keeping the seam narrow lets control/ tests and the
+// state machines stay independent of the repository's format.
+//
+// Thread safety: every method may be called from any thread concurrently.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/engine.h"
+
+namespace strata::control {
+
+struct StoredSnapshot {
+  int64_t logical_bytes = 0;  // the database's size
+  int64_t stored_bytes = 0;   // bytes this snapshot added to the repository
+};
+
+using Progress = std::function<void(int percent)>;
+
+class BackupStore {
+ public:
+  virtual ~BackupStore() = default;
+  // Stores `files` as snapshot `id`. Visible (and listed) only once every byte
+  // is durable; on failure nothing is left that claims to be the snapshot.
+  virtual Result<StoredSnapshot> PutSnapshot(const std::string& id,
+                                             const std::map<std::string, std::string>& metadata,
+                                             const std::vector<engine::FileSource>& files,
+                                             const std::string& parent_id, const Progress& progress) = 0;
+  // Writes the snapshot's files under `target` (created if missing), every
+  // chunk checked before it is written.
+  virtual Status RestoreSnapshot(const std::string& id, const std::filesystem::path& target,
+                                 const Progress& progress) = 0;
+  // A new snapshot sharing the source's data (no bytes copied).
+  virtual Status CopySnapshot(const std::string& from, const std::string& to,
+                              const std::map<std::string, std::string>& metadata) = 0;
+  // Forgets the snapshot; its storage is reclaimed by garbage collection.
+  virtual Status DeleteSnapshot(const std::string& id) = 0;
+  // Ids of every stored snapshot, to reconcile with the catalog after a crash.
+  virtual Result<std::vector<std::string>> ListSnapshots() = 0;
+};
+
+}  // namespace strata::control

@@ -1,0 +1,409 @@
+// Manual snapshots, copies, restores from a snapshot, final snapshots: the
+// state machines of DB snapshots and of instances born from them.
+#include <algorithm>
+#include <atomic>
+#include <set>
+
+#include "control/control_impl.h"
+
+namespace strata::control {
+namespace {
+
+constexpr auto kProgressInterval = std::chrono::milliseconds(200);
+
+bool Matches(const std::vector<std::string>& any_of, const std::string& v) {
+  return any_of.empty() || std::find(any_of.begin(), any_of.end(), v) != any_of.end();
+}
+
+std::map<std::string, std::string> ManifestMetadata(const catalog::SnapshotRecord& s) {
+  return {{"snapshot_id", s.id},
+          {"instance_id", s.instance_id},
+          {"dbi_resource_id", s.instance_resource_id},
+          {"engine", s.engine},
+          {"engine_version", s.engine_version},
+          {"snapshot_type", s.snapshot_type},
+          {"database_time", FormatIso8601(s.database_time)}};
+}
+
+// A snapshot id as given, or the id inside a snapshot ARN.
+std::string SnapshotIdFrom(const std::string& id_or_arn) {
+  if (auto arn = ParseArn(id_or_arn); arn && arn->resource_type == "snapshot") return arn->resource_id;
+  return id_or_arn;
+}
+
+}  // namespace
+
+Snapshot ControlPlane::Impl::ToSnapshot(const catalog::SnapshotRecord& r) {
+  Snapshot s;
+  s.record = r;
+  s.arn = SnapshotArn(r.id);
+  s.tags = catalog->ListTags(s.arn);
+  return s;
+}
+
+int ControlPlane::Impl::CountManualSnapshots() {
+  int n = 0;
+  for (const auto& s : catalog->ListSnapshots()) n += s.snapshot_type == "manual";
+  return n;
+}
+
+catalog::SnapshotRecord ControlPlane::Impl::NewSnapshotRecord(const catalog::InstanceRecord& inst,
+                                                              const std::string& id,
+                                                              const std::string& type) {
+  catalog::SnapshotRecord s;
+  s.id = id;
+  s.instance_id = inst.id;
+  s.instance_resource_id = inst.resource_id;
+  s.snapshot_type = type;
+  s.status = "creating";
+  s.engine = inst.engine;
+  s.engine_version = inst.engine_version;
+  s.allocated_storage_gib = inst.allocated_storage_gib;
+  s.port = inst.port;
+  s.db_name = inst.db_name;
+  s.master_username = inst.master_username;
+  s.instance_class = inst.instance_class;
+  s.instance_create_time = inst.create_time;
+  s.create_time = Now();
+  s.original_create_time = s.create_time;
+  s.repo_snapshot_id = RandomUuid();
+  s.backup_retention_days = inst.backup_retention_days;
+  s.backup_window = inst.backup_window;
+  return s;
+}
+
+Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
+                                       catalog::SnapshotRecord snap) {
+  std::string kind = snap.snapshot_type == "manual" ? "manual" : "automated";
+  Event("db-instance", inst.id, InstanceArn(inst.id), "Backing up DB instance", {"backup"});
+  Event("db-snapshot", snap.id, SnapshotArn(snap.id), "Creating " + kind + " snapshot", {"creation"});
+  engine::Engine* eng = engine::FindEngine(inst.engine);
+  Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + inst.engine);
+  Result<StoredSnapshot> stored = st;
+  if (st.ok()) {
+    auto view = eng->OpenSnapshot(SpecOf(inst), Now());
+    if (!view.ok()) {
+      stored = view.status();
+    } else {
+      snap.database_time = (*view)->DatabaseTime();
+      auto last_report = std::chrono::steady_clock::now();
+      std::atomic<int> last_percent{0};
+      Progress progress = [&](int percent) {
+        // Progress lands in the catalog at most every kProgressInterval.
+        auto now = std::chrono::steady_clock::now();
+        if (percent <= last_percent || percent >= 100 || now - last_report < kProgressInterval) return;
+        last_report = now;
+        last_percent = percent;
+        (void)catalog->InTransaction([&]() -> Status {
+          ASSIGN_OR_RETURN(auto cur, catalog->GetSnapshot(snap.id));
+          if (cur.status != "creating") return Status::Ok();
+          cur.percent_progress = percent;
+          return catalog->UpdateSnapshot(cur);
+        });
+      };
+      stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(),
+                                    "", progress);
+    }
+  }
+  // Whatever happened, the instance is no longer backing up.
+  (void)catalog->InTransaction([&]() -> Status {
+    auto cur = catalog->GetInstance(inst.id);
+    if (!cur.ok() || cur->status != "backing-up") return Status::Ok();
+    cur->status = "available";
+    return catalog->UpdateInstance(*cur);
+  });
+  if (!stored.ok()) {
+    log::Error("snapshot failed", {{"snapshot", snap.id}, {"error", stored.status().ToString()}});
+    snap.status = "failed";
+    snap.status_reason = stored.status().message();
+    (void)catalog->UpdateSnapshot(snap);
+    Event("db-snapshot", snap.id, SnapshotArn(snap.id), "Snapshot failed: " + stored.status().message(),
+          {"failure"});
+    return stored.status();
+  }
+  snap.status = "available";
+  snap.percent_progress = 100;
+  snap.logical_bytes = stored->logical_bytes;
+  snap.stored_bytes = stored->stored_bytes;
+  if (Status u = catalog->UpdateSnapshot(snap); !u.ok()) return u;
+  Event("db-snapshot", snap.id, SnapshotArn(snap.id),
+        kind == "manual" ? "Manual snapshot created" : "Automated snapshot created", {"creation"});
+  Event("db-instance", inst.id, InstanceArn(inst.id), "Finished DB Instance backup", {"backup"});
+  log::Info("snapshot available", {{"snapshot", snap.id},
+                                   {"logical_bytes", snap.logical_bytes},
+                                   {"stored_bytes", snap.stored_bytes}});
+  return Status::Ok();
+}
+
+void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
+  engine::Engine* eng = engine::FindEngine(r.engine);
+  engine::InstanceSpec spec = SpecOf(r);
+  Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + r.engine);
+  if (st.ok()) st = backups->RestoreSnapshot(r.restore_source, spec.data_dir, nullptr);
+  if (st.ok()) st = eng->FinishRestore(spec);
+  if (st.ok()) st = eng->Start(spec);
+  if (!st.ok()) {
+    log::Error("restore failed", {{"instance", r.id}, {"error", st.ToString()}});
+    (void)SetStatus(r.id, "failed", st.message());
+    Event("db-instance", r.id, InstanceArn(r.id), "Restore failed: " + st.message(), {"failure"});
+    return;
+  }
+  Status done = catalog->InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(auto cur, catalog->GetInstance(r.id));
+    cur.status = "available";
+    cur.restore_source.clear();
+    return catalog->UpdateInstance(cur);
+  });
+  if (!done.ok()) {
+    log::Error("restore bookkeeping failed", {{"instance", r.id}, {"error", done.ToString()}});
+    return;
+  }
+  Event("db-instance", r.id, InstanceArn(r.id), "Restored from snapshot", {"restoration"});
+  log::Info("instance restored", {{"instance", r.id}});
+}
+
+void ControlPlane::Impl::FinishDeleteWithFinalSnapshot(const catalog::InstanceRecord& r,
+                                                       const catalog::SnapshotRecord& snap) {
+  catalog::InstanceRecord backing_up = r;
+  Status st = RunSnapshot(backing_up, snap);
+  if (!st.ok()) {
+    // RDS refuses to delete an instance whose final snapshot failed.
+    (void)SetStatus(r.id, "available");
+    Event("db-instance", r.id, InstanceArn(r.id),
+          "DB instance not deleted: the final snapshot failed: " + st.message(), {"failure"});
+    return;
+  }
+  FinishDelete(r);
+}
+
+void ControlPlane::Impl::RecoverSnapshots() {
+  auto stored = backups->ListSnapshots();
+  if (!stored.ok()) {
+    log::Error("cannot list repository snapshots", {{"error", stored.status().ToString()}});
+    return;
+  }
+  std::set<std::string> in_repo(stored->begin(), stored->end());
+  std::set<std::string> known;
+  for (auto s : catalog->ListSnapshots()) {
+    known.insert(s.repo_snapshot_id);
+    if (s.status == "creating") {
+      // Stored whole before the crash: the data is complete, only the catalog lagged.
+      if (in_repo.count(s.repo_snapshot_id)) {
+        s.status = "available";
+        s.percent_progress = 100;
+      } else {
+        s.status = "failed";
+        s.status_reason = "stratad stopped while the snapshot was being created";
+      }
+      (void)catalog->UpdateSnapshot(s);
+      log::Info("recovered snapshot", {{"snapshot", s.id}, {"status", s.status}});
+    } else if (s.status == "deleting") {
+      (void)backups->DeleteSnapshot(s.repo_snapshot_id);
+      (void)catalog->InTransaction([&]() -> Status {
+        RETURN_IF_ERROR(catalog->DeleteAllTags(SnapshotArn(s.id)));
+        return catalog->DeleteSnapshot(s.id);
+      });
+    }
+  }
+  // Manifests the catalog never recorded (a crash between the two) are dropped;
+  // garbage collection then reclaims their chunks.
+  for (const auto& id : in_repo) {
+    if (!known.count(id)) {
+      log::Info("dropping unrecorded repository snapshot", {{"repo_snapshot", id}});
+      (void)backups->DeleteSnapshot(id);
+    }
+  }
+  // Instances left backing-up lost their snapshot job with the crash.
+  for (auto inst : catalog->ListInstances()) {
+    if (inst.status == "backing-up") {
+      inst.status = "available";
+      (void)catalog->UpdateInstance(inst);
+    }
+  }
+}
+
+std::string ControlPlane::SnapshotArn(const std::string& id) const { return impl_->SnapshotArn(id); }
+
+Result<Snapshot> ControlPlane::CreateSnapshot(const CreateSnapshotRequest& req) {
+  RETURN_IF_ERROR(ValidateIdentifier("DBSnapshotIdentifier", req.snapshot_id, 255));
+  for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
+  if (req.tags.size() > kMaxTagsPerResource) {
+    return InvalidValue(fmt::format("A resource may have at most {} tags", kMaxTagsPerResource));
+  }
+  catalog::InstanceRecord inst;
+  catalog::SnapshotRecord snap;
+  RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(inst, impl_->catalog->GetInstance(ToLower(req.instance_id)));
+    if (inst.status != "available") {
+      return Status(errors::kInvalidDBInstanceState,
+                    fmt::format("Cannot create a snapshot because the database instance {} is not "
+                                "currently in the available state (it is {}).",
+                                inst.id, inst.status));
+    }
+    if (impl_->CountManualSnapshots() >= impl_->config.manual_snapshot_quota) {
+      return Status(errors::kSnapshotQuotaExceeded,
+                    fmt::format("Cannot create more than {} manual snapshots",
+                                impl_->config.manual_snapshot_quota));
+    }
+    snap = impl_->NewSnapshotRecord(inst, ToLower(req.snapshot_id), "manual");
+    RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(snap));
+    std::vector<Tag> tags = req.tags;
+    if (inst.copy_tags_to_snapshot && tags.empty()) {
+      tags = impl_->catalog->ListTags(impl_->InstanceArn(inst.id));
+    }
+    RETURN_IF_ERROR(impl_->catalog->SetTags(impl_->SnapshotArn(snap.id), tags));
+    inst.status = "backing-up";
+    return impl_->catalog->UpdateInstance(inst);
+  }));
+  impl_->workers->Submit([this, inst, snap] { (void)impl_->RunSnapshot(inst, snap); });
+  return impl_->ToSnapshot(snap);
+}
+
+Result<std::vector<Snapshot>> ControlPlane::DescribeSnapshots(const SnapshotQuery& q) {
+  std::vector<catalog::SnapshotRecord> records;
+  if (q.snapshot_id) {
+    ASSIGN_OR_RETURN(auto one, impl_->catalog->GetSnapshot(ToLower(SnapshotIdFrom(*q.snapshot_id))));
+    records.push_back(std::move(one));
+  } else {
+    records = impl_->catalog->ListSnapshots();
+  }
+  std::vector<Snapshot> out;
+  for (const auto& r : records) {
+    if (q.instance_id && r.instance_id != ToLower(*q.instance_id)) continue;
+    if (q.snapshot_type && r.snapshot_type != *q.snapshot_type) continue;
+    if (!Matches(q.snapshot_ids, r.id) && !Matches(q.snapshot_ids, impl_->SnapshotArn(r.id))) continue;
+    if (!Matches(q.instance_ids, r.instance_id) && !Matches(q.instance_ids, impl_->InstanceArn(r.instance_id)))
+      continue;
+    if (!Matches(q.resource_ids, r.instance_resource_id)) continue;
+    if (!Matches(q.snapshot_types, r.snapshot_type)) continue;
+    if (!Matches(q.engines, r.engine)) continue;
+    out.push_back(impl_->ToSnapshot(r));
+  }
+  return out;
+}
+
+Result<Snapshot> ControlPlane::DeleteSnapshot(const std::string& id_in) {
+  std::string id = ToLower(SnapshotIdFrom(id_in));
+  catalog::SnapshotRecord snap;
+  RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(snap, impl_->catalog->GetSnapshot(id));
+    if (snap.snapshot_type != "manual") {
+      return Status(errors::kInvalidDBSnapshotState,
+                    fmt::format("Automated snapshot {} cannot be deleted; it expires with the "
+                                "instance's backup retention period.",
+                                id));
+    }
+    if (snap.status != "available" && snap.status != "failed") {
+      return Status(errors::kInvalidDBSnapshotState,
+                    fmt::format("Snapshot {} is {}; only available or failed snapshots can be deleted.",
+                                id, snap.status));
+    }
+    snap.status = "deleting";
+    return impl_->catalog->UpdateSnapshot(snap);
+  }));
+  // Forgetting a manifest is quick; the chunks go with the next garbage collection.
+  Status gone = impl_->backups->DeleteSnapshot(snap.repo_snapshot_id);
+  if (!gone.ok() && !gone.Is(errors::kObjectNotFound)) {
+    snap.status = "available";
+    (void)impl_->catalog->UpdateSnapshot(snap);
+    return gone;
+  }
+  Snapshot out = impl_->ToSnapshot(snap);
+  RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(impl_->catalog->DeleteAllTags(impl_->SnapshotArn(id)));
+    return impl_->catalog->DeleteSnapshot(id);
+  }));
+  impl_->Event("db-snapshot", id, impl_->SnapshotArn(id), "Deleted manual snapshot", {"deletion"});
+  out.record.status = "deleted";
+  return out;
+}
+
+Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
+  RETURN_IF_ERROR(ValidateIdentifier("TargetDBSnapshotIdentifier", req.target_id, 255));
+  for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
+  catalog::SnapshotRecord copy;
+  std::string source_id = ToLower(SnapshotIdFrom(req.source_id));
+  RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(auto src, impl_->catalog->GetSnapshot(source_id));
+    if (src.status != "available") {
+      return Status(errors::kInvalidDBSnapshotState,
+                    fmt::format("Snapshot {} is {}; only an available snapshot can be copied.",
+                                src.id, src.status));
+    }
+    if (impl_->CountManualSnapshots() >= impl_->config.manual_snapshot_quota) {
+      return Status(errors::kSnapshotQuotaExceeded,
+                    fmt::format("Cannot create more than {} manual snapshots",
+                                impl_->config.manual_snapshot_quota));
+    }
+    copy = src;
+    copy.id = ToLower(req.target_id);
+    copy.snapshot_type = "manual";  // a copy of an automated snapshot is manual
+    copy.create_time = impl_->Now();
+    copy.repo_snapshot_id = RandomUuid();
+    copy.source_snapshot_id = src.id;
+    copy.stored_bytes = 0;  // shares every chunk with its source
+    RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(copy));
+    std::vector<Tag> tags = req.copy_tags ? impl_->catalog->ListTags(impl_->SnapshotArn(src.id))
+                                          : std::vector<Tag>{};
+    for (const auto& t : req.tags) {
+      auto same = std::find_if(tags.begin(), tags.end(), [&](const Tag& x) { return x.key == t.key; });
+      if (same != tags.end()) same->value = t.value; else tags.push_back(t);
+    }
+    RETURN_IF_ERROR(impl_->catalog->SetTags(impl_->SnapshotArn(copy.id), tags));
+    return impl_->backups->CopySnapshot(src.repo_snapshot_id, copy.repo_snapshot_id,
+                                        ManifestMetadata(copy));
+  }));
+  impl_->Event("db-snapshot", copy.id, impl_->SnapshotArn(copy.id),
+               fmt::format("Finished copy of snapshot {}", source_id), {"creation"});
+  return impl_->ToSnapshot(copy);
+}
+
+Result<Instance> ControlPlane::RestoreFromSnapshot(const RestoreFromSnapshotRequest& req) {
+  RETURN_IF_ERROR(ValidateIdentifier("DBInstanceIdentifier", req.instance_id, 63));
+  for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
+  catalog::InstanceRecord r;
+  RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(auto snap, impl_->catalog->GetSnapshot(ToLower(SnapshotIdFrom(req.snapshot_id))));
+    if (snap.status != "available") {
+      return Status(errors::kInvalidDBSnapshotState,
+                    fmt::format("Snapshot {} is {}; only an available snapshot can be restored.",
+                                snap.id, snap.status));
+    }
+    r.id = ToLower(req.instance_id);
+    r.engine = snap.engine;
+    r.engine_version = snap.engine_version;
+    r.instance_class = req.instance_class.value_or(snap.instance_class);
+    if (r.instance_class.rfind("db.", 0) != 0 || r.instance_class.size() < 4) {
+      return InvalidValue(fmt::format("Invalid DB instance class: {}", r.instance_class));
+    }
+    r.allocated_storage_gib = req.allocated_storage_gib.value_or(snap.allocated_storage_gib);
+    if (r.allocated_storage_gib < snap.allocated_storage_gib) {
+      return InvalidValue("Invalid storage size: AllocatedStorage cannot be smaller than the snapshot's");
+    }
+    r.db_name = req.db_name.value_or(snap.db_name);
+    r.master_username = snap.master_username;
+    r.port = req.port.value_or(snap.port);
+    r.backup_retention_days = req.backup_retention_days.value_or(snap.backup_retention_days);
+    if (r.backup_retention_days < 0 || r.backup_retention_days > 35) {
+      return InvalidValue("Invalid BackupRetentionPeriod: must be from 0 to 35 days");
+    }
+    r.backup_window = req.backup_window.value_or(snap.backup_window.empty() ? impl_->DefaultBackupWindow()
+                                                                            : snap.backup_window);
+    RETURN_IF_ERROR(ParseDailyWindow("PreferredBackupWindow", r.backup_window, 30).status());
+    r.maintenance_window = impl_->DefaultMaintenanceWindow(r.backup_window);
+    r.deletion_protection = req.deletion_protection.value_or(false);
+    r.copy_tags_to_snapshot = req.copy_tags_to_snapshot.value_or(false);
+    r.status = "creating";
+    r.create_time = impl_->Now();
+    r.resource_id = "db-" + RandomAlnumUpper(26);
+    r.data_path = (impl_->config.data_dir / "instances" / r.resource_id).string();
+    r.restore_source = snap.repo_snapshot_id;
+    RETURN_IF_ERROR(impl_->catalog->InsertInstance(r));
+    return impl_->catalog->SetTags(impl_->InstanceArn(r.id), req.tags);
+  }));
+  log::Info("restoring instance", {{"instance", r.id}, {"snapshot", req.snapshot_id}});
+  impl_->workers->Submit([this, r] { impl_->FinishRestore(r); });
+  return impl_->ToInstance(r);
+}
+
+}  // namespace strata::control

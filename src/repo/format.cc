@@ -1,0 +1,161 @@
+#include "repo/format.h"
+
+#include <openssl/sha.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace strata::repo {
+namespace {
+
+constexpr std::string_view kIndexMagic = "SIDX0001";
+constexpr std::string_view kManifestMagic = "SMAN0001";
+constexpr size_t kEntrySize = 32 + 8 + 4 + 4 + 1;
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void PutU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t(static_cast<uint8_t>(p[i])) << (8 * i);
+  return v;
+}
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t(static_cast<uint8_t>(p[i])) << (8 * i);
+  return v;
+}
+
+void Seal(std::string& out) {
+  Hash h = Sha256(out);
+  out.append(reinterpret_cast<const char*>(h.data()), h.size());
+}
+
+// The body of a sealed object, or kCorruption if its checksum does not match.
+Result<std::string_view> Unseal(std::string_view bytes, std::string_view magic, const char* what) {
+  if (bytes.size() < magic.size() + 32 || bytes.substr(0, magic.size()) != magic) {
+    return Status(errors::kCorruption, fmt::format("{} is not a Strata {} object", what, what));
+  }
+  std::string_view body = bytes.substr(0, bytes.size() - 32);
+  Hash want = Sha256(body);
+  if (std::memcmp(want.data(), bytes.data() + body.size(), 32) != 0) {
+    return Status(errors::kCorruption, fmt::format("{} checksum mismatch", what));
+  }
+  return body.substr(magic.size());
+}
+
+}  // namespace
+
+Hash Sha256(std::string_view data) {
+  Hash h;
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), h.data());
+  return h;
+}
+
+std::string ToHex(const Hash& h) {
+  std::string out;
+  for (uint8_t b : h) out += fmt::format("{:02x}", b);
+  return out;
+}
+
+std::string EncodeIndex(const std::vector<IndexEntry>& entries) {
+  std::string out(kIndexMagic);
+  out.reserve(kIndexMagic.size() + entries.size() * kEntrySize + 32);
+  for (const auto& e : entries) {
+    out.append(reinterpret_cast<const char*>(e.hash.data()), 32);
+    PutU64(out, e.offset);
+    PutU32(out, e.stored_size);
+    PutU32(out, e.raw_size);
+    out.push_back(static_cast<char>(e.codec));
+  }
+  Seal(out);
+  return out;
+}
+
+Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
+  ASSIGN_OR_RETURN(auto body, Unseal(bytes, kIndexMagic, "index"));
+  if (body.size() % kEntrySize != 0) return Status(errors::kCorruption, "index has a partial entry");
+  std::vector<IndexEntry> out(body.size() / kEntrySize);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const char* p = body.data() + i * kEntrySize;
+    std::memcpy(out[i].hash.data(), p, 32);
+    out[i].offset = GetU64(p + 32);
+    out[i].stored_size = GetU32(p + 40);
+    out[i].raw_size = GetU32(p + 44);
+    uint8_t codec = static_cast<uint8_t>(p[48]);
+    if (codec > 1) return Status(errors::kCorruption, "index names an unknown codec");
+    out[i].codec = static_cast<Codec>(codec);
+  }
+  return out;
+}
+
+uint64_t Manifest::LogicalBytes() const {
+  uint64_t n = 0;
+  for (const auto& f : files) n += f.size;
+  return n;
+}
+
+uint64_t Manifest::ChunkCount() const {
+  uint64_t n = 0;
+  for (const auto& f : files) n += f.chunks.size();
+  return n;
+}
+
+std::string EncodeManifest(const Manifest& m) {
+  nlohmann::json header = {{"id", m.id}, {"chunk_size", m.chunk_size}, {"metadata", m.metadata}};
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& f : m.files) {
+    files.push_back({{"path", f.path}, {"size", f.size}, {"mode", f.mode}, {"chunks", f.chunks.size()}});
+  }
+  header["files"] = files;
+  std::string text = header.dump();
+  std::string out(kManifestMagic);
+  PutU32(out, static_cast<uint32_t>(text.size()));
+  out += text;
+  for (const auto& f : m.files)
+    for (const auto& h : f.chunks) out.append(reinterpret_cast<const char*>(h.data()), 32);
+  Seal(out);
+  return out;
+}
+
+Result<Manifest> DecodeManifest(std::string_view bytes) {
+  ASSIGN_OR_RETURN(auto body, Unseal(bytes, kManifestMagic, "manifest"));
+  if (body.size() < 4) return Status(errors::kCorruption, "manifest is truncated");
+  uint32_t len = GetU32(body.data());
+  if (body.size() < 4 + uint64_t{len}) return Status(errors::kCorruption, "manifest is truncated");
+  auto header = nlohmann::json::parse(body.substr(4, len), nullptr, false);
+  if (header.is_discarded() || !header.is_object()) {
+    return Status(errors::kCorruption, "manifest header is not JSON");
+  }
+  Manifest m;
+  std::string_view hashes = body.substr(4 + len);
+  size_t pos = 0;
+  try {
+    m.id = header.at("id").get<std::string>();
+    m.chunk_size = header.at("chunk_size").get<uint32_t>();
+    m.metadata = header.at("metadata").get<std::map<std::string, std::string>>();
+    for (const auto& f : header.at("files")) {
+      ManifestFile mf;
+      mf.path = f.at("path").get<std::string>();
+      mf.size = f.at("size").get<uint64_t>();
+      mf.mode = f.at("mode").get<uint32_t>();
+      uint64_t n = f.at("chunks").get<uint64_t>();
+      if ((hashes.size() - pos) / 32 < n) return Status(errors::kCorruption, "manifest is missing hashes");
+      mf.chunks.resize(n);
+      for (auto& h : mf.chunks) {
+        std::memcpy(h.data(), hashes.data() + pos, 32);
+        pos += 32;
+      }
+      m.files.push_back(std::move(mf));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Status(errors::kCorruption, fmt::format("manifest header: {}", e.what()));
+  }
+  if (pos != hashes.size()) return Status(errors::kCorruption, "manifest has trailing bytes");
+  return m;
+}
+
+}  // namespace strata::repo

@@ -1,0 +1,64 @@
+// The repository's on-storage encodings: chunk hashes, index and manifest
+// objects. Every object ends with the SHA-256 of everything before it, so a
+// flipped byte anywhere is found when the object is read.
+#pragma once
+
+#include <array>
+#include <cstring>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace strata::repo {
+
+using Hash = std::array<uint8_t, 32>;
+
+struct HashHasher {
+  size_t operator()(const Hash& h) const {
+    size_t v;
+    static_assert(sizeof v <= sizeof(Hash));
+    std::memcpy(&v, h.data(), sizeof v);
+    return v;
+  }
+};
+
+Hash Sha256(std::string_view data);
+std::string ToHex(const Hash& h);
+
+enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
+
+struct IndexEntry {
+  Hash hash{};
+  uint64_t offset = 0;
+  uint32_t stored_size = 0;
+  uint32_t raw_size = 0;
+  Codec codec = Codec::kRaw;
+};
+
+std::string EncodeIndex(const std::vector<IndexEntry>& entries);
+Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes);
+
+struct ManifestFile {
+  std::string path;
+  uint64_t size = 0;
+  uint32_t mode = 0600;
+  std::vector<Hash> chunks;
+};
+
+struct Manifest {
+  std::string id;
+  uint32_t chunk_size = 0;
+  std::map<std::string, std::string> metadata;
+  std::vector<ManifestFile> files;
+  uint64_t LogicalBytes() const;
+  uint64_t ChunkCount() const;
+};
+
+std::string EncodeManifest(const Manifest& m);
+Result<Manifest> DecodeManifest(std::string_view bytes);
+
+}  // namespace strata::repo

@@ -1,0 +1,587 @@
+#include "repo/repo.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/ids.h"
+#include "repo/format.h"
+
+namespace strata::repo {
+namespace {
+
+constexpr int kFormatVersion = 1;
+constexpr uint64_t kMaxRestoreRun = 4ull << 20;  // coalesce adjacent chunks into reads up to this
+constexpr double kRewriteBelowLiveFraction = 0.5;
+
+std::string PackKey(const std::string& id) { return "packs/" + id; }
+std::string IndexKey(const std::string& id) { return "index/" + id; }
+std::string ManifestKey(const std::string& id) { return "snapshots/" + id; }
+
+bool ValidSnapshotId(const std::string& id) {
+  if (id.empty() || id.size() > 200) return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':')) return false;
+  }
+  return id != "." && id != "..";
+}
+
+struct Location {
+  uint32_t pack = 0;  // index into Impl::pack_ids
+  uint64_t offset = 0;
+  uint32_t stored_size = 0;
+  uint32_t raw_size = 0;
+  Codec codec = Codec::kRaw;
+};
+
+// Runs fn(i) for i in [0, n) on `threads` threads, each taking a contiguous stripe.
+void ParallelFor(size_t n, int threads, const std::function<void(size_t begin, size_t end)>& fn) {
+  if (threads <= 1 || n < 64) {
+    fn(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  size_t per = (n + threads - 1) / threads;
+  for (int t = 0; t < threads; ++t) {
+    size_t b = t * per, e = std::min(n, b + per);
+    if (b >= e) break;
+    pool.emplace_back([&fn, b, e] { fn(b, e); });
+  }
+  for (auto& th : pool) th.join();
+}
+
+Result<size_t> ReadFully(const FileSource& f, uint64_t offset, std::string& buf) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ASSIGN_OR_RETURN(size_t n, f.read_at(offset + done, std::span<std::byte>(
+                                                            reinterpret_cast<std::byte*>(buf.data() + done),
+                                                            buf.size() - done)));
+    if (n == 0) break;
+    done += n;
+  }
+  return done;
+}
+
+Result<std::string> Decode(const Location& loc, std::string_view stored) {
+  if (loc.codec == Codec::kRaw) return std::string(stored);
+  std::string out(loc.raw_size, '\0');
+  size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
+  if (ZSTD_isError(n) || n != loc.raw_size) {
+    return Status(errors::kCorruption, "chunk does not decompress");
+  }
+  return out;
+}
+
+}  // namespace
+
+class Repository::Impl {
+ public:
+  std::unique_ptr<storage::ObjectStore> store;
+  RepoOptions options;
+  uint32_t chunk_size = 4096;
+
+  // Backups and restores hold it shared; garbage collection exclusive.
+  std::shared_mutex gc_mu;
+
+  std::mutex map_mu;
+  std::vector<std::string> pack_ids;
+  std::unordered_map<Hash, Location, HashHasher> chunks;
+
+  Status LoadIndexes() {
+    ASSIGN_OR_RETURN(auto list, store->List("index/"));
+    std::lock_guard lock(map_mu);
+    pack_ids.clear();
+    chunks.clear();
+    for (const auto& obj : list) {
+      auto bytes = store->Get(obj.key);
+      if (!bytes.ok()) return bytes.status();
+      auto entries = DecodeIndex(*bytes);
+      if (!entries.ok()) continue;  // a corrupt index is reported by Verify; its chunks are unknown
+      AddPackLocked(obj.key.substr(6), *entries);
+    }
+    return Status::Ok();
+  }
+
+  void AddPackLocked(const std::string& pack_id, const std::vector<IndexEntry>& entries) {
+    uint32_t p = static_cast<uint32_t>(pack_ids.size());
+    pack_ids.push_back(pack_id);
+    for (const auto& e : entries) {
+      chunks.try_emplace(e.hash, Location{p, e.offset, e.stored_size, e.raw_size, e.codec});
+    }
+  }
+
+  bool Known(const Hash& h) {
+    std::lock_guard lock(map_mu);
+    return chunks.count(h) > 0;
+  }
+
+  std::optional<std::pair<std::string, Location>> Find(const Hash& h) {
+    std::lock_guard lock(map_mu);
+    auto it = chunks.find(h);
+    if (it == chunks.end()) return std::nullopt;
+    return std::make_pair(pack_ids[it->second.pack], it->second);
+  }
+
+  Result<Manifest> ReadManifest(const std::string& id) {
+    auto bytes = store->Get(ManifestKey(id));
+    if (!bytes.ok()) {
+      if (bytes.status().Is(errors::kObjectNotFound)) {
+        return Status(errors::kObjectNotFound, fmt::format("no snapshot {} in the repository", id));
+      }
+      return bytes.status();
+    }
+    return DecodeManifest(*bytes);
+  }
+
+  // Accumulates new chunks into one pack; Flush stores pack then index.
+  class PackWriter {
+   public:
+    explicit PackWriter(Impl* repo) : repo_(repo) {}
+    bool Pending(const Hash& h) const { return pending_.count(h) > 0; }
+    Status Add(const Hash& h, std::string stored, uint32_t raw_size, Codec codec) {
+      IndexEntry e{h, data_.size(), static_cast<uint32_t>(stored.size()), raw_size, codec};
+      data_ += stored;
+      entries_.push_back(e);
+      pending_.insert(h);
+      added_bytes_ += stored.size();
+      if (data_.size() >= repo_->options.pack_target_bytes) return Flush();
+      return Status::Ok();
+    }
+    Status Flush() {
+      if (entries_.empty()) return Status::Ok();
+      std::string id = RandomHex(16);
+      RETURN_IF_ERROR(repo_->store->Put(PackKey(id), data_));
+      RETURN_IF_ERROR(repo_->store->Put(IndexKey(id), EncodeIndex(entries_)));
+      {
+        std::lock_guard lock(repo_->map_mu);
+        repo_->AddPackLocked(id, entries_);
+      }
+      data_.clear();
+      entries_.clear();
+      pending_.clear();
+      return Status::Ok();
+    }
+    uint64_t added_bytes() const { return added_bytes_; }
+
+   private:
+    Impl* repo_;
+    std::string data_;
+    std::vector<IndexEntry> entries_;
+    std::unordered_set<Hash, HashHasher> pending_;
+    uint64_t added_bytes_ = 0;
+  };
+
+  // Prepared chunk of a batch: its hash, and its stored form when new.
+  struct Prepared {
+    Hash hash{};
+    bool known = false;
+    std::string stored;
+    uint32_t raw_size = 0;
+    Codec codec = Codec::kRaw;
+  };
+
+  void Prepare(std::string_view raw, Prepared& out) {
+    out.hash = Sha256(raw);
+    out.raw_size = static_cast<uint32_t>(raw.size());
+    out.known = Known(out.hash);
+    if (out.known) return;
+    std::string z(ZSTD_compressBound(raw.size()), '\0');
+    size_t n = ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), options.zstd_level);
+    if (!ZSTD_isError(n) && n < raw.size()) {
+      z.resize(n);
+      out.stored = std::move(z);
+      out.codec = Codec::kZstd;
+    } else {
+      out.stored = std::string(raw);
+      out.codec = Codec::kRaw;
+    }
+  }
+};
+
+Repository::Repository(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Repository::~Repository() = default;
+
+Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::ObjectStore> store,
+                                                     RepoOptions options) {
+  if (options.chunk_size < 512 || options.chunk_size > (1u << 20) ||
+      (options.chunk_size & (options.chunk_size - 1))) {
+    return Status(errors::kInvalidParameterValue, "chunk size must be a power of two from 512 B to 1 MiB");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(store);
+  impl->options = options;
+  auto config = impl->store->Get("config");
+  if (config.ok()) {
+    auto j = nlohmann::json::parse(*config, nullptr, false);
+    if (j.is_discarded() || j.value("format_version", 0) != kFormatVersion) {
+      return Status(errors::kCorruption,
+                    fmt::format("{} holds no Strata repository of format {}", impl->store->Describe(), kFormatVersion));
+    }
+    impl->chunk_size = j.value("chunk_size", 4096u);
+  } else if (config.status().Is(errors::kObjectNotFound)) {
+    impl->chunk_size = options.chunk_size;
+    nlohmann::json j = {{"format_version", kFormatVersion}, {"chunk_size", impl->chunk_size},
+                        {"hash", "sha256"}, {"compression", "zstd"}};
+    RETURN_IF_ERROR(impl->store->Put("config", j.dump(2)));
+  } else {
+    return config.status();
+  }
+  RETURN_IF_ERROR(impl->LoadIndexes());
+  return std::unique_ptr<Repository>(new Repository(std::move(impl)));
+}
+
+uint32_t Repository::chunk_size() const { return impl_->chunk_size; }
+
+Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
+                                                 const std::map<std::string, std::string>& metadata,
+                                                 const std::vector<FileSource>& files,
+                                                 const ProgressFn& progress) {
+  if (!ValidSnapshotId(id)) return Status(errors::kInvalidParameterValue, "bad snapshot id " + id);
+  std::shared_lock gc_guard(impl_->gc_mu);
+  ASSIGN_OR_RETURN(auto exists, impl_->store->Stat(ManifestKey(id)));
+  if (exists) return Status(errors::kInvalidParameterValue, fmt::format("snapshot {} already exists", id));
+
+  const uint32_t cs = impl_->chunk_size;
+  const uint64_t batch = std::max<uint64_t>(cs, impl_->options.batch_bytes / cs * cs);
+  uint64_t total = 0;
+  for (const auto& f : files) total += f.size;
+
+  Manifest m;
+  m.id = id;
+  m.chunk_size = cs;
+  m.metadata = metadata;
+  SnapshotStats stats;
+  Impl::PackWriter writer(impl_.get());
+  uint64_t done_bytes = 0;
+  std::string buf;
+  for (const auto& f : files) {
+    ManifestFile mf{f.path, f.size, f.mode, {}};
+    mf.chunks.reserve((f.size + cs - 1) / cs);
+    for (uint64_t off = 0; off < f.size; off += batch) {
+      buf.resize(std::min<uint64_t>(batch, f.size - off));
+      ASSIGN_OR_RETURN(size_t got, ReadFully(f, off, buf));
+      if (got != buf.size()) {
+        return Status(errors::kIoError, fmt::format("{} shrank while being read: {} bytes at {}", f.path, got, off));
+      }
+      size_t n = (buf.size() + cs - 1) / cs;
+      std::vector<Impl::Prepared> prepared(n);
+      ParallelFor(n, impl_->options.threads, [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) {
+          std::string_view raw(buf.data() + i * cs, std::min<size_t>(cs, buf.size() - i * cs));
+          impl_->Prepare(raw, prepared[i]);
+        }
+      });
+      for (auto& p : prepared) {
+        mf.chunks.push_back(p.hash);
+        ++stats.chunks;
+        if (p.known || writer.Pending(p.hash) || impl_->Known(p.hash)) continue;
+        ++stats.new_chunks;
+        RETURN_IF_ERROR(writer.Add(p.hash, std::move(p.stored), p.raw_size, p.codec));
+      }
+      done_bytes += buf.size();
+      if (progress && total) progress(static_cast<int>(done_bytes * 99 / total));
+    }
+    m.files.push_back(std::move(mf));
+  }
+  RETURN_IF_ERROR(writer.Flush());
+  // The manifest goes last: only now is every chunk it names durable.
+  RETURN_IF_ERROR(impl_->store->Put(ManifestKey(id), EncodeManifest(m)));
+  stats.logical_bytes = m.LogicalBytes();
+  stats.stored_bytes = writer.added_bytes();
+  if (progress) progress(100);
+  return stats;
+}
+
+Status Repository::RestoreSnapshot(const std::string& id, const std::string& target_dir,
+                                   const ProgressFn& progress) {
+  std::shared_lock gc_guard(impl_->gc_mu);
+  ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
+  const uint64_t total = m.LogicalBytes();
+  std::atomic<uint64_t> done_bytes{0};
+  for (const auto& f : m.files) {
+    std::filesystem::path path = std::filesystem::path(target_dir) / f.path;
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) return Status(errors::kIoError, fmt::format("create {}: {}", path.parent_path().string(), ec.message()));
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, f.mode & 07777);
+    if (fd < 0) return Status(errors::kIoError, fmt::format("open {}: {}", path.string(), strerror(errno)));
+    struct stat st;
+    bool existing = ::fstat(fd, &st) == 0 && st.st_size > 0;
+    if (::ftruncate(fd, static_cast<off_t>(f.size)) != 0) {
+      ::close(fd);
+      return Status(errors::kIoError, fmt::format("truncate {}: {}", path.string(), strerror(errno)));
+    }
+    // Each thread takes a contiguous stripe of chunks and reads adjacent chunks
+    // of one pack in a single ranged read.
+    std::mutex err_mu;
+    Status first_error;
+    auto fail = [&](Status s) {
+      std::lock_guard lock(err_mu);
+      if (first_error.ok()) first_error = std::move(s);
+    };
+    const uint32_t cs = m.chunk_size;
+    ParallelFor(f.chunks.size(), impl_->options.threads, [&](size_t b, size_t e) {
+      std::string existing_buf;
+      size_t i = b;
+      while (i < e) {
+        {
+          std::lock_guard lock(err_mu);
+          if (!first_error.ok()) return;
+        }
+        uint64_t off = uint64_t{i} * cs;
+        size_t want = static_cast<size_t>(std::min<uint64_t>(cs, f.size - off));
+        if (existing) {
+          existing_buf.resize(want);
+          if (::pread(fd, existing_buf.data(), want, static_cast<off_t>(off)) == static_cast<ssize_t>(want) &&
+              Sha256(existing_buf) == f.chunks[i]) {
+            done_bytes += want;
+            ++i;
+            continue;
+          }
+        }
+        auto first = impl_->Find(f.chunks[i]);
+        if (!first) {
+          fail(Status(errors::kCorruption, fmt::format("snapshot {}: chunk {} of {} at offset {} is missing",
+                                                       id, ToHex(f.chunks[i]).substr(0, 16), f.path, off)));
+          return;
+        }
+        // Extend the run while the next chunks sit right after this one in the same pack.
+        size_t j = i + 1;
+        uint64_t run_end = first->second.offset + first->second.stored_size;
+        std::vector<Location> locs{first->second};
+        while (j < e && run_end - first->second.offset < kMaxRestoreRun && !existing) {
+          auto next = impl_->Find(f.chunks[j]);
+          if (!next || next->first != first->first || next->second.offset != run_end) break;
+          locs.push_back(next->second);
+          run_end += next->second.stored_size;
+          ++j;
+        }
+        auto bytes = impl_->store->GetRange(PackKey(first->first), first->second.offset,
+                                            run_end - first->second.offset);
+        if (!bytes.ok()) {
+          fail(bytes.status().WithContext(fmt::format("snapshot {}: {} at offset {}", id, f.path, off)));
+          return;
+        }
+        std::string out;
+        for (size_t k = 0; k < locs.size(); ++k) {
+          std::string_view stored(bytes->data() + (locs[k].offset - first->second.offset), locs[k].stored_size);
+          auto raw = Decode(locs[k], stored);
+          uint64_t coff = uint64_t{i + k} * cs;
+          if (!raw.ok() || Sha256(*raw) != f.chunks[i + k]) {
+            fail(Status(errors::kCorruption, fmt::format("snapshot {}: chunk of {} at offset {} is corrupt "
+                                                         "(hash mismatch)", id, f.path, coff)));
+            return;
+          }
+          out += *raw;
+        }
+        if (::pwrite(fd, out.data(), out.size(), static_cast<off_t>(off)) != static_cast<ssize_t>(out.size())) {
+          fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(), strerror(errno))));
+          return;
+        }
+        done_bytes += out.size();
+        i = j;
+        if (progress && total) progress(static_cast<int>(done_bytes * 99 / total));
+      }
+    });
+    int sync = ::fsync(fd);
+    ::close(fd);
+    RETURN_IF_ERROR(first_error);
+    if (sync != 0) return Status(errors::kIoError, fmt::format("fsync {}: {}", path.string(), strerror(errno)));
+  }
+  if (progress) progress(100);
+  return Status::Ok();
+}
+
+Result<SnapshotInfo> Repository::GetSnapshot(const std::string& id) {
+  ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
+  return SnapshotInfo{m.id, m.metadata, m.LogicalBytes(), m.ChunkCount()};
+}
+
+Result<std::vector<std::string>> Repository::ListSnapshots() {
+  ASSIGN_OR_RETURN(auto list, impl_->store->List("snapshots/"));
+  std::vector<std::string> out;
+  for (const auto& o : list) out.push_back(o.key.substr(10));
+  return out;
+}
+
+Status Repository::CopySnapshot(const std::string& from, const std::string& to,
+                                const std::map<std::string, std::string>& metadata) {
+  if (!ValidSnapshotId(to)) return Status(errors::kInvalidParameterValue, "bad snapshot id " + to);
+  std::shared_lock gc_guard(impl_->gc_mu);
+  ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(from));
+  ASSIGN_OR_RETURN(auto exists, impl_->store->Stat(ManifestKey(to)));
+  if (exists) return Status(errors::kInvalidParameterValue, fmt::format("snapshot {} already exists", to));
+  m.id = to;
+  m.metadata = metadata;
+  return impl_->store->Put(ManifestKey(to), EncodeManifest(m));
+}
+
+Status Repository::DeleteSnapshot(const std::string& id) {
+  if (!ValidSnapshotId(id)) return Status(errors::kInvalidParameterValue, "bad snapshot id " + id);
+  return impl_->store->Delete(ManifestKey(id));
+}
+
+Result<VerifyReport> Repository::Verify(bool quick) {
+  std::shared_lock gc_guard(impl_->gc_mu);
+  VerifyReport report;
+  ASSIGN_OR_RETURN(auto ids, ListSnapshots());
+  std::unordered_map<Hash, std::vector<std::string>, HashHasher> users;
+  for (const auto& id : ids) {
+    ++report.snapshots;
+    auto m = impl_->ReadManifest(id);
+    if (!m.ok()) {
+      report.problems.push_back({"corrupt manifest: " + m.status().message(), ManifestKey(id), {id}});
+      continue;
+    }
+    for (const auto& f : m->files)
+      for (const auto& h : f.chunks) {
+        auto& u = users[h];
+        if (u.empty() || u.back() != id) u.push_back(id);
+      }
+  }
+  // Every index must decode; a corrupt one hides the chunks it names.
+  ASSIGN_OR_RETURN(auto indexes, impl_->store->List("index/"));
+  std::map<std::string, std::vector<IndexEntry>> decoded;
+  for (const auto& obj : indexes) {
+    auto bytes = impl_->store->Get(obj.key);
+    auto entries = bytes.ok() ? DecodeIndex(*bytes) : Result<std::vector<IndexEntry>>(bytes.status());
+    if (!entries.ok()) {
+      report.problems.push_back({"corrupt index: " + entries.status().message(), obj.key, {}});
+      continue;
+    }
+    decoded[obj.key.substr(6)] = std::move(*entries);
+  }
+  std::unordered_set<Hash, HashHasher> present;
+  for (const auto& [pack, entries] : decoded) {
+    ASSIGN_OR_RETURN(auto size, impl_->store->Stat(PackKey(pack)));
+    uint64_t need = 0;
+    for (const auto& e : entries) need = std::max(need, e.offset + e.stored_size);
+    if (!size || *size < need) {
+      std::set<std::string> affected;
+      for (const auto& e : entries)
+        if (users.count(e.hash)) affected.insert(users[e.hash].begin(), users[e.hash].end());
+      report.problems.push_back({size ? "truncated pack" : "missing pack", PackKey(pack),
+                                 {affected.begin(), affected.end()}});
+      continue;
+    }
+    if (quick) {
+      for (const auto& e : entries) present.insert(e.hash);
+      continue;
+    }
+    auto bytes = impl_->store->Get(PackKey(pack));
+    if (!bytes.ok()) {
+      report.problems.push_back({"unreadable pack: " + bytes.status().message(), PackKey(pack), {}});
+      continue;
+    }
+    for (const auto& e : entries) {
+      ++report.chunks_checked;
+      Location loc{0, e.offset, e.stored_size, e.raw_size, e.codec};
+      auto raw = Decode(loc, std::string_view(*bytes).substr(e.offset, e.stored_size));
+      if (raw.ok() && Sha256(*raw) == e.hash) {
+        present.insert(e.hash);
+      } else if (users.count(e.hash)) {
+        report.problems.push_back({"corrupt chunk " + ToHex(e.hash).substr(0, 16), PackKey(pack), users[e.hash]});
+      }
+    }
+  }
+  for (const auto& [h, snaps] : users) {
+    if (!present.count(h)) {
+      // Reported once per chunk that no good copy backs.
+      bool already = false;
+      for (const auto& p : report.problems)
+        already = already || p.what.find(ToHex(h).substr(0, 16)) != std::string::npos;
+      if (!already) report.problems.push_back({"missing chunk " + ToHex(h).substr(0, 16), "", snaps});
+    }
+  }
+  return report;
+}
+
+Result<GcStats> Repository::CollectGarbage() {
+  std::unique_lock gc_guard(impl_->gc_mu);
+  GcStats stats;
+  std::unordered_set<Hash, HashHasher> live;
+  ASSIGN_OR_RETURN(auto ids, ListSnapshots());
+  for (const auto& id : ids) {
+    // A manifest we cannot read might name anything: collect nothing rather than guess.
+    ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
+    for (const auto& f : m.files) live.insert(f.chunks.begin(), f.chunks.end());
+  }
+  ASSIGN_OR_RETURN(auto indexes, impl_->store->List("index/"));
+  ASSIGN_OR_RETURN(auto packs, impl_->store->List("packs/"));
+  std::set<std::string> indexed;
+  Impl::PackWriter rewriter(impl_.get());
+  std::unordered_set<Hash, HashHasher> rewritten;
+  std::vector<std::string> to_delete;
+  for (const auto& obj : indexes) {
+    std::string pack = obj.key.substr(6);
+    indexed.insert(pack);
+    ASSIGN_OR_RETURN(auto bytes, impl_->store->Get(obj.key));
+    auto entries = DecodeIndex(bytes);
+    if (!entries.ok()) continue;  // leave it for an operator to see in verify
+    uint64_t live_bytes = 0, all_bytes = 0;
+    for (const auto& e : *entries) {
+      all_bytes += e.stored_size;
+      if (live.count(e.hash)) live_bytes += e.stored_size;
+    }
+    if (live_bytes == all_bytes) continue;
+    if (live_bytes > 0 && live_bytes >= all_bytes * kRewriteBelowLiveFraction) continue;
+    if (live_bytes > 0) {
+      // Mostly dead: copy the live chunks into a new pack before dropping this one.
+      ASSIGN_OR_RETURN(auto data, impl_->store->Get(PackKey(pack)));
+      for (const auto& e : *entries) {
+        if (!live.count(e.hash) || rewritten.count(e.hash)) continue;
+        rewritten.insert(e.hash);
+        RETURN_IF_ERROR(rewriter.Add(e.hash, data.substr(e.offset, e.stored_size), e.raw_size, e.codec));
+      }
+      ++stats.packs_rewritten;
+    } else {
+      ++stats.packs_deleted;
+    }
+    stats.bytes_freed += all_bytes - live_bytes;
+    to_delete.push_back(pack);
+  }
+  RETURN_IF_ERROR(rewriter.Flush());
+  // Index first: a pack without an index is garbage the next run removes.
+  for (const auto& pack : to_delete) {
+    RETURN_IF_ERROR(impl_->store->Delete(IndexKey(pack)));
+    RETURN_IF_ERROR(impl_->store->Delete(PackKey(pack)));
+  }
+  for (const auto& obj : packs) {
+    std::string pack = obj.key.substr(6);
+    if (!indexed.count(pack)) {
+      RETURN_IF_ERROR(impl_->store->Delete(obj.key));
+      stats.bytes_freed += obj.size;
+      ++stats.packs_deleted;
+    }
+  }
+  RETURN_IF_ERROR(impl_->LoadIndexes());
+  return stats;
+}
+
+Result<RepoStats> Repository::Stats() {
+  RepoStats s;
+  ASSIGN_OR_RETURN(auto ids, ListSnapshots());
+  s.snapshots = ids.size();
+  ASSIGN_OR_RETURN(auto packs, impl_->store->List("packs/"));
+  s.packs = packs.size();
+  for (const auto& p : packs) s.stored_bytes += p.size;
+  std::lock_guard lock(impl_->map_mu);
+  s.chunks = impl_->chunks.size();
+  return s;
+}
+
+}  // namespace strata::repo

@@ -1,0 +1,262 @@
+#include "repo/repo.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+#include <thread>
+#include <random>
+
+#include "common/ids.h"
+
+namespace strata::repo {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A file in memory, served as a FileSource.
+struct MemFile {
+  std::string path;
+  std::string bytes;
+  FileSource Source() const {
+    return FileSource{path, bytes.size(), 0644, [this](uint64_t off, std::span<std::byte> out) -> Result<size_t> {
+                        if (off >= bytes.size()) return size_t{0};
+                        size_t n = std::min<size_t>(out.size(), bytes.size() - off);
+                        std::memcpy(out.data(), bytes.data() + off, n);
+                        return n;
+                      }};
+  }
+};
+
+// Half compressible text-like pages, half random ones, as a database holds.
+std::string MixedData(size_t pages, uint32_t page, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out;
+  for (size_t p = 0; p < pages; ++p) {
+    std::string pg(page, '\0');
+    if (p % 2) {
+      for (auto& c : pg) c = static_cast<char>(rng());
+    } else {
+      for (size_t i = 0; i < page; ++i) pg[i] = "row data "[i % 9] + static_cast<char>(p % 7);
+    }
+    out += pg;
+  }
+  return out;
+}
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class RepoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("repo_test_" + RandomHex(6));
+    fs::create_directories(dir_);
+    Reopen();
+  }
+  void TearDown() override {
+    repo_.reset();
+    fs::remove_all(dir_);
+  }
+  void Reopen(storage::ObjectStore* via = nullptr) {
+    repo_.reset();
+    std::unique_ptr<storage::ObjectStore> store;
+    if (via) {
+      struct Borrowed final : storage::ObjectStore {
+        storage::ObjectStore* s;
+        explicit Borrowed(storage::ObjectStore* x) : s(x) {}
+        Status Put(const std::string& k, std::string_view b) override { return s->Put(k, b); }
+        Result<std::string> Get(const std::string& k) override { return s->Get(k); }
+        Result<std::string> GetRange(const std::string& k, uint64_t o, uint64_t n) override { return s->GetRange(k, o, n); }
+        Result<std::vector<storage::ObjectInfo>> List(const std::string& p) override { return s->List(p); }
+        Status Delete(const std::string& k) override { return s->Delete(k); }
+        Result<std::optional<uint64_t>> Stat(const std::string& k) override { return s->Stat(k); }
+        std::string Describe() const override { return s->Describe(); }
+      };
+      store = std::make_unique<Borrowed>(via);
+    } else {
+      store = std::move(storage::OpenPosixStore(dir_ / "repo")).value();
+    }
+    auto r = Repository::Open(std::move(store), opts_);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    repo_ = std::move(*r);
+  }
+  fs::path dir_;
+  RepoOptions opts_{.chunk_size = 512, .pack_target_bytes = 64 << 10, .batch_bytes = 16 << 10};
+  std::unique_ptr<Repository> repo_;
+};
+
+TEST_F(RepoTest, RoundTripsFilesExactly) {
+  MemFile a{"data.db", MixedData(200, 512, 1)};
+  MemFile b{"sub/other", std::string(1000, 'x') + "tail"};  // not a multiple of the chunk size
+  MemFile empty{"empty", ""};
+  int last = -1;
+  auto stats = repo_->CreateSnapshot("s1", {{"instance", "app"}}, {a.Source(), b.Source(), empty.Source()},
+                                     [&](int p) { EXPECT_GE(p, last); last = p; });
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(last, 100);
+  EXPECT_EQ(stats->logical_bytes, a.bytes.size() + b.bytes.size());
+  EXPECT_LT(stats->stored_bytes, stats->logical_bytes) << "compressible pages compress";
+  ASSERT_TRUE(repo_->RestoreSnapshot("s1", (dir_ / "out").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "out" / "data.db"), a.bytes);
+  EXPECT_EQ(ReadFile(dir_ / "out" / "sub" / "other"), b.bytes);
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "empty"));
+  auto info = repo_->GetSnapshot("s1");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->metadata.at("instance"), "app");
+  EXPECT_TRUE(repo_->CreateSnapshot("s1", {}, {a.Source()}).status().Is(errors::kInvalidParameterValue));
+}
+
+TEST_F(RepoTest, AnIncrementalCostsWhatChanged) {
+  MemFile a{"data.db", MixedData(1000, 512, 2)};
+  auto full = repo_->CreateSnapshot("full", {}, {a.Source()});
+  ASSERT_TRUE(full.ok());
+  std::mt19937 rng(7);
+  for (int i = 0; i < 10; ++i) a.bytes[(rng() % 1000) * 512 + 17] ^= 0x5a;  // 1% of pages
+  auto inc = repo_->CreateSnapshot("inc", {}, {a.Source()});
+  ASSERT_TRUE(inc.ok());
+  EXPECT_LE(inc->new_chunks, 10u);
+  EXPECT_LE(inc->stored_bytes, a.bytes.size() / 50) << "at most 2% of the size";
+  ASSERT_TRUE(repo_->RestoreSnapshot("inc", (dir_ / "out").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "out" / "data.db"), a.bytes);
+  // Delta restore over the older contents rewrites only what differs.
+  ASSERT_TRUE(repo_->RestoreSnapshot("full", (dir_ / "out").string()).ok());
+  EXPECT_NE(ReadFile(dir_ / "out" / "data.db"), a.bytes);
+}
+
+TEST_F(RepoTest, CopyDeleteAndGarbageCollection) {
+  MemFile a{"data.db", MixedData(300, 512, 3)};
+  ASSERT_TRUE(repo_->CreateSnapshot("a", {}, {a.Source()}).ok());
+  ASSERT_TRUE(repo_->CopySnapshot("a", "b", {{"copy", "1"}}).ok());
+  auto before = repo_->Stats();
+  ASSERT_TRUE(repo_->DeleteSnapshot("a").ok());
+  auto gc = repo_->CollectGarbage();
+  ASSERT_TRUE(gc.ok());
+  EXPECT_EQ(gc->bytes_freed, 0u) << "b still needs every chunk";
+  ASSERT_TRUE(repo_->RestoreSnapshot("b", (dir_ / "out").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "out" / "data.db"), a.bytes);
+  ASSERT_TRUE(repo_->DeleteSnapshot("b").ok());
+  gc = repo_->CollectGarbage();
+  ASSERT_TRUE(gc.ok());
+  EXPECT_EQ(repo_->Stats()->stored_bytes, 0u);
+  EXPECT_GT(before->stored_bytes, 0u);
+  EXPECT_TRUE(repo_->Verify(false)->ok());
+}
+
+TEST_F(RepoTest, GarbageCollectionRewritesMostlyDeadPacks) {
+  opts_.pack_target_bytes = 1 << 30;  // one pack per snapshot
+  Reopen();
+  MemFile a{"data.db", MixedData(100, 512, 4)};
+  MemFile b{"data.db", MixedData(100, 512, 5)};
+  b.bytes.replace(0, 512 * 10, a.bytes.substr(0, 512 * 10));
+  ASSERT_TRUE(repo_->CreateSnapshot("a", {}, {a.Source()}).ok());
+  ASSERT_TRUE(repo_->CreateSnapshot("b", {}, {b.Source()}).ok());
+  ASSERT_TRUE(repo_->DeleteSnapshot("a").ok());
+  auto gc = repo_->CollectGarbage();
+  ASSERT_TRUE(gc.ok());
+  EXPECT_EQ(gc->packs_rewritten, 1u);
+  ASSERT_TRUE(repo_->Verify(false)->ok());
+  ASSERT_TRUE(repo_->RestoreSnapshot("b", (dir_ / "out").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "out" / "data.db"), b.bytes);
+}
+
+TEST_F(RepoTest, ACrashAtAnyStepLeavesAConsistentRepository) {
+  MemFile base{"data.db", MixedData(200, 512, 6)};
+  MemFile next{"data.db", MixedData(200, 512, 8)};
+  auto mem = storage::NewMemoryStore();
+  for (int64_t n = 0;; ++n) {
+    // A fresh repository with one snapshot, then a crash after n storage ops
+    // of a second snapshot plus a garbage collection.
+    mem = storage::NewMemoryStore();
+    Reopen(mem.get());
+    ASSERT_TRUE(repo_->CreateSnapshot("base", {}, {base.Source()}).ok());
+    ASSERT_TRUE(repo_->DeleteSnapshot("base").ok());
+    ASSERT_TRUE(repo_->CreateSnapshot("keep", {}, {base.Source()}).ok());
+    storage::FaultInjectingStore faulty(mem.get(), {});
+    Reopen(&faulty);
+    faulty.Rearm({.fail_after_ops = n});
+    Status st = repo_->CreateSnapshot("next", {}, {next.Source()}).status();
+    if (st.ok()) st = repo_->CollectGarbage().status();
+    bool finished = st.ok();
+    // "Restart": the same bytes, a healthy store.
+    Reopen(mem.get());
+    auto report = repo_->Verify(false);
+    ASSERT_TRUE(report.ok());
+    EXPECT_TRUE(report->ok()) << "crash after " << n << " ops: " << report->problems[0].what;
+    auto ids = *repo_->ListSnapshots();
+    for (const auto& id : ids) {
+      ASSERT_TRUE(repo_->RestoreSnapshot(id, (dir_ / ("r" + std::to_string(n)) / id).string()).ok()) << id;
+    }
+    EXPECT_TRUE(std::find(ids.begin(), ids.end(), "keep") != ids.end());
+    if (std::find(ids.begin(), ids.end(), "next") != ids.end()) {
+      EXPECT_EQ(ReadFile(dir_ / ("r" + std::to_string(n)) / "next" / "data.db"), next.bytes);
+    }
+    // The garbage of an interrupted run goes with the next collection.
+    ASSERT_TRUE(repo_->CollectGarbage().ok());
+    ASSERT_TRUE(repo_->Verify(false)->ok());
+    if (finished) break;
+    ASSERT_LT(n, 200) << "the backup never finished";
+  }
+}
+
+TEST_F(RepoTest, AFlippedByteIsFoundByVerifyAndRestore) {
+  MemFile a{"data.db", MixedData(100, 512, 9)};
+  ASSERT_TRUE(repo_->CreateSnapshot("s", {}, {a.Source()}).ok());
+  auto store = std::move(storage::OpenPosixStore(dir_ / "repo")).value();
+  for (const char* prefix : {"packs/", "index/", "snapshots/"}) {
+    auto objs = *store->List(prefix);
+    ASSERT_FALSE(objs.empty());
+    std::string key = objs[0].key;
+    std::string orig = *store->Get(key);
+    std::string bad = orig;
+    bad[bad.size() / 2] ^= 1;
+    ASSERT_TRUE(store->Put(key, bad).ok());
+    Reopen();
+    auto report = repo_->Verify(false);
+    ASSERT_TRUE(report.ok());
+    EXPECT_FALSE(report->ok()) << "verify missed a flipped byte in " << key;
+    EXPECT_FALSE(repo_->RestoreSnapshot("s", (dir_ / "out").string()).ok()) << key;
+    ASSERT_TRUE(store->Put(key, orig).ok());
+    Reopen();
+    EXPECT_TRUE(repo_->Verify(false)->ok());
+  }
+}
+
+TEST_F(RepoTest, NoSpaceFailsCleanly) {
+  MemFile a{"data.db", MixedData(200, 512, 10)};
+  auto mem = storage::NewMemoryStore();
+  storage::FaultInjectingStore full(mem.get(), {});
+  Reopen(&full);
+  full.Rearm({.fail_after_ops = 3, .crash = false, .error = &errors::kNoSpace});
+  auto st = repo_->CreateSnapshot("s", {}, {a.Source()});
+  EXPECT_TRUE(st.status().Is(errors::kNoSpace)) << st.status().ToString();
+  Reopen(mem.get());
+  EXPECT_TRUE(repo_->ListSnapshots()->empty());
+  EXPECT_TRUE(repo_->Verify(false)->ok());
+}
+
+TEST_F(RepoTest, ConcurrentSnapshotsRestoresAndGc) {
+  std::vector<MemFile> files;
+  for (int i = 0; i < 4; ++i) files.push_back({"data.db", MixedData(100, 512, 20 + i)});
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      for (int k = 0; k < 3; ++k) {
+        std::string id = "t" + std::to_string(i) + "-" + std::to_string(k);
+        if (!repo_->CreateSnapshot(id, {}, {files[i].Source()}).ok()) ++failures;
+        if (!repo_->RestoreSnapshot(id, (dir_ / id).string()).ok()) ++failures;
+        if (ReadFile(dir_ / id / "data.db") != files[i].bytes) ++failures;
+        if (k == 1 && !repo_->CollectGarbage().ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_TRUE(repo_->Verify(false)->ok());
+}
+
+}  // namespace
+}  // namespace strata::repo

@@ -1,0 +1,95 @@
+// storage/: byte stores under the repository. One interface for immutable
+// objects named by keys ("packs/ab12...", "snapshots/..."): whole puts that
+// are atomic and durable, whole or ranged gets, listing by prefix, deletes.
+// Nothing here relies on rename, append or directories being visible to the
+// caller, so an object store (S3) fits the same interface.
+//
+// Contract for every implementation:
+// - Put(key, bytes) is atomic and durable: after it returns OK the object is
+//   complete and survives a crash; a failed or interrupted Put leaves either
+//   the old state or nothing under the key, never a partial object.
+// - Get of a missing key returns kObjectNotFound; Delete of a missing key is OK.
+// - List returns keys in ascending order with their sizes.
+// Thread safety: all methods may be called concurrently from any thread.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace strata::storage {
+
+struct ObjectInfo {
+  std::string key;
+  uint64_t size = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+  virtual Status Put(const std::string& key, std::string_view bytes) = 0;
+  virtual Result<std::string> Get(const std::string& key) = 0;
+  virtual Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length) = 0;
+  virtual Result<std::vector<ObjectInfo>> List(const std::string& prefix) = 0;
+  virtual Status Delete(const std::string& key) = 0;
+  // Size of the object, or nullopt if absent.
+  virtual Result<std::optional<uint64_t>> Stat(const std::string& key) = 0;
+  // A short description for logs and errors ("file:///data/repo").
+  virtual std::string Describe() const = 0;
+};
+
+// The posix driver: objects are files under `root` (created if missing). Put
+// writes a temp file, fsyncs it, renames it into place and fsyncs the
+// directory; temp files are invisible to List and removed at open.
+Result<std::unique_ptr<ObjectStore>> OpenPosixStore(const std::filesystem::path& root);
+
+// An in-memory store, for tests.
+std::unique_ptr<ObjectStore> NewMemoryStore();
+
+// Test hooks: a store wrapper that fails or "crashes" on command.
+struct FaultPlan {
+  // Operations (Put/Get/GetRange/List/Delete/Stat) that succeed before the
+  // wrapper starts failing; -1: never.
+  int64_t fail_after_ops = -1;
+  // After the first failure: true = every later op fails too (a crash: the
+  // process is gone); false = only that one op fails (a transient error).
+  bool crash = true;
+  // The error the failing op returns (kIoError or kNoSpace).
+  const ErrorCode* error = &errors::kIoError;
+  // A failing Put writes this many bytes of the object under its key first
+  // (a torn write, as a store without atomic puts would leave). 0: none.
+  size_t torn_bytes = 0;
+};
+
+class FaultInjectingStore final : public ObjectStore {
+ public:
+  FaultInjectingStore(ObjectStore* inner, FaultPlan plan) : inner_(inner), plan_(plan) {}
+  Status Put(const std::string& key, std::string_view bytes) override;
+  Result<std::string> Get(const std::string& key) override;
+  Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length) override;
+  Result<std::vector<ObjectInfo>> List(const std::string& prefix) override;
+  Status Delete(const std::string& key) override;
+  Result<std::optional<uint64_t>> Stat(const std::string& key) override;
+  std::string Describe() const override { return "fault(" + inner_->Describe() + ")"; }
+  int64_t ops() const { return ops_; }
+  void Rearm(FaultPlan plan);
+
+ private:
+  // OK if the op may proceed; the injected error otherwise.
+  Status Tick();
+  ObjectStore* inner_;
+  std::mutex mu_;
+  FaultPlan plan_;
+  int64_t ops_ = 0;
+  bool failed_ = false;
+};
+
+}  // namespace strata::storage

@@ -1,0 +1,82 @@
+#include "storage/storage.h"
+
+#include <gtest/gtest.h>
+
+#include "common/ids.h"
+
+namespace strata::storage {
+namespace {
+
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "posix") {
+      dir_ = std::filesystem::temp_directory_path() / ("storage_test_" + RandomHex(6));
+      auto s = OpenPosixStore(dir_);
+      ASSERT_TRUE(s.ok());
+      store_ = std::move(*s);
+    } else {
+      store_ = NewMemoryStore();
+    }
+  }
+  void TearDown() override {
+    store_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  std::filesystem::path dir_;
+  std::unique_ptr<ObjectStore> store_;
+};
+
+TEST_P(StoreTest, PutGetRangeListDelete) {
+  ASSERT_TRUE(store_->Put("packs/b", "hello world").ok());
+  ASSERT_TRUE(store_->Put("packs/a", "x").ok());
+  ASSERT_TRUE(store_->Put("index/a", "").ok());
+  EXPECT_EQ(*store_->Get("packs/b"), "hello world");
+  EXPECT_EQ(*store_->GetRange("packs/b", 6, 5), "world");
+  EXPECT_TRUE(store_->GetRange("packs/b", 6, 50).status().Is(errors::kCorruption));
+  EXPECT_TRUE(store_->Get("packs/zzz").status().Is(errors::kObjectNotFound));
+  auto list = store_->List("packs/");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].key, "packs/a");
+  EXPECT_EQ((*list)[1].size, 11u);
+  EXPECT_EQ(**store_->Stat("packs/b"), 11u);
+  EXPECT_FALSE(store_->Stat("nope")->has_value());
+  ASSERT_TRUE(store_->Put("packs/b", "replaced").ok());
+  EXPECT_EQ(*store_->Get("packs/b"), "replaced");
+  ASSERT_TRUE(store_->Delete("packs/b").ok());
+  ASSERT_TRUE(store_->Delete("packs/b").ok());
+  EXPECT_EQ(store_->List("packs/")->size(), 1u);
+  if (GetParam() == "posix") EXPECT_FALSE(store_->Put("../escape", "x").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, StoreTest, ::testing::Values("posix", "memory"));
+
+TEST(PosixStore, LeavesNoTempFilesAndCleansOldOnes) {
+  auto dir = std::filesystem::temp_directory_path() / ("storage_tmp_" + RandomHex(6));
+  std::filesystem::create_directories(dir / "packs");
+  { FILE* f = fopen((dir / "packs" / "x.abc.strata-tmp").c_str(), "w"); fputs("torn", f); fclose(f); }
+  auto s = OpenPosixStore(dir);
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(std::filesystem::exists(dir / "packs" / "x.abc.strata-tmp"));
+  ASSERT_TRUE((*s)->Put("packs/y", "data").ok());
+  EXPECT_EQ((*s)->List("")->size(), 1u);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(FaultInjectingStore, FailsAfterNAndStaysDownOnCrash) {
+  auto mem = NewMemoryStore();
+  FaultInjectingStore f(mem.get(), {.fail_after_ops = 2, .crash = true, .error = &errors::kNoSpace});
+  EXPECT_TRUE(f.Put("a", "1").ok());
+  EXPECT_TRUE(f.Put("b", "2").ok());
+  EXPECT_TRUE(f.Put("c", "3").Is(errors::kNoSpace));
+  EXPECT_FALSE(f.Get("a").ok());
+  EXPECT_FALSE(mem->Stat("c")->has_value()) << "a failed put leaves nothing";
+  f.Rearm({.fail_after_ops = 0, .crash = false, .torn_bytes = 2});
+  EXPECT_FALSE(f.Put("d", "12345").ok());
+  EXPECT_EQ(*mem->Get("d"), "12") << "torn write";
+  EXPECT_TRUE(f.Put("e", "x").ok()) << "a transient fault passes";
+}
+
+}  // namespace
+}  // namespace strata::storage
