@@ -32,6 +32,7 @@ struct Options {
   std::string listen = "127.0.0.1:5480";
   std::string region = "us-east-1";
   std::string log_level = "info";
+  int manual_snapshot_quota = 100;
 };
 
 bool SplitHostPort(const std::string& listen, std::string& host, int& port) {
@@ -84,6 +85,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--region", opt.region, "AWS region name to report")->capture_default_str();
   app.add_option("--log-level", opt.log_level, "debug, info, warn or error")->capture_default_str();
+  app.add_option("--manual-snapshot-quota", opt.manual_snapshot_quota,
+                 "Most manual snapshots kept at once (RDS: 100)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {
@@ -140,6 +145,7 @@ int main(int argc, char** argv) {
   cfg.data_dir = data_dir;
   cfg.region = opt.region;
   cfg.clock = &clock;
+  cfg.manual_snapshot_quota = opt.manual_snapshot_quota;
   auto control = control::ControlPlane::Open(cfg, std::move(*catalog), control::NewRepoBackupStore(shared_repo));
   if (!control.ok()) return Fail(control.status());
 

@@ -44,6 +44,8 @@ class BackupStore {
                               const std::map<std::string, std::string>& metadata) = 0;
   // Forgets the snapshot; its storage is reclaimed by garbage collection.
   virtual Status DeleteSnapshot(const std::string& id) = 0;
+  // Reclaims the storage no snapshot references any more.
+  virtual Status CollectGarbage() = 0;
   // Ids of every stored snapshot, to reconcile with the catalog after a crash.
   virtual Result<std::vector<std::string>> ListSnapshots() = 0;
 };

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <random>
@@ -220,6 +221,16 @@ class ControlPlane::Impl {
   void FinishDeleteWithFinalSnapshot(const catalog::InstanceRecord& r, const catalog::SnapshotRecord& snap);
   void RecoverSnapshots();
   int CountManualSnapshots();
+  // Queues one garbage collection of the repository (coalesced while queued).
+  void ScheduleGarbageCollection() {
+    if (gc_queued.exchange(true)) return;
+    workers->Submit([this] {
+      gc_queued = false;
+      Status st = backups->CollectGarbage();
+      if (!st.ok()) log::Warn("garbage collection failed", {{"error", st.ToString()}});
+    });
+  }
+  std::atomic<bool> gc_queued{false};
   // A snapshot record in `creating` for instance `inst`, not yet stored.
   catalog::SnapshotRecord NewSnapshotRecord(const catalog::InstanceRecord& inst,
                                             const std::string& id, const std::string& type);

@@ -30,6 +30,12 @@ class RepoBackupStore final : public BackupStore {
 
   Result<std::vector<std::string>> ListSnapshots() override { return repo_->ListSnapshots(); }
 
+  Status CollectGarbage() override {
+    ASSIGN_OR_RETURN(auto stats, repo_->CollectGarbage());
+    (void)stats;
+    return Status::Ok();
+  }
+
  private:
   std::shared_ptr<repo::Repository> repo_;
 };

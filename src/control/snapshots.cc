@@ -314,6 +314,7 @@ Result<Snapshot> ControlPlane::DeleteSnapshot(const std::string& id_in) {
     return impl_->catalog->DeleteSnapshot(id);
   }));
   impl_->Event("db-snapshot", id, impl_->SnapshotArn(id), "Deleted manual snapshot", {"deletion"});
+  impl_->ScheduleGarbageCollection();
   out.record.status = "deleted";
   return out;
 }
