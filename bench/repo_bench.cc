@@ -1,0 +1,187 @@
+// Repository benchmark: full and incremental snapshots and restores of a
+// database-like file, against cp and tar|zstd of the same file in the same
+// run. See bench/RESULTS.md for how it is run and what it found.
+//
+//   repo_bench --dir /tmp/strata-bench --size-mib 1024
+//   repo_bench --rss-gib 10        # peak RSS while snapshotting a generated 10 GiB file
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "repo/repo.h"
+#include "storage/storage.h"
+
+namespace fs = std::filesystem;
+using namespace strata;
+
+namespace {
+
+constexpr uint32_t kPage = 4096;
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+double Run(const std::string& cmd) {
+  auto t = std::chrono::steady_clock::now();
+  if (std::system(cmd.c_str()) != 0) {
+    std::fprintf(stderr, "command failed: %s\n", cmd.c_str());
+    std::exit(1);
+  }
+  return Seconds(t);
+}
+
+uint64_t DirBytes(const fs::path& d) {
+  uint64_t n = 0;
+  for (auto& e : fs::recursive_directory_iterator(d))
+    if (e.is_regular_file()) n += e.file_size();
+  return n;
+}
+
+// Page p's contents: even pages text-like (compressible), odd pages random,
+// as a database with indexes and blobs holds; `version` changes a page.
+void FillPage(uint64_t p, uint32_t version, char* out) {
+  std::mt19937_64 rng(p * 1000003 + version);
+  if (p % 2 == 0) {
+    for (uint32_t i = 0; i < kPage; i += 8) {
+      uint64_t v = rng() % 1000;
+      std::snprintf(out + i, 9, "r%06llu,", static_cast<unsigned long long>(v));
+    }
+  } else {
+    for (uint32_t i = 0; i < kPage; i += 8) {
+      uint64_t v = rng();
+      std::memcpy(out + i, &v, 8);
+    }
+  }
+}
+
+repo::FileSource FileOf(const fs::path& path) {
+  auto size = fs::file_size(path);
+  auto fd = std::make_shared<FILE*>(std::fopen(path.c_str(), "rb"));
+  return repo::FileSource{"data.db", size, 0644, [fd](uint64_t off, std::span<std::byte> out) -> Result<size_t> {
+                            return static_cast<size_t>(::pread(fileno(*fd), out.data(), out.size(), off));
+                          }};
+}
+
+void ChangePages(const fs::path& path, uint64_t pages, double fraction, uint32_t version) {
+  FILE* f = std::fopen(path.c_str(), "r+b");
+  std::mt19937_64 rng(version);
+  std::vector<char> page(kPage);
+  for (uint64_t k = 0; k < static_cast<uint64_t>(pages * fraction); ++k) {
+    uint64_t p = rng() % pages;
+    FillPage(p, version, page.data());
+    ::pwrite(fileno(f), page.data(), kPage, p * kPage);
+  }
+  std::fclose(f);
+}
+
+long PeakRssMiB() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024;
+}
+
+int RssTest(uint64_t gib, const fs::path& dir) {
+  fs::remove_all(dir / "rss-repo");
+  auto repository = repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "rss-repo")).value()).value();
+  uint64_t size = gib << 30;
+  repo::FileSource gen{"data.db", size, 0644, [](uint64_t off, std::span<std::byte> out) -> Result<size_t> {
+                         for (size_t i = 0; i < out.size(); i += kPage) FillPage((off + i) / kPage, 0, reinterpret_cast<char*>(out.data() + i));
+                         return out.size();
+                       }};
+  auto t = std::chrono::steady_clock::now();
+  auto st = repository->CreateSnapshot("rss", {}, {gen});
+  if (!st.ok()) return std::fprintf(stderr, "%s\n", st.status().ToString().c_str()), 1;
+  std::printf("rss: snapshot of a generated %llu GiB file in %.1f s, peak RSS %ld MiB\n",
+              static_cast<unsigned long long>(gib), Seconds(t), PeakRssMiB());
+  fs::remove_all(dir / "rss-repo");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir_s = "/tmp/strata-bench";
+  uint64_t size_mib = 1024;
+  uint64_t rss_gib = 0;
+  int days = 30;
+  CLI::App app{"repository benchmark"};
+  app.add_option("--dir", dir_s);
+  app.add_option("--size-mib", size_mib);
+  app.add_option("--rss-gib", rss_gib);
+  app.add_option("--days", days);
+  CLI11_PARSE(app, argc, argv);
+  fs::path dir = dir_s;
+  fs::create_directories(dir);
+  if (rss_gib) return RssTest(rss_gib, dir);
+
+  fs::path db = dir / "data.db";
+  uint64_t pages = (size_mib << 20) / kPage;
+  {
+    FILE* f = std::fopen(db.c_str(), "wb");
+    std::vector<char> buf(kPage * 256);
+    for (uint64_t p = 0; p < pages; p += 256) {
+      for (uint64_t k = 0; k < 256; ++k) FillPage(p + k, 0, buf.data() + k * kPage);
+      std::fwrite(buf.data(), 1, buf.size(), f);
+    }
+    std::fclose(f);
+    Run(fmt::format("sync {}", db.string()));
+  }
+  double mib = static_cast<double>(size_mib);
+  fs::remove_all(dir / "repo");
+  fs::remove_all(dir / "restore");
+  // Warm the page cache once so every contender reads from memory alike.
+  Run(fmt::format("cat {} > /dev/null", db.string()));
+
+  double cp = Run(fmt::format("cp {0} {1}/cp.out && sync {1}/cp.out", db.string(), dir.string()));
+  double tarz = Run(fmt::format("tar cf - -C {0} data.db | zstd -1 -T0 -q -f -o {0}/tar.zst && sync {0}/tar.zst",
+                                dir.string()));
+  uint64_t tarz_bytes = fs::file_size(dir / "tar.zst");
+
+  auto repository = repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "repo")).value()).value();
+  auto t = std::chrono::steady_clock::now();
+  auto full = repository->CreateSnapshot("full", {}, {FileOf(db)}).value();
+  double full_s = Seconds(t);
+
+  ChangePages(db, pages, 0.01, 1);
+  t = std::chrono::steady_clock::now();
+  auto inc = repository->CreateSnapshot("inc", {}, {FileOf(db)}).value();
+  double inc_s = Seconds(t);
+
+  t = std::chrono::steady_clock::now();
+  if (!repository->RestoreSnapshot("inc", (dir / "restore").string()).ok()) return 1;
+  Run(fmt::format("sync {}/restore/data.db", dir.string()));
+  double restore_s = Seconds(t);
+  if (Run(fmt::format("cmp -s {} {}/restore/data.db", db.string(), dir.string())) < 0) return 1;
+
+  std::printf("file                          %8.0f MiB (half random pages, half text-like)\n", mib);
+  std::printf("cp + fsync                    %8.2f s  %7.0f MiB/s\n", cp, mib / cp);
+  std::printf("tar | zstd -1 -T0             %8.2f s  %7.0f MiB/s  -> %.0f MiB\n", tarz, mib / tarz,
+              tarz_bytes / 1048576.0);
+  std::printf("strata full snapshot          %8.2f s  %7.0f MiB/s  -> %.0f MiB stored   (%.2fx cp, %.2fx tar|zstd)\n",
+              full_s, mib / full_s, full.stored_bytes / 1048576.0, cp / full_s, tarz / full_s);
+  std::printf("strata incremental (1%% pages) %8.2f s  = %.1f%% of full; added %.2f MiB = %.2f%% of the file\n",
+              inc_s, 100 * inc_s / full_s, inc.stored_bytes / 1048576.0, 100.0 * inc.stored_bytes / (size_mib << 20));
+  std::printf("strata restore                %8.2f s  %7.0f MiB/s   (%.2fx cp)\n", restore_s, mib / restore_s,
+              cp / restore_s);
+
+  for (int d = 2; d <= days; ++d) {
+    ChangePages(db, pages, 0.01, d);
+    if (!repository->CreateSnapshot(fmt::format("day{}", d), {}, {FileOf(db)}).ok()) return 1;
+  }
+  uint64_t repo_bytes = DirBytes(dir / "repo");
+  std::printf("%d daily snapshots, 1%% churn   repo %.0f MiB = %.2fx the file\n", days + 1,
+              repo_bytes / 1048576.0, static_cast<double>(repo_bytes) / (size_mib << 20));
+  std::printf("peak RSS                      %ld MiB\n", PeakRssMiB());
+  fs::remove_all(dir);
+  return 0;
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""Snapshot benchmark through the real API: a 1 GiB SQLite instance, timed
+create-db-snapshot -> available and restore -> available against cp of the
+file, and a writer's commit latency with and without a snapshot running.
+
+  bench/snapshot_bench.py --stratad build-release/bin/stratad [--size-mib 1024]
+"""
+import argparse
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+import harness  # noqa: E402
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+
+def writer_latencies(path, seconds, during=None):
+    lat = []
+    stop = threading.Event()
+    side = threading.Thread(target=during, args=(stop,)) if during else None
+    with sqlite3.connect(path, isolation_level=None) as db:
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("CREATE TABLE IF NOT EXISTS w (id INTEGER PRIMARY KEY, v TEXT)")
+        if side:
+            side.start()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            db.execute("INSERT INTO w (v) VALUES (?)", ("x" * 200,))
+            lat.append(time.perf_counter() - t)
+    stop.set()
+    if side:
+        side.join()
+    return lat
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stratad", default="build-release/bin/stratad")
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--seconds", type=float, default=10)
+    args = ap.parse_args()
+    harness.STRATAD = os.path.abspath(args.stratad)
+    tmp = tempfile.mkdtemp(prefix="strata-bench-")
+    server = harness.Stratad(os.path.join(tmp, "data")).start()
+    try:
+        case = harness.StrataTestCase()
+        case.server, case.data_dir, case.tmp = server, server.data_dir, tmp
+        rds = case.client()
+        rds.create_db_instance(DBInstanceIdentifier="bench", DBInstanceClass="db.t3.micro", Engine="sqlite")
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="bench", WaiterConfig={"Delay": 1})
+        path = rds.describe_db_instances(DBInstanceIdentifier="bench")["DBInstances"][0]["Endpoint"]["Address"]
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, txt TEXT, blob BLOB)")
+            rows = args.size_mib * 1024 * 1024 // 2200
+            for start in range(0, rows, 20000):
+                n = min(20000, rows - start)
+                db.executemany("INSERT INTO t (txt, blob) VALUES (?, randomblob(1000))",
+                               [("customer %d order %d " % (i, i * 7) * 20,) for i in range(start, start + n)])
+            db.commit()
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = os.path.getsize(path)
+        subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)  # warm cache for everyone
+        t = time.monotonic()
+        subprocess.run(f"cp {path} {tmp}/cp.out && sync {tmp}/cp.out", shell=True, check=True)
+        cp = time.monotonic() - t
+
+        def snapshot(name):
+            t = time.monotonic()
+            rds.create_db_snapshot(DBInstanceIdentifier="bench", DBSnapshotIdentifier=name)
+            while rds.describe_db_snapshots(DBSnapshotIdentifier=name)["DBSnapshots"][0]["Status"] == "creating":
+                time.sleep(0.05)
+            return time.monotonic() - t
+
+        snap = snapshot("full")
+        t = time.monotonic()
+        rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="copy", DBSnapshotIdentifier="full")
+        while rds.describe_db_instances(DBInstanceIdentifier="copy")["DBInstances"][0]["DBInstanceStatus"] != "available":
+            time.sleep(0.05)
+        restore = time.monotonic() - t
+
+        base = writer_latencies(path, args.seconds)
+        counter = [0]
+
+        def snapshots_meanwhile(stop):
+            while not stop.is_set():
+                counter[0] += 1
+                snapshot(f"during-{counter[0]}")
+
+        during = writer_latencies(path, args.seconds, snapshots_meanwhile)
+        mib = size / 1048576
+        print(f"database file                 {mib:8.0f} MiB")
+        print(f"cp + fsync                    {cp:8.2f} s")
+        print(f"create-db-snapshot->available {snap:8.2f} s   ({cp / snap:.2f}x cp, {mib / snap:.0f} MiB/s)")
+        print(f"restore->available            {restore:8.2f} s   ({cp / restore:.2f}x cp)")
+        print(f"writer p50/p99, no snapshot   {statistics.median(base) * 1e3:8.3f} / {percentile(base, 0.99) * 1e3:.3f} ms"
+              f"  ({len(base)} commits)")
+        print(f"writer p50/p99, {counter[0]} snapshots {statistics.median(during) * 1e3:8.3f} / "
+              f"{percentile(during, 0.99) * 1e3:.3f} ms  ({len(during)} commits)")
+        print(f"p99 ratio                     {percentile(during, 0.99) / percentile(base, 0.99):8.2f}x")
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
