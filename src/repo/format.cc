@@ -1,6 +1,7 @@
 #include "repo/format.h"
 
 #include <openssl/sha.h>
+#include <zstd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -89,6 +90,30 @@ Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
     if (codec > 1) return Status(errors::kCorruption, "index names an unknown codec");
     out[i].codec = static_cast<Codec>(codec);
   }
+  return out;
+}
+
+constexpr std::string_view kLogMagic = "SLOG0001";
+
+std::string EncodeLogSegment(std::string_view payload) {
+  std::string out(kLogMagic);
+  PutU64(out, payload.size());
+  std::string z(ZSTD_compressBound(payload.size()), '\0');
+  size_t n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), 1);
+  z.resize(ZSTD_isError(n) ? 0 : n);
+  out += z;
+  Seal(out);
+  return out;
+}
+
+Result<std::string> DecodeLogSegment(std::string_view bytes) {
+  ASSIGN_OR_RETURN(auto body, Unseal(bytes, kLogMagic, "log segment"));
+  if (body.size() < 8) return Status(errors::kCorruption, "log segment is truncated");
+  uint64_t raw = GetU64(body.data());
+  if (raw > (1ull << 34)) return Status(errors::kCorruption, "log segment size is implausible");
+  std::string out(raw, '\0');
+  size_t n = ZSTD_decompress(out.data(), out.size(), body.data() + 8, body.size() - 8);
+  if (ZSTD_isError(n) || n != raw) return Status(errors::kCorruption, "log segment does not decompress");
   return out;
 }
 

@@ -58,6 +58,10 @@ struct Manifest {
   uint64_t ChunkCount() const;
 };
 
+// A change-log segment object: zstd-compressed payload, sealed.
+std::string EncodeLogSegment(std::string_view payload);
+Result<std::string> DecodeLogSegment(std::string_view bytes);
+
 std::string EncodeManifest(const Manifest& m);
 Result<Manifest> DecodeManifest(std::string_view bytes);
 

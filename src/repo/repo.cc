@@ -76,10 +76,21 @@ Result<size_t> ReadFully(const FileSource& f, uint64_t offset, std::string& buf)
   return done;
 }
 
+// zstd contexts are costly to create (hundreds of KiB each): one per thread,
+// reused for every 4 KiB chunk.
+ZSTD_CCtx* ThreadCCtx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  return ctx.get();
+}
+ZSTD_DCtx* ThreadDCtx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  return ctx.get();
+}
+
 Result<std::string> Decode(const Location& loc, std::string_view stored) {
   if (loc.codec == Codec::kRaw) return std::string(stored);
   std::string out(loc.raw_size, '\0');
-  size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
+  size_t n = ZSTD_decompressDCtx(ThreadDCtx(), out.data(), out.size(), stored.data(), stored.size());
   if (ZSTD_isError(n) || n != loc.raw_size) {
     return Status(errors::kCorruption, "chunk does not decompress");
   }
@@ -96,6 +107,9 @@ class Repository::Impl {
 
   // Backups and restores hold it shared; garbage collection exclusive.
   std::shared_mutex gc_mu;
+
+  std::mutex log_mu;
+  std::map<std::string, uint64_t> next_seq;  // per stream; 0: not read yet
 
   std::mutex map_mu;
   std::vector<std::string> pack_ids;
@@ -147,41 +161,66 @@ class Repository::Impl {
     return DecodeManifest(*bytes);
   }
 
-  // Accumulates new chunks into one pack; Flush stores pack then index.
+  // Accumulates new chunks into one pack. A full pack is stored (pack, then
+  // index) on a background thread while the next one fills, so disk writes
+  // overlap hashing and compression; at most one store is in flight.
+  // Finish() waits for it and reports the first error.
   class PackWriter {
    public:
     explicit PackWriter(Impl* repo) : repo_(repo) {}
-    bool Pending(const Hash& h) const { return pending_.count(h) > 0; }
+    ~PackWriter() { (void)Wait(); }
+    bool Pending(const Hash& h) const { return pending_.count(h) > 0 || in_flight_.count(h) > 0; }
     Status Add(const Hash& h, std::string stored, uint32_t raw_size, Codec codec) {
       IndexEntry e{h, data_.size(), static_cast<uint32_t>(stored.size()), raw_size, codec};
       data_ += stored;
       entries_.push_back(e);
       pending_.insert(h);
       added_bytes_ += stored.size();
-      if (data_.size() >= repo_->options.pack_target_bytes) return Flush();
+      if (data_.size() >= repo_->options.pack_target_bytes) return StartFlush();
       return Status::Ok();
     }
-    Status Flush() {
-      if (entries_.empty()) return Status::Ok();
-      std::string id = RandomHex(16);
-      RETURN_IF_ERROR(repo_->store->Put(PackKey(id), data_));
-      RETURN_IF_ERROR(repo_->store->Put(IndexKey(id), EncodeIndex(entries_)));
-      {
-        std::lock_guard lock(repo_->map_mu);
-        repo_->AddPackLocked(id, entries_);
-      }
-      data_.clear();
-      entries_.clear();
-      pending_.clear();
-      return Status::Ok();
+    // Stores everything added so far and waits until it is durable.
+    Status Finish() {
+      RETURN_IF_ERROR(StartFlush());
+      return Wait();
     }
     uint64_t added_bytes() const { return added_bytes_; }
 
    private:
+    Status StartFlush() {
+      RETURN_IF_ERROR(Wait());
+      if (entries_.empty()) return Status::Ok();
+      in_flight_ = std::move(pending_);
+      pending_.clear();
+      flusher_ = std::thread([this, data = std::move(data_), entries = std::move(entries_)]() {
+        std::string id = RandomHex(16);
+        Status st = repo_->store->Put(PackKey(id), data);
+        if (st.ok()) st = repo_->store->Put(IndexKey(id), EncodeIndex(entries));
+        if (st.ok()) {
+          std::lock_guard lock(repo_->map_mu);
+          repo_->AddPackLocked(id, entries);
+        }
+        flush_status_ = st;
+      });
+      data_.clear();
+      entries_.clear();
+      return Status::Ok();
+    }
+    Status Wait() {
+      if (flusher_.joinable()) flusher_.join();
+      in_flight_.clear();
+      Status st = flush_status_;
+      flush_status_ = Status::Ok();
+      return st;
+    }
+
     Impl* repo_;
     std::string data_;
     std::vector<IndexEntry> entries_;
     std::unordered_set<Hash, HashHasher> pending_;
+    std::unordered_set<Hash, HashHasher> in_flight_;
+    std::thread flusher_;
+    Status flush_status_;
     uint64_t added_bytes_ = 0;
   };
 
@@ -200,7 +239,7 @@ class Repository::Impl {
     out.known = Known(out.hash);
     if (out.known) return;
     std::string z(ZSTD_compressBound(raw.size()), '\0');
-    size_t n = ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), options.zstd_level);
+    size_t n = ZSTD_compressCCtx(ThreadCCtx(), z.data(), z.size(), raw.data(), raw.size(), options.zstd_level);
     if (!ZSTD_isError(n) && n < raw.size()) {
       z.resize(n);
       out.stored = std::move(z);
@@ -267,16 +306,35 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
   SnapshotStats stats;
   Impl::PackWriter writer(impl_.get());
   uint64_t done_bytes = 0;
-  std::string buf;
+  std::string buf, next_buf;
   for (const auto& f : files) {
     ManifestFile mf{f.path, f.size, f.mode, {}};
     mf.chunks.reserve((f.size + cs - 1) / cs);
-    for (uint64_t off = 0; off < f.size; off += batch) {
-      buf.resize(std::min<uint64_t>(batch, f.size - off));
-      ASSIGN_OR_RETURN(size_t got, ReadFully(f, off, buf));
-      if (got != buf.size()) {
+    // The next batch is read on its own thread while this one is processed.
+    auto read_batch = [&f, batch](uint64_t off, std::string& into) -> Status {
+      into.resize(std::min<uint64_t>(batch, f.size - off));
+      ASSIGN_OR_RETURN(size_t got, ReadFully(f, off, into));
+      if (got != into.size()) {
         return Status(errors::kIoError, fmt::format("{} shrank while being read: {} bytes at {}", f.path, got, off));
       }
+      return Status::Ok();
+    };
+    Status next_status;
+    std::thread reader;
+    if (f.size > 0) RETURN_IF_ERROR(read_batch(0, buf));
+    for (uint64_t off = 0; off < f.size; off += batch) {
+      if (reader.joinable()) reader.join();
+      RETURN_IF_ERROR(next_status);
+      if (off > 0) std::swap(buf, next_buf);
+      if (off + batch < f.size) {
+        reader = std::thread([&, next = off + batch] { next_status = read_batch(next, next_buf); });
+      }
+      struct JoinReader {
+        std::thread& t;
+        ~JoinReader() {
+          if (t.joinable()) t.join();
+        }
+      } join_reader{reader};
       size_t n = (buf.size() + cs - 1) / cs;
       std::vector<Impl::Prepared> prepared(n);
       ParallelFor(n, impl_->options.threads, [&](size_t b, size_t e) {
@@ -297,7 +355,7 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
     }
     m.files.push_back(std::move(mf));
   }
-  RETURN_IF_ERROR(writer.Flush());
+  RETURN_IF_ERROR(writer.Finish());
   // The manifest goes last: only now is every chunk it names durable.
   RETURN_IF_ERROR(impl_->store->Put(ManifestKey(id), EncodeManifest(m)));
   stats.logical_bytes = m.LogicalBytes();
@@ -435,6 +493,88 @@ Status Repository::DeleteSnapshot(const std::string& id) {
   return impl_->store->Delete(ManifestKey(id));
 }
 
+namespace {
+
+std::string LogPrefix(const std::string& stream) { return "log/" + stream + "/"; }
+
+std::optional<LogSegment> ParseLogKey(const std::string& stream, const storage::ObjectInfo& obj) {
+  // log/<stream>/<seq:020>-<first:020>-<last:020>, times offset by 2^62 to stay non-negative.
+  std::string name = obj.key.substr(LogPrefix(stream).size());
+  if (name.size() != 62 || name[20] != '-' || name[41] != '-') return std::nullopt;
+  try {
+    LogSegment s;
+    s.stream = stream;
+    s.seq = std::stoull(name.substr(0, 20));
+    s.first_time_us = static_cast<int64_t>(std::stoull(name.substr(21, 20)) - (1ull << 62));
+    s.last_time_us = static_cast<int64_t>(std::stoull(name.substr(42, 20)) - (1ull << 62));
+    s.stored_bytes = obj.size;
+    return s;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::string LogKey(const LogSegment& s) {
+  return fmt::format("{}{:020}-{:020}-{:020}", LogPrefix(s.stream), s.seq,
+                     static_cast<uint64_t>(s.first_time_us) + (1ull << 62),
+                     static_cast<uint64_t>(s.last_time_us) + (1ull << 62));
+}
+
+bool ValidStream(const std::string& s) { return ValidSnapshotId(s) && s.find(':') == std::string::npos; }
+
+}  // namespace
+
+Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64_t first_time_us,
+                                                int64_t last_time_us, std::string_view payload) {
+  if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
+  if (last_time_us < first_time_us) return Status(errors::kInvalidParameterValue, "segment ends before it starts");
+  std::lock_guard lock(impl_->log_mu);
+  auto& next = impl_->next_seq[stream];
+  if (next == 0) {
+    ASSIGN_OR_RETURN(auto existing, impl_->store->List(LogPrefix(stream)));
+    next = 1;
+    for (const auto& o : existing)
+      if (auto s = ParseLogKey(stream, o)) next = std::max(next, s->seq + 1);
+  }
+  LogSegment seg{stream, next, first_time_us, last_time_us, 0};
+  std::string bytes = EncodeLogSegment(payload);
+  seg.stored_bytes = bytes.size();
+  RETURN_IF_ERROR(impl_->store->Put(LogKey(seg), bytes));
+  ++next;
+  return seg;
+}
+
+Result<std::vector<LogSegment>> Repository::ListLogSegments(const std::string& stream, int64_t from_us,
+                                                            int64_t to_us) {
+  if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
+  ASSIGN_OR_RETURN(auto objs, impl_->store->List(LogPrefix(stream)));
+  std::vector<LogSegment> out;
+  for (const auto& o : objs) {
+    auto s = ParseLogKey(stream, o);
+    if (s && s->last_time_us >= from_us && s->first_time_us <= to_us) out.push_back(*s);
+  }
+  std::sort(out.begin(), out.end(), [](const LogSegment& a, const LogSegment& b) { return a.seq < b.seq; });
+  return out;
+}
+
+Result<std::string> Repository::ReadLogSegment(const LogSegment& segment) {
+  ASSIGN_OR_RETURN(auto bytes, impl_->store->Get(LogKey(segment)));
+  auto payload = DecodeLogSegment(bytes);
+  if (!payload.ok()) return payload.status().WithContext(LogKey(segment));
+  return payload;
+}
+
+Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us) {
+  ASSIGN_OR_RETURN(auto all, ListLogSegments(stream, INT64_MIN, INT64_MAX));
+  uint64_t n = 0;
+  for (const auto& s : all) {
+    if (s.last_time_us >= time_us) continue;
+    RETURN_IF_ERROR(impl_->store->Delete(LogKey(s)));
+    ++n;
+  }
+  return n;
+}
+
 Result<VerifyReport> Repository::Verify(bool quick) {
   std::shared_lock gc_guard(impl_->gc_mu);
   VerifyReport report;
@@ -498,6 +638,13 @@ Result<VerifyReport> Repository::Verify(bool quick) {
       }
     }
   }
+  ASSIGN_OR_RETURN(auto logs, impl_->store->List("log/"));
+  for (const auto& o : logs) {
+    if (quick) break;
+    auto bytes = impl_->store->Get(o.key);
+    auto payload = bytes.ok() ? DecodeLogSegment(*bytes) : Result<std::string>(bytes.status());
+    if (!payload.ok()) report.problems.push_back({"corrupt log segment: " + payload.status().message(), o.key, {}});
+  }
   for (const auto& [h, snaps] : users) {
     if (!present.count(h)) {
       // Reported once per chunk that no good copy backs.
@@ -554,7 +701,7 @@ Result<GcStats> Repository::CollectGarbage() {
     stats.bytes_freed += all_bytes - live_bytes;
     to_delete.push_back(pack);
   }
-  RETURN_IF_ERROR(rewriter.Flush());
+  RETURN_IF_ERROR(rewriter.Finish());
   // Index first: a pack without an index is garbage the next run removes.
   for (const auto& pack : to_delete) {
     RETURN_IF_ERROR(impl_->store->Delete(IndexKey(pack)));

@@ -9,6 +9,9 @@
 //   packs/<id>             chunk blobs back to back
 //   index/<id>             the pack's entries (hash, offset, sizes), checksummed
 //   snapshots/<id>         a manifest, checksummed
+//   log/<stream>/<seq>-<first>-<last>
+//                          a change-log segment: the engine's log records for
+//                          commit times [first, last] (microseconds), zstd, checksummed
 //
 // Invariants:
 // - A pack's index is written only after the pack is durable; a chunk exists
@@ -97,6 +100,15 @@ struct GcStats {
   uint64_t bytes_freed = 0;
 };
 
+// A change-log segment as listed: its place in the stream and its time range.
+struct LogSegment {
+  std::string stream;
+  uint64_t seq = 0;
+  int64_t first_time_us = 0;
+  int64_t last_time_us = 0;
+  uint64_t stored_bytes = 0;
+};
+
 struct RepoStats {
   uint64_t snapshots = 0;
   uint64_t packs = 0;
@@ -135,6 +147,19 @@ class Repository {
 
   // quick: every chunk a manifest names is in an index and its pack exists.
   // full: also reads every pack and re-hashes every chunk.
+  // Change log. Segments of one stream (an instance's DbiResourceId) are
+  // numbered in append order; each covers commit times [first, last]. Append
+  // is atomic: a segment is complete or absent.
+  Result<LogSegment> AppendLogSegment(const std::string& stream, int64_t first_time_us,
+                                      int64_t last_time_us, std::string_view payload);
+  // Segments whose time range meets [from, to], in order: one listing, so
+  // "the segments needed to reach T from a snapshot taken at S" is one call.
+  Result<std::vector<LogSegment>> ListLogSegments(const std::string& stream, int64_t from_us,
+                                                  int64_t to_us);
+  Result<std::string> ReadLogSegment(const LogSegment& segment);
+  // Deletes the segments that end before `time_us` (retention); returns how many.
+  Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us);
+
   Result<VerifyReport> Verify(bool quick);
   Result<GcStats> CollectGarbage();
   Result<RepoStats> Stats();

@@ -260,3 +260,41 @@ TEST_F(RepoTest, ConcurrentSnapshotsRestoresAndGc) {
 
 }  // namespace
 }  // namespace strata::repo
+
+namespace strata::repo {
+namespace {
+
+TEST_F(RepoTest, ChangeLogSegmentsByTime) {
+  ASSERT_TRUE(repo_->AppendLogSegment("db-A", 100, 200, "one").ok());
+  ASSERT_TRUE(repo_->AppendLogSegment("db-A", 201, 300, "two").ok());
+  auto third = repo_->AppendLogSegment("db-A", 301, 400, std::string(100000, 'z'));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->seq, 3u);
+  EXPECT_LT(third->stored_bytes, 1000u) << "segments are compressed";
+  ASSERT_TRUE(repo_->AppendLogSegment("db-B", -50, 50, "other stream").ok());
+  Reopen();  // sequence numbers continue after a restart
+  auto fourth = repo_->AppendLogSegment("db-A", 401, 500, "four");
+  ASSERT_TRUE(fourth.ok());
+  EXPECT_EQ(fourth->seq, 4u);
+  auto hit = repo_->ListLogSegments("db-A", 250, 310);
+  ASSERT_TRUE(hit.ok());
+  ASSERT_EQ(hit->size(), 2u);
+  EXPECT_EQ(*repo_->ReadLogSegment((*hit)[0]), "two");
+  auto neg = repo_->ListLogSegments("db-B", -100, 0);
+  ASSERT_EQ(neg->size(), 1u);
+  EXPECT_EQ((*neg)[0].first_time_us, -50);
+  EXPECT_EQ(*repo_->DeleteLogSegmentsBefore("db-A", 301), 2u);
+  EXPECT_EQ(repo_->ListLogSegments("db-A", INT64_MIN, INT64_MAX)->size(), 2u);
+  EXPECT_TRUE(repo_->AppendLogSegment("db-A", 10, 5, "").status().Is(errors::kInvalidParameterValue));
+  // A flipped byte in a segment is found.
+  auto store = std::move(storage::OpenPosixStore(dir_ / "repo")).value();
+  auto objs = *store->List("log/db-B/");
+  std::string bad = *store->Get(objs[0].key);
+  bad[10] ^= 1;
+  ASSERT_TRUE(store->Put(objs[0].key, bad).ok());
+  EXPECT_FALSE(repo_->Verify(false)->ok());
+  EXPECT_TRUE(repo_->ReadLogSegment((*neg)[0]).status().Is(errors::kCorruption));
+}
+
+}  // namespace
+}  // namespace strata::repo
