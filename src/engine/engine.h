@@ -8,6 +8,7 @@
 // instances; a Session belongs to one caller at a time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -100,6 +101,37 @@ class SnapshotView {
   virtual uint32_t PageSize() const = 0;
 };
 
+// One committed transaction from an engine's log. commit_time is when Strata
+// saw the commit: the capture wakes on every write to the log, so commits are
+// stamped one by one, never batched to a polling interval.
+struct CapturedTransaction {
+  TimePoint commit_time{};
+  std::string redo;  // engine-specific: what ApplyTransactions replays
+};
+
+struct CaptureBatch {
+  std::vector<CapturedTransaction> transactions;
+  // Continuity with the previous position was lost before these transactions
+  // (always true on the first batch of a capture started without a position):
+  // commits may be missing, so the change log cannot bridge this point.
+  bool gap = false;
+  std::string gap_reason;
+};
+
+// Continuous capture of one instance's committed transactions. The engine
+// keeps its own log from being reset until the capture has read it, and
+// checkpoints it itself, so the log stays bounded. One thread at a time.
+class ChangeCapture {
+ public:
+  virtual ~ChangeCapture() = default;
+  // The transactions committed since the last call, waiting up to `wait` for
+  // the first one.
+  virtual Result<CaptureBatch> Poll(std::chrono::milliseconds wait) = 0;
+  // Where the capture stands after the last returned transaction, to resume
+  // from after a restart (engine-specific text).
+  virtual std::string Position() const = 0;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -123,6 +155,15 @@ class Engine {
   // Called after a snapshot's files were restored into spec.data_dir (a new
   // instance's directory): makes them a runnable instance and checks them.
   virtual Status FinishRestore(const InstanceSpec& spec) = 0;
+
+  // Starts capturing committed transactions, resuming after `position` (from
+  // an earlier capture's Position()) if it still continues; empty: from now.
+  virtual Result<std::unique_ptr<ChangeCapture>> StartCapture(const InstanceSpec& spec, const Clock& clock,
+                                                              const std::string& position) = 0;
+  // Replays captured transactions, in order, onto files restored from a
+  // snapshot into spec.data_dir (before FinishRestore). A transaction the
+  // files already hold is replayed harmlessly: redo records are page images.
+  virtual Status ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) = 0;
 
   virtual Endpoint GetEndpoint(const InstanceSpec& spec) const = 0;
   virtual Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,

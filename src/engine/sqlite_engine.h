@@ -21,6 +21,9 @@ class SqliteEngine final : public Engine {
   Result<std::unique_ptr<SnapshotView>> OpenSnapshot(const InstanceSpec& spec,
                                                      TimePoint now) override;
   Status FinishRestore(const InstanceSpec& spec) override;
+  Result<std::unique_ptr<ChangeCapture>> StartCapture(const InstanceSpec& spec, const Clock& clock,
+                                                      const std::string& position) override;
+  Status ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) override;
   Endpoint GetEndpoint(const InstanceSpec& spec) const override;
   Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,
                                                const std::string& database) override;

@@ -43,6 +43,54 @@ bool ReadAt(int fd, uint64_t off, unsigned char* buf, size_t n) {
 
 }  // namespace
 
+std::optional<WalHeader> ReadWalHeader(int fd) {
+  unsigned char hdr[kWalHeaderSize];
+  if (!ReadAt(fd, 0, hdr, sizeof hdr)) return std::nullopt;
+  uint32_t magic = Be32(hdr);
+  if (magic != 0x377f0682 && magic != 0x377f0683) return std::nullopt;
+  WalHeader h;
+  h.big_endian = magic & 1;
+  h.page_size = Be32(hdr + 8);
+  if (h.page_size < 512 || h.page_size > 65536 || (h.page_size & (h.page_size - 1))) return std::nullopt;
+  h.checkpoint_seq = Be32(hdr + 12);
+  h.salt1 = Be32(hdr + 16);
+  h.salt2 = Be32(hdr + 20);
+  uint32_t s1 = 0, s2 = 0;
+  Checksum(h.big_endian, hdr, 24, s1, s2);
+  if (s1 != Be32(hdr + 24) || s2 != Be32(hdr + 28)) return std::nullopt;
+  h.checksum1 = s1;
+  h.checksum2 = s2;
+  return h;
+}
+
+Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor) {
+  std::vector<WalTransaction> out;
+  const uint64_t frame_size = kWalFrameHeaderSize + hdr.page_size;
+  std::vector<unsigned char> frame(frame_size);
+  uint32_t s1 = cursor.s1, s2 = cursor.s2;
+  uint64_t n = cursor.frames;
+  WalTransaction pending;
+  for (;;) {
+    uint64_t off = kWalHeaderSize + n * frame_size;
+    if (!ReadAt(fd, off, frame.data(), frame.size())) break;
+    uint32_t pgno = Be32(frame.data());
+    uint32_t commit_size = Be32(frame.data() + 4);
+    if (pgno == 0 || Be32(frame.data() + 8) != hdr.salt1 || Be32(frame.data() + 12) != hdr.salt2) break;
+    Checksum(hdr.big_endian, frame.data(), 8, s1, s2);
+    Checksum(hdr.big_endian, frame.data() + kWalFrameHeaderSize, hdr.page_size, s1, s2);
+    if (s1 != Be32(frame.data() + 16) || s2 != Be32(frame.data() + 20)) break;
+    ++n;
+    pending.pages[pgno].assign(reinterpret_cast<const char*>(frame.data()) + kWalFrameHeaderSize, hdr.page_size);
+    if (commit_size != 0) {
+      pending.db_pages = commit_size;
+      out.push_back(std::move(pending));
+      pending = WalTransaction{};
+      cursor = WalCursor{n, s1, s2};
+    }
+  }
+  return out;
+}
+
 Result<WalIndex> ReadWalIndex(const std::string& wal_path) {
   WalIndex idx;
   int fd = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);

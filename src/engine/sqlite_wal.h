@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,36 @@ struct WalIndex {
 // Reads `wal_path` (which may be absent or empty: an empty index). Stops at the
 // first frame that does not verify; what follows it is not committed data.
 Result<WalIndex> ReadWalIndex(const std::string& wal_path);
+
+// The WAL header: which generation of the WAL the file holds. SQLite bumps
+// checkpoint_seq and salt1 each time it restarts the WAL, and draws a new salt2.
+struct WalHeader {
+  bool big_endian = false;
+  uint32_t page_size = 0;
+  uint32_t checkpoint_seq = 0;
+  uint32_t salt1 = 0, salt2 = 0;
+  uint32_t checksum1 = 0, checksum2 = 0;  // of the header: the chain's seed
+};
+
+// Where an incremental reader stands in one WAL generation: frames consumed
+// (all of them committed) and the running checksum after the last one.
+struct WalCursor {
+  uint64_t frames = 0;
+  uint32_t s1 = 0, s2 = 0;
+};
+
+// One committed transaction's frames: the newest image of each page it wrote.
+struct WalTransaction {
+  uint32_t db_pages = 0;  // database size in pages after the commit
+  std::map<uint32_t, std::string> pages;
+};
+
+// nullopt: no valid header (absent, empty, torn or not a WAL).
+std::optional<WalHeader> ReadWalHeader(int fd);
+// Reads the committed transactions after `cursor` in the generation `hdr`
+// describes and advances the cursor past them; frames of a transaction not yet
+// committed are left for the next call.
+Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor);
 
 constexpr uint64_t kWalHeaderSize = 32;
 constexpr uint64_t kWalFrameHeaderSize = 24;

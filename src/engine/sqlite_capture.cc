@@ -1,0 +1,294 @@
+// Change-log capture for SQLite in WAL mode, and its replay.
+//
+// What keeps capture from missing a commit. SQLite appends every commit's
+// pages to the WAL; a checkpoint copies them into the database file, and the
+// next writer after a complete checkpoint restarts the WAL from its start
+// (checkpoint_seq + 1, salt1 + 1, a new salt2), overwriting what was there.
+// The capture holds a read transaction on its own connection at all times:
+//  - on a read mark > 0 it forbids the restart, so frames it has not read stay;
+//  - on read mark 0 (taken when the WAL was fully checkpointed) it forbids
+//    checkpointing at all, so new frames cannot be checkpointed and then lost
+//    in a restart.
+// Either way no frame can disappear before the capture has read it, except
+// in the one protocol where the capture lets go, its own checkpoint, run when
+// the WAL has grown past kCheckpointFrames:
+//   1. take the write lock (BEGIN IMMEDIATE): nobody can append;
+//   2. read the WAL to its end;
+//   3. end the read transaction and checkpoint (PASSIVE) on a third connection;
+//   4. begin the read transaction again, still under the write lock;
+//   5. release the write lock.
+// If step 3 copied everything, the next writer restarts the WAL, and the
+// capture accepts exactly the successor generation as continuous; any other
+// change of generation, or one after frames were appended, is a gap.
+// Applications may checkpoint as they like (even TRUNCATE): they cannot get
+// past the capture's read transaction.
+#include <poll.h>
+#include <sys/inotify.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "common/sqlite.h"
+#include "engine/sqlite_engine.h"
+#include "engine/sqlite_wal.h"
+
+namespace strata::engine {
+namespace {
+
+constexpr uint64_t kCheckpointFrames = 1000;
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+// redo: page_size, db_pages, page count, then (page number, page image) each;
+// little-endian.
+std::string EncodeRedo(uint32_t page_size, const WalTransaction& tx) {
+  std::string out;
+  out.reserve(12 + tx.pages.size() * (4 + page_size));
+  PutU32(out, page_size);
+  PutU32(out, tx.db_pages);
+  PutU32(out, static_cast<uint32_t>(tx.pages.size()));
+  for (const auto& [pgno, image] : tx.pages) {
+    PutU32(out, pgno);
+    out += image;
+  }
+  return out;
+}
+
+class SqliteCapture final : public ChangeCapture {
+ public:
+  ~SqliteCapture() override {
+    if (wal_fd_ >= 0) ::close(wal_fd_);
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    if (reader_.get()) (void)reader_.Exec("ROLLBACK");
+  }
+
+  static Result<std::unique_ptr<SqliteCapture>> Start(const std::filesystem::path& db_path, const Clock& clock,
+                                                      const std::string& position) {
+    auto c = std::unique_ptr<SqliteCapture>(new SqliteCapture(db_path, clock));
+    c->inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (c->inotify_fd_ < 0) return Status(errors::kIoError, fmt::format("inotify: {}", strerror(errno)));
+    if (::inotify_add_watch(c->inotify_fd_, db_path.parent_path().c_str(), IN_MODIFY | IN_CREATE) < 0) {
+      return Status(errors::kIoError, fmt::format("inotify watch {}: {}", db_path.parent_path().string(), strerror(errno)));
+    }
+    ASSIGN_OR_RETURN(c->reader_, sqlite::Db::Open(db_path.string(), SQLITE_OPEN_READWRITE));
+    ASSIGN_OR_RETURN(c->writer_, sqlite::Db::Open(db_path.string(), SQLITE_OPEN_READWRITE));
+    ASSIGN_OR_RETURN(c->checkpointer_, sqlite::Db::Open(db_path.string(), SQLITE_OPEN_READWRITE));
+    // Closing the last connection would checkpoint and delete the WAL, and
+    // with it the position a restarted capture resumes from.
+    for (auto* db : {&c->reader_, &c->writer_, &c->checkpointer_}) {
+      sqlite3_db_config(db->get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    }
+    // The capture's own checkpoints decide when the WAL restarts.
+    RETURN_IF_ERROR(c->reader_.Exec("PRAGMA wal_autocheckpoint=0"));
+    RETURN_IF_ERROR(c->checkpointer_.Exec("PRAGMA wal_autocheckpoint=0"));
+    sqlite3_busy_timeout(c->writer_.get(), 200);
+    RETURN_IF_ERROR(c->BeginRead());
+    c->pending_gap_ = true;
+    c->gap_reason_ = "change-log capture started";
+    if (!position.empty() && c->Resume(position)) {
+      c->pending_gap_ = false;
+    } else if (!position.empty()) {
+      c->gap_reason_ = "the WAL no longer continues from where capture stopped";
+    }
+    if (c->pending_gap_) {
+      // A fresh start reads nothing of the past: the new epoch begins with a
+      // base snapshot, which holds whatever the WAL holds now.
+      c->ResetToCurrentEnd();
+    }
+    return c;
+  }
+
+  Result<CaptureBatch> Poll(std::chrono::milliseconds wait) override {
+    CaptureBatch batch;
+    ASSIGN_OR_RETURN(bool any, ReadNew(batch));
+    if (!any && wait.count() > 0) {
+      WaitForWrite(wait);
+      ASSIGN_OR_RETURN(any, ReadNew(batch));
+    }
+    if (cursor_.frames >= kCheckpointFrames) RETURN_IF_ERROR(Checkpoint(batch));
+    if (pending_gap_) {
+      batch.gap = true;
+      batch.gap_reason = gap_reason_;
+      pending_gap_ = false;
+    }
+    return batch;
+  }
+
+  std::string Position() const override {
+    if (!hdr_) return "";
+    return fmt::format("v1:{}:{}:{}:{}:{}:{}:{}", hdr_->checkpoint_seq, hdr_->salt1, hdr_->salt2, cursor_.frames,
+                       cursor_.s1, cursor_.s2, generation_complete_ ? 1 : 0);
+  }
+
+ private:
+  SqliteCapture(std::filesystem::path db_path, const Clock& clock)
+      : db_path_(std::move(db_path)), wal_path_(db_path_.string() + "-wal"), clock_(clock) {}
+
+  Status BeginRead() {
+    RETURN_IF_ERROR(reader_.Exec("BEGIN"));
+    return reader_.Exec("SELECT count(*) FROM sqlite_master");
+  }
+
+  bool OpenWal() {
+    if (wal_fd_ >= 0) return true;
+    wal_fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
+    return wal_fd_ >= 0;
+  }
+
+  bool Resume(const std::string& position) {
+    unsigned seq, salt1, salt2, s1, s2, complete;
+    unsigned long long frames;
+    if (std::sscanf(position.c_str(), "v1:%u:%u:%u:%llu:%u:%u:%u", &seq, &salt1, &salt2, &frames, &s1, &s2,
+                    &complete) != 7 || !OpenWal()) {
+      return false;
+    }
+    auto h = ReadWalHeader(wal_fd_);
+    if (!h) return false;
+    WalHeader was = *h;
+    was.checkpoint_seq = seq;
+    was.salt1 = salt1;
+    was.salt2 = salt2;
+    hdr_ = was;
+    cursor_ = WalCursor{frames, s1, s2};
+    generation_complete_ = complete != 0;
+    if (h->salt1 == salt1 && h->salt2 == salt2) return true;
+    return IsSuccessor(*h);
+  }
+
+  bool IsSuccessor(const WalHeader& h) const {
+    return generation_complete_ && h.checkpoint_seq == hdr_->checkpoint_seq + 1 && h.salt1 == hdr_->salt1 + 1;
+  }
+
+  // Skips what the WAL holds now: the next base snapshot includes it.
+  void ResetToCurrentEnd() {
+    hdr_.reset();
+    cursor_ = {};
+    generation_complete_ = false;
+    if (!OpenWal()) return;
+    if (auto h = ReadWalHeader(wal_fd_)) {
+      hdr_ = *h;
+      cursor_ = WalCursor{0, h->checksum1, h->checksum2};
+      auto skipped = ReadWalTransactions(wal_fd_, *hdr_, cursor_);
+      (void)skipped;
+    }
+  }
+
+  // Reads every commit after the cursor into `batch`; true if there was any.
+  Result<bool> ReadNew(CaptureBatch& batch) {
+    if (!OpenWal()) return false;
+    auto h = ReadWalHeader(wal_fd_);
+    if (!h) return false;  // empty (just truncated) or not yet written
+    if (!hdr_) {
+      // The WAL's first generation since capture started: nothing of it was
+      // read before, and any frames in it came after the start.
+      hdr_ = *h;
+      cursor_ = WalCursor{0, h->checksum1, h->checksum2};
+    } else if (h->salt1 != hdr_->salt1 || h->salt2 != hdr_->salt2) {
+      if (!IsSuccessor(*h)) {
+        pending_gap_ = true;
+        gap_reason_ = fmt::format("the WAL was restarted (checkpoint {} -> {}) before capture read all of it",
+                                  hdr_->checkpoint_seq, h->checkpoint_seq);
+      }
+      hdr_ = *h;
+      cursor_ = WalCursor{0, h->checksum1, h->checksum2};
+      generation_complete_ = false;
+    }
+    ASSIGN_OR_RETURN(auto txs, ReadWalTransactions(wal_fd_, *hdr_, cursor_));
+    if (txs.empty()) return false;
+    TimePoint now = clock_.Now();
+    generation_complete_ = false;
+    for (const auto& tx : txs) batch.transactions.push_back({now, EncodeRedo(hdr_->page_size, tx)});
+    return true;
+  }
+
+  void WaitForWrite(std::chrono::milliseconds wait) {
+    pollfd p{inotify_fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
+      char buf[4096];
+      while (::read(inotify_fd_, buf, sizeof buf) > 0) {
+      }
+    }
+  }
+
+  Status Checkpoint(CaptureBatch& batch) {
+    if (writer_.Exec("BEGIN IMMEDIATE").ok() == false) return Status::Ok();  // a writer is busy: later
+    Status st = ReadNew(batch).status();
+    if (st.ok()) st = reader_.Exec("ROLLBACK");
+    int log = -1, done = -1;
+    if (st.ok()) {
+      int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) st = Status(errors::kIoError, checkpointer_.ErrorMessage());
+    }
+    Status begin = BeginRead();
+    (void)writer_.Exec("COMMIT");
+    RETURN_IF_ERROR(st);
+    RETURN_IF_ERROR(begin);
+    // Everything read and copied: the restart the next writer makes loses nothing.
+    generation_complete_ = log >= 0 && log == done && static_cast<uint64_t>(log) == cursor_.frames;
+    return Status::Ok();
+  }
+
+  std::filesystem::path db_path_;
+  std::string wal_path_;
+  const Clock& clock_;
+  sqlite::Db reader_, writer_, checkpointer_;
+  int wal_fd_ = -1;
+  int inotify_fd_ = -1;
+  std::optional<WalHeader> hdr_;
+  WalCursor cursor_;
+  bool generation_complete_ = false;
+  bool pending_gap_ = false;
+  std::string gap_reason_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ChangeCapture>> SqliteEngine::StartCapture(const InstanceSpec& spec, const Clock& clock,
+                                                                  const std::string& position) {
+  ASSIGN_OR_RETURN(auto c, SqliteCapture::Start(DatabaseFile(spec), clock, position));
+  return std::unique_ptr<ChangeCapture>(std::move(c));
+}
+
+Status SqliteEngine::ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) {
+  if (redo.empty()) return Status::Ok();
+  std::string path = DatabaseFile(spec).string();
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Status(errors::kIoError, fmt::format("open {}: {}", path, strerror(errno)));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  uint32_t page_size = 0, db_pages = 0;
+  for (const auto& r : redo) {
+    if (r.size() < 12) return Status(errors::kCorruption, "change-log record too short");
+    page_size = GetU32(r.data());
+    db_pages = GetU32(r.data() + 4);
+    uint32_t n = GetU32(r.data() + 8);
+    if (r.size() != 12 + uint64_t(n) * (4 + page_size)) return Status(errors::kCorruption, "change-log record torn");
+    const char* p = r.data() + 12;
+    for (uint32_t i = 0; i < n; ++i, p += 4 + page_size) {
+      uint32_t pgno = GetU32(p);
+      off_t off = static_cast<off_t>(pgno - 1) * page_size;
+      if (::pwrite(fd, p + 4, page_size, off) != static_cast<ssize_t>(page_size)) {
+        return Status(errors::kIoError, fmt::format("write {}: {}", path, strerror(errno)));
+      }
+    }
+  }
+  // The last transaction's size is the database's: a shrink (VACUUM) drops pages.
+  if (::ftruncate(fd, static_cast<off_t>(db_pages) * page_size) != 0 || ::fsync(fd) != 0) {
+    return Status(errors::kIoError, fmt::format("finish {}: {}", path, strerror(errno)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace strata::engine
