@@ -226,6 +226,73 @@ Status RestoreDBInstanceFromDBSnapshot(control::ControlPlane& cp, const QueryPar
   return Status::Ok();
 }
 
+// --- automated backups and point-in-time restore -----------------------------
+
+Status RestoreDBInstanceToPointInTime(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::PointInTimeRestoreRequest req;
+  req.source_instance_id = p.Get("SourceDBInstanceIdentifier");
+  req.source_resource_id = p.Get("SourceDbiResourceId");
+  req.source_backup_arn = p.Get("SourceDBInstanceAutomatedBackupsArn");
+  ASSIGN_OR_RETURN(req.target.instance_id, p.Required("TargetDBInstanceIdentifier"));
+  if (auto t = p.Get("RestoreTime")) {
+    auto parsed = ParseIso8601(*t);
+    if (!parsed) {
+      return Status(errors::kInvalidParameterValue,
+                    fmt::format("Invalid RestoreTime: {} (expected ISO 8601 UTC, e.g. 2026-11-23T09:00:00Z)", *t));
+    }
+    req.restore_time = *parsed;
+  }
+  ASSIGN_OR_RETURN(auto latest, p.Bool("UseLatestRestorableTime"));
+  req.use_latest_restorable_time = latest.value_or(false);
+  req.target.instance_class = p.Get("DBInstanceClass");
+  ASSIGN_OR_RETURN(req.target.port, OptInt(p, "Port", 1150, 65535));
+  req.target.db_name = p.Get("DBName");
+  ASSIGN_OR_RETURN(req.target.allocated_storage_gib, OptInt(p, "AllocatedStorage", 1, 65536));
+  ASSIGN_OR_RETURN(req.target.deletion_protection, p.Bool("DeletionProtection"));
+  ASSIGN_OR_RETURN(req.target.copy_tags_to_snapshot, p.Bool("CopyTagsToSnapshot"));
+  ASSIGN_OR_RETURN(req.target.backup_retention_days, OptInt(p, "BackupRetentionPeriod", 0, 35));
+  req.target.backup_window = p.Get("PreferredBackupWindow");
+  ASSIGN_OR_RETURN(req.target.tags, TagsParam(p));
+  ASSIGN_OR_RETURN(auto inst, cp.RestoreToPointInTime(req));
+  WriteInstance(x, inst);
+  return Status::Ok();
+}
+
+Status DescribeDBInstanceAutomatedBackups(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  ASSIGN_OR_RETURN(auto max_records, p.Int("MaxRecords", 20, 100));
+  ASSIGN_OR_RETURN(auto filters, p.Filters());
+  control::AutomatedBackupQuery q;
+  q.resource_id = p.Get("DbiResourceId");
+  q.instance_id = p.Get("DBInstanceIdentifier");
+  q.arn = p.Get("DBInstanceAutomatedBackupsArn");
+  for (const auto& f : filters) {
+    if (f.name == "status") q.statuses = f.values;
+    else if (f.name == "db-instance-id") q.instance_ids = f.values;
+    else if (f.name == "dbi-resource-id") q.resource_ids = f.values;
+    else return UnknownFilter(f.name);
+  }
+  ASSIGN_OR_RETURN(auto backups, cp.DescribeAutomatedBackups(q));
+  auto page = Paginate(backups, p.Get("Marker"), max_records.value_or(100),
+                       [](const control::AutomatedBackup& b) { return b.record.resource_id; });
+  if (page.next_marker) x.Text("Marker", *page.next_marker);
+  x.Open("DBInstanceAutomatedBackups");
+  for (const auto* b : page.items) WriteAutomatedBackup(x, *b, cp.Region());
+  x.Close();
+  return Status::Ok();
+}
+
+Status DeleteDBInstanceAutomatedBackup(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  auto rid = p.Get("DbiResourceId");
+  auto arn = p.Get("DBInstanceAutomatedBackupsArn");
+  if (rid.has_value() == arn.has_value()) {
+    return Status(errors::kInvalidParameterCombination,
+                  "Specify either DbiResourceId or DBInstanceAutomatedBackupsArn.");
+  }
+  ASSIGN_OR_RETURN(auto b, cp.DeleteAutomatedBackup(rid ? *rid : *arn));
+  WriteAutomatedBackup(x, b, cp.Region());
+  return Status::Ok();
+}
+
 // --- tags --------------------------------------------------------------------
 
 Status AddTagsToResource(control::ControlPlane& cp, const QueryParams& p, XmlWriter&) {
@@ -300,6 +367,9 @@ const std::map<std::string, Action, std::less<>>& Actions() {
       {"DeleteDBSnapshot", {DeleteDBSnapshot}},
       {"CopyDBSnapshot", {CopyDBSnapshot}},
       {"RestoreDBInstanceFromDBSnapshot", {RestoreDBInstanceFromDBSnapshot}},
+      {"RestoreDBInstanceToPointInTime", {RestoreDBInstanceToPointInTime}},
+      {"DescribeDBInstanceAutomatedBackups", {DescribeDBInstanceAutomatedBackups}},
+      {"DeleteDBInstanceAutomatedBackup", {DeleteDBInstanceAutomatedBackup}},
       {"AddTagsToResource", {AddTagsToResource, false}},
       {"RemoveTagsFromResource", {RemoveTagsFromResource, false}},
       {"ListTagsForResource", {ListTagsForResource}},

@@ -26,6 +26,7 @@ void WriteInstance(XmlWriter& x, const control::Instance& inst) {
   x.Time("InstanceCreateTime", r.create_time);
   x.Text("PreferredBackupWindow", r.backup_window);
   x.Int("BackupRetentionPeriod", r.backup_retention_days);
+  if (inst.latest_restorable_time) x.Time("LatestRestorableTime", *inst.latest_restorable_time);
   x.Text("PreferredMaintenanceWindow", r.maintenance_window);
   x.Open("PendingModifiedValues");
   if (r.pending_backup_retention_days) x.Int("BackupRetentionPeriod", *r.pending_backup_retention_days);
@@ -86,6 +87,32 @@ void WriteEvent(XmlWriter& x, const catalog::EventRecord& e) {
   x.Close();
   x.Time("Date", e.time);
   x.Text("SourceArn", e.source_arn);
+  x.Close();
+}
+
+void WriteAutomatedBackup(XmlWriter& x, const control::AutomatedBackup& b, const std::string& region) {
+  const auto& r = b.record;
+  x.Open("DBInstanceAutomatedBackup");
+  x.Text("DBInstanceArn", b.instance_arn);
+  x.Text("DbiResourceId", r.resource_id);
+  x.Text("Region", region);
+  x.Text("DBInstanceIdentifier", r.instance_id);
+  x.Open("RestoreWindow");
+  if (b.earliest) x.Time("EarliestTime", *b.earliest);
+  if (b.latest) x.Time("LatestTime", *b.latest);
+  x.Close();
+  x.Int("AllocatedStorage", r.allocated_storage_gib);
+  x.Text("Status", r.status);
+  x.Int("Port", r.port);
+  x.Time("InstanceCreateTime", r.instance_create_time);
+  if (!r.master_username.empty()) x.Text("MasterUsername", r.master_username);
+  x.Text("Engine", r.engine);
+  x.Text("EngineVersion", r.engine_version);
+  x.Bool("Encrypted", false);
+  x.Text("StorageType", "local");
+  x.Int("BackupRetentionPeriod", r.retention_days);
+  x.Text("DBInstanceAutomatedBackupsArn", b.arn);
+  x.Text("BackupTarget", "region");
   x.Close();
 }
 

@@ -14,6 +14,7 @@
 
 namespace strata::api {
 
+void WriteAutomatedBackup(XmlWriter& x, const control::AutomatedBackup& b, const std::string& region);
 void WriteInstance(XmlWriter& x, const control::Instance& inst);
 void WriteSnapshot(XmlWriter& x, const control::Snapshot& snap);
 void WriteTagList(XmlWriter& x, const std::vector<control::Tag>& tags);

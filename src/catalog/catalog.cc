@@ -4,6 +4,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "catalog/migrations.h"
 #include "common/sqlite.h"
@@ -80,7 +81,7 @@ constexpr const char* kSnapshotColumns =
     "engine_version, allocated_storage, port, db_name, master_username, instance_class, "
     "create_time, original_create_time, instance_create_time, database_time, repo_snapshot_id, "
     "source_snapshot_id, logical_bytes, stored_bytes, status_reason, backup_retention, "
-    "backup_window";
+    "backup_window, log_seq_before, log_seq_after, log_time_before, log_time_after";
 
 int64_t Micros(TimePoint t) { return t.time_since_epoch().count(); }
 TimePoint FromMicros(int64_t m) { return TimePoint(std::chrono::microseconds(m)); }
@@ -109,7 +110,11 @@ void BindSnapshot(sqlite::Stmt& s, const SnapshotRecord& r) {
       .Bind(21, r.stored_bytes)
       .Bind(22, r.status_reason)
       .Bind(23, r.backup_retention_days)
-      .Bind(24, r.backup_window);
+      .Bind(24, r.backup_window)
+      .Bind(25, r.log_seq_before)
+      .Bind(26, r.log_seq_after)
+      .Bind(27, Micros(r.log_time_before))
+      .Bind(28, Micros(r.log_time_after));
 }
 
 SnapshotRecord ReadSnapshot(const sqlite::Stmt& s) {
@@ -138,6 +143,10 @@ SnapshotRecord ReadSnapshot(const sqlite::Stmt& s) {
   r.status_reason = s.Text(21);
   r.backup_retention_days = static_cast<int>(s.Int(22));
   r.backup_window = s.Text(23);
+  r.log_seq_before = s.Int(24);
+  r.log_seq_after = s.Int(25);
+  r.log_time_before = FromMicros(s.Int(26));
+  r.log_time_after = FromMicros(s.Int(27));
   return r;
 }
 
@@ -292,7 +301,7 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& r) {
     }
     ASSIGN_OR_RETURN(auto s, impl_->db.Prepare(fmt::format(
                                  "INSERT INTO snapshots ({}) VALUES "
-                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                  kSnapshotColumns)));
     BindSnapshot(s, r);
     return s.Run();
@@ -309,7 +318,8 @@ Status Catalog::UpdateSnapshot(const SnapshotRecord& r) {
                                "original_create_time=?15, instance_create_time=?16, "
                                "database_time=?17, repo_snapshot_id=?18, source_snapshot_id=?19, "
                                "logical_bytes=?20, stored_bytes=?21, status_reason=?22, "
-                               "backup_retention=?23, backup_window=?24 WHERE id=?1"));
+                               "backup_retention=?23, backup_window=?24, log_seq_before=?25, "
+                               "log_seq_after=?26, log_time_before=?27, log_time_after=?28 WHERE id=?1"));
   BindSnapshot(s, r);
   RETURN_IF_ERROR(s.Run());
   if (sqlite3_changes(impl_->db.get()) == 0) {
@@ -464,6 +474,107 @@ Status Catalog::PutSetting(const std::string& key, const std::string& value) {
                                "INSERT INTO settings (key, value) VALUES (?, ?) "
                                "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
   s.Bind(1, key).Bind(2, value);
+  return s.Run();
+}
+
+}  // namespace strata::catalog
+
+namespace strata::catalog {
+namespace {
+
+nlohmann::json AutomatedBackupBody(const AutomatedBackupRecord& r) {
+  nlohmann::json gaps = nlohmann::json::array();
+  for (const auto& g : r.gaps) {
+    gaps.push_back({{"from", Micros(g.from)}, {"to", Micros(g.to)}, {"breaks", g.breaks}, {"reason", g.reason}});
+  }
+  return {{"retention_days", r.retention_days},
+          {"backup_window", r.backup_window},
+          {"engine", r.engine},
+          {"engine_version", r.engine_version},
+          {"instance_class", r.instance_class},
+          {"db_name", r.db_name},
+          {"master_username", r.master_username},
+          {"port", r.port},
+          {"allocated_storage", r.allocated_storage_gib},
+          {"instance_create_time", Micros(r.instance_create_time)},
+          {"capture_position", r.capture_position},
+          {"last_seq", r.last_seq},
+          {"restorable_from", Micros(r.restorable_from)},
+          {"restorable_until", Micros(r.restorable_until)},
+          {"deleted_time", Micros(r.deleted_time)},
+          {"gaps", gaps}};
+}
+
+AutomatedBackupRecord ReadAutomatedBackup(const sqlite::Stmt& s) {
+  AutomatedBackupRecord r;
+  r.resource_id = s.Text(0);
+  r.instance_id = s.Text(1);
+  r.status = s.Text(2);
+  auto j = nlohmann::json::parse(s.Text(3), nullptr, false);
+  if (j.is_discarded()) return r;
+  r.retention_days = j.value("retention_days", 1);
+  r.backup_window = j.value("backup_window", "");
+  r.engine = j.value("engine", "");
+  r.engine_version = j.value("engine_version", "");
+  r.instance_class = j.value("instance_class", "");
+  r.db_name = j.value("db_name", "");
+  r.master_username = j.value("master_username", "");
+  r.port = j.value("port", 0);
+  r.allocated_storage_gib = j.value("allocated_storage", 0);
+  r.instance_create_time = FromMicros(j.value("instance_create_time", int64_t{0}));
+  r.capture_position = j.value("capture_position", "");
+  r.last_seq = j.value("last_seq", int64_t{0});
+  r.restorable_from = FromMicros(j.value("restorable_from", int64_t{0}));
+  r.restorable_until = FromMicros(j.value("restorable_until", int64_t{0}));
+  r.deleted_time = FromMicros(j.value("deleted_time", int64_t{0}));
+  for (const auto& g : j.value("gaps", nlohmann::json::array())) {
+    r.gaps.push_back({FromMicros(g.value("from", int64_t{0})), FromMicros(g.value("to", int64_t{0})),
+                      g.value("breaks", false), g.value("reason", "")});
+  }
+  return r;
+}
+
+}  // namespace
+
+Status Catalog::PutAutomatedBackup(const AutomatedBackupRecord& r) {
+  std::lock_guard lock(impl_->mu);
+  ASSIGN_OR_RETURN(auto s, impl_->db.Prepare("INSERT OR REPLACE INTO automated_backups "
+                                             "(resource_id, instance_id, status, body) VALUES (?,?,?,?)"));
+  s.Bind(1, r.resource_id).Bind(2, r.instance_id).Bind(3, r.status).Bind(4, AutomatedBackupBody(r).dump());
+  return s.Run();
+}
+
+Result<AutomatedBackupRecord> Catalog::GetAutomatedBackup(const std::string& resource_id) {
+  std::lock_guard lock(impl_->mu);
+  ASSIGN_OR_RETURN(auto s, impl_->db.Prepare("SELECT resource_id, instance_id, status, body FROM "
+                                             "automated_backups WHERE resource_id = ?"));
+  s.Bind(1, resource_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) {
+    return Status(errors::kDBInstanceAutomatedBackupNotFound,
+                  fmt::format("No automated backup found for {}.", resource_id));
+  }
+  return ReadAutomatedBackup(s);
+}
+
+std::vector<AutomatedBackupRecord> Catalog::ListAutomatedBackups() {
+  std::lock_guard lock(impl_->mu);
+  std::vector<AutomatedBackupRecord> out;
+  auto s = impl_->db.Prepare("SELECT resource_id, instance_id, status, body FROM automated_backups "
+                             "ORDER BY instance_id, resource_id");
+  if (!s.ok()) return out;
+  for (;;) {
+    auto row = s->Step();
+    if (!row.ok() || !*row) break;
+    out.push_back(ReadAutomatedBackup(*s));
+  }
+  return out;
+}
+
+Status Catalog::DeleteAutomatedBackup(const std::string& resource_id) {
+  std::lock_guard lock(impl_->mu);
+  ASSIGN_OR_RETURN(auto s, impl_->db.Prepare("DELETE FROM automated_backups WHERE resource_id = ?"));
+  s.Bind(1, resource_id);
   return s.Run();
 }
 

@@ -80,6 +80,49 @@ struct SnapshotRecord {
   std::string status_reason;
   int backup_retention_days = 0;
   std::string backup_window;
+  // Where the snapshot sits in its instance's change log: it holds every
+  // transaction up to log_seq_before and none after log_seq_after (-1: taken
+  // without capture, so not a base for point-in-time restore). The times are
+  // when those two were read.
+  int64_t log_seq_before = -1;
+  int64_t log_seq_after = -1;
+  TimePoint log_time_before{};
+  TimePoint log_time_after{};
+};
+
+// A stretch of an instance's history that point-in-time restore cannot reach.
+// breaks: the change log itself is discontinuous there (commits may be
+// missing), so no snapshot before it can be replayed past it.
+struct LogGap {
+  TimePoint from{};
+  TimePoint to{};
+  bool breaks = false;
+  std::string reason;
+};
+
+// The automated backups of one instance (by DbiResourceId, which outlives a
+// deleted instance's identifier): the state of its change-log capture and the
+// instance settings a restore needs once the instance is gone.
+struct AutomatedBackupRecord {
+  std::string resource_id;
+  std::string instance_id;
+  std::string status;  // active, retained
+  int retention_days = 1;
+  std::string backup_window;
+  std::string engine;
+  std::string engine_version;
+  std::string instance_class;
+  std::string db_name;
+  std::string master_username;
+  int port = 0;
+  int allocated_storage_gib = 0;
+  TimePoint instance_create_time{};
+  std::string capture_position;   // the engine's resume point
+  int64_t last_seq = 0;           // the newest durable change-log transaction
+  TimePoint restorable_from{};    // set by the first base snapshot; 0: none yet
+  TimePoint restorable_until{};   // every commit up to here is durable in the log
+  TimePoint deleted_time{};       // for retained backups
+  std::vector<LogGap> gaps;
 };
 
 struct Tag {
@@ -131,6 +174,12 @@ class Catalog {
   Status DeleteSnapshot(const std::string& id);
   Result<SnapshotRecord> GetSnapshot(const std::string& id);  // DBSnapshotNotFound
   std::vector<SnapshotRecord> ListSnapshots();                // ordered by id
+
+  // Automated backups, by DbiResourceId. Put inserts or replaces.
+  Status PutAutomatedBackup(const AutomatedBackupRecord& r);
+  Result<AutomatedBackupRecord> GetAutomatedBackup(const std::string& resource_id);  // DBInstanceAutomatedBackupNotFound
+  std::vector<AutomatedBackupRecord> ListAutomatedBackups();
+  Status DeleteAutomatedBackup(const std::string& resource_id);
 
   // Tags, per resource ARN. SetTags overwrites keys that exist.
   Status SetTags(const std::string& arn, const std::vector<Tag>& tags);

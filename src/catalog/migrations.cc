@@ -8,7 +8,7 @@ namespace strata::catalog {
 namespace {
 
 // Append only: never edit a migration that has shipped.
-constexpr std::array<const char*, 2> kMigrations = {
+constexpr std::array<const char*, 3> kMigrations = {
     // 1: instances, tags, events, settings.
     R"sql(
     CREATE TABLE instances (
@@ -81,6 +81,20 @@ constexpr std::array<const char*, 2> kMigrations = {
     );
     CREATE INDEX snapshots_instance ON snapshots (instance_id);
     ALTER TABLE instances ADD COLUMN restore_source TEXT NOT NULL DEFAULT '';
+    )sql",
+    // v3: automated backups (change-log capture state per DbiResourceId) and
+    // where each snapshot sits in its instance's change log.
+    R"sql(
+    CREATE TABLE automated_backups (
+      resource_id TEXT PRIMARY KEY,
+      instance_id TEXT NOT NULL,
+      status TEXT NOT NULL,
+      body TEXT NOT NULL
+    );
+    ALTER TABLE snapshots ADD COLUMN log_seq_before INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE snapshots ADD COLUMN log_seq_after INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE snapshots ADD COLUMN log_time_before INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE snapshots ADD COLUMN log_time_after INTEGER NOT NULL DEFAULT 0;
     )sql",
 };
 

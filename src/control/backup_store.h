@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "engine/engine.h"
 
@@ -25,6 +26,14 @@ struct StoredSnapshot {
 };
 
 using Progress = std::function<void(int percent)>;
+
+// One stored segment of an instance's change log.
+struct LogSegmentRef {
+  uint64_t seq = 0;
+  TimePoint first{};  // the commit times it spans
+  TimePoint last{};
+  int64_t stored_bytes = 0;
+};
 
 class BackupStore {
  public:
@@ -46,6 +55,15 @@ class BackupStore {
   virtual Status DeleteSnapshot(const std::string& id) = 0;
   // Reclaims the storage no snapshot references any more.
   virtual Status CollectGarbage() = 0;
+  // The change log of `stream` (an instance's DbiResourceId): durable when
+  // PutLogSegment returns; listed in order by the times they span.
+  virtual Status PutLogSegment(const std::string& stream, TimePoint first, TimePoint last,
+                               std::string_view payload) = 0;
+  virtual Result<std::vector<LogSegmentRef>> ListLogSegments(const std::string& stream, TimePoint from,
+                                                             TimePoint to) = 0;
+  virtual Result<std::string> ReadLogSegment(const std::string& stream, const LogSegmentRef& segment) = 0;
+  // Deletes the segments that end before `time`; returns how many.
+  virtual Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, TimePoint time) = 0;
   // Ids of every stored snapshot, to reconcile with the catalog after a crash.
   virtual Result<std::vector<std::string>> ListSnapshots() = 0;
 };

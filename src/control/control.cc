@@ -24,6 +24,7 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(Config config,
   impl->workers = std::make_unique<TaskPool>(std::max(1, impl->config.worker_threads));
   auto cp = std::unique_ptr<ControlPlane>(new ControlPlane(std::move(impl)));
   RETURN_IF_ERROR(cp->Recover());
+  cp->impl_->StartScheduler();
   return cp;
 }
 
@@ -56,7 +57,9 @@ Status ControlPlane::Recover() {
 }
 
 void ControlPlane::Shutdown() {
+  impl_->StopScheduler();
   if (impl_->workers) impl_->workers->Shutdown();
+  impl_->StopAllCaptures();
   std::lock_guard lock(impl_->tx_mu);
   for (auto& [id, tx] : impl_->transactions) {
     std::lock_guard tx_lock(tx->mu);
@@ -216,6 +219,7 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
   }));
   impl_->Event("db-instance", updated.id, impl_->InstanceArn(updated.id),
                "Finished applying modification to DB instance", {"configuration change"});
+  if (req.backup_retention_days && !updated.pending_backup_retention_days) impl_->OnRetentionChanged(updated);
   return impl_->ToInstance(updated);
 }
 
@@ -261,6 +265,11 @@ Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) 
     }
     r.status = "deleting";
     RETURN_IF_ERROR(impl_->catalog->UpdateInstance(r));
+    if (auto ab = impl_->catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
+      // Kept as retained, or deleted with the instance (RDS's default).
+      ab->status = req.delete_automated_backups ? "deleting" : "retained";
+      RETURN_IF_ERROR(impl_->catalog->PutAutomatedBackup(*ab));
+    }
     deleting = r;
     return Status::Ok();
   }));
@@ -345,7 +354,10 @@ Result<engine::StatementResult> ControlPlane::ExecuteStatement(
   ASSIGN_OR_RETURN(auto r, impl_->InstanceFromArn(target.resource_arn));
   engine::Engine* e = engine::FindEngine(r.engine);
   ASSIGN_OR_RETURN(auto session, e->OpenSession(SpecOf(r), target.database));
-  return session->Execute(sql, params);
+  auto result = session->Execute(sql, params);
+  // An autocommit statement committed: it is stamped before the caller hears.
+  impl_->CatchUpCapture(r);
+  return result;
 }
 
 Result<std::string> ControlPlane::BeginTransaction(const DataTarget& target) {
@@ -369,6 +381,9 @@ Status ControlPlane::CommitTransaction(const std::string& resource_arn, const st
     std::lock_guard lock(tx->mu);
     st = tx->session->Commit();
     if (!st.ok()) (void)tx->session->Rollback();
+  }
+  if (st.ok()) {
+    if (auto r = impl_->catalog->GetInstance(tx->instance_id); r.ok()) impl_->CatchUpCapture(*r);
   }
   std::lock_guard lock(impl_->tx_mu);
   impl_->transactions.erase(id);

@@ -41,6 +41,7 @@ struct Instance {
   std::string arn;
   engine::Endpoint endpoint;
   std::vector<Tag> tags;
+  std::optional<TimePoint> latest_restorable_time;  // unset: nothing restorable yet
 };
 
 struct Snapshot {
@@ -86,6 +87,35 @@ struct RestoreFromSnapshotRequest {
   std::optional<int> backup_retention_days;
   std::optional<std::string> backup_window;
   std::vector<Tag> tags;
+};
+
+struct PointInTimeRestoreRequest {
+  // The source: exactly one of these.
+  std::optional<std::string> source_instance_id;
+  std::optional<std::string> source_resource_id;
+  std::optional<std::string> source_backup_arn;  // arn:...:auto-backup:ab-...
+  std::optional<TimePoint> restore_time;
+  bool use_latest_restorable_time = false;
+  // The new instance: instance_id is the target; snapshot_id is unused.
+  RestoreFromSnapshotRequest target;
+};
+
+// The automated backups of one instance, current or deleted (retained).
+struct AutomatedBackup {
+  catalog::AutomatedBackupRecord record;
+  std::string arn;           // arn:aws:rds:REGION:ACCOUNT:auto-backup:ab-...
+  std::string instance_arn;
+  std::optional<TimePoint> earliest;  // the restore window; unset: none yet
+  std::optional<TimePoint> latest;
+};
+
+struct AutomatedBackupQuery {
+  std::optional<std::string> resource_id;
+  std::optional<std::string> instance_id;
+  std::optional<std::string> arn;
+  std::vector<std::string> statuses;  // Filters
+  std::vector<std::string> instance_ids;
+  std::vector<std::string> resource_ids;
 };
 
 struct CreateInstanceRequest {
@@ -173,6 +203,15 @@ class ControlPlane {
   // Always a new instance; the snapshot and its source are not touched.
   Result<Instance> RestoreFromSnapshot(const RestoreFromSnapshotRequest& req);
   std::string SnapshotArn(const std::string& id) const;
+
+  // Automated backups and point-in-time restore. Always a new instance.
+  Result<Instance> RestoreToPointInTime(const PointInTimeRestoreRequest& req);
+  Result<std::vector<AutomatedBackup>> DescribeAutomatedBackups(const AutomatedBackupQuery& query);
+  // Only retained backups (of a deleted instance) can be deleted.
+  Result<AutomatedBackup> DeleteAutomatedBackup(const std::string& resource_id_or_arn);
+  // One scheduling pass (daily automated snapshots, retention, captures).
+  // A background thread runs it every second; tests driving a ManualClock call it.
+  void RunScheduler();
 
   // Tags on any resource ARN Strata owns (instances and snapshots).
   Status AddTags(const std::string& arn, const std::vector<Tag>& tags);

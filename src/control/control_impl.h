@@ -7,16 +7,24 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
+#include <thread>
+#include <condition_variable>
 
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/task_pool.h"
 #include "control/arn.h"
 #include "control/backup_store.h"
+#include "control/instance_capture.h"
 #include "control/control.h"
 #include "control/validation.h"
 
 namespace strata::control {
+
+// The repository snapshot a restore starts from (restore_source may also
+// carry a point-in-time target).
+std::string RestoreSourceSnapshot(const std::string& restore_source);
 
 namespace detail {
 
@@ -86,6 +94,11 @@ class ControlPlane::Impl {
   Instance ToInstance(const catalog::InstanceRecord& r) {
     Instance out;
     out.record = r;
+    if (r.backup_retention_days > 0) {
+      if (auto ab = catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
+        if (auto w = WindowOf(*ab)) out.latest_restorable_time = w->latest;
+      }
+    }
     out.arn = InstanceArn(r.id);
     out.tags = catalog->ListTags(out.arn);
     if (auto* e = engine::FindEngine(r.engine)) out.endpoint = e->GetEndpoint(SpecOf(r));
@@ -136,6 +149,16 @@ class ControlPlane::Impl {
       return;
     }
     std::string arn = InstanceArn(r.id);
+    StopCapture(r.resource_id);
+    if (auto ab = catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
+      if (ab->status == "retained") {
+        ab->deleted_time = Now();
+        (void)catalog->PutAutomatedBackup(*ab);
+        Event("db-instance", r.id, arn, "Automated backups retained after the DB instance was deleted", {"backup"});
+      } else if (Status d = DeleteAutomatedBackups(r.resource_id); !d.ok()) {
+        log::Warn("deleting automated backups failed", {{"instance", r.id}, {"error", d.ToString()}});
+      }
+    }
     Status gone = catalog->InTransaction([&]() -> Status {
       RETURN_IF_ERROR(catalog->DeleteAllTags(arn));
       return catalog->DeleteInstance(r.id);
@@ -231,6 +254,53 @@ class ControlPlane::Impl {
     });
   }
   std::atomic<bool> gc_queued{false};
+  // Automated backups and point-in-time restore (automated_backups.cc).
+  std::mutex capture_mu;
+  std::map<std::string, std::shared_ptr<InstanceCapture>> captures;  // by DbiResourceId
+  std::mutex tick_mu;  // one scheduling pass at a time
+  std::thread scheduler;
+  std::mutex scheduler_mu;
+  std::condition_variable scheduler_cv;
+  bool scheduler_stop = false;
+
+  std::shared_ptr<InstanceCapture> CaptureOf(const std::string& resource_id) {
+    std::lock_guard lock(capture_mu);
+    auto it = captures.find(resource_id);
+    return it == captures.end() ? nullptr : it->second;
+  }
+  // Starts change-log capture for an instance with backups on (idempotent).
+  Status EnsureCapture(const catalog::InstanceRecord& r);
+  // Stops it, shipping what it holds.
+  void StopCapture(const std::string& resource_id);
+  // After a Data API commit: numbers and stamps it before the caller hears back.
+  void CatchUpCapture(const catalog::InstanceRecord& r) {
+    if (auto c = CaptureOf(r.resource_id)) (void)c->CatchUp();
+  }
+  // One pass of the scheduler: captures, daily automated snapshots, retention.
+  void Tick();
+  void StartScheduler();
+  void StopScheduler();
+  void StopAllCaptures();
+  // Deletes every automated snapshot and log segment of a DbiResourceId, and its record.
+  Status DeleteAutomatedBackups(const std::string& resource_id);
+  void StartAutomatedSnapshot(const catalog::InstanceRecord& r);
+  void ApplyRetention(const catalog::AutomatedBackupRecord& ab);
+  struct RestoreWindow {
+    TimePoint earliest{}, latest{};
+  };
+  std::optional<RestoreWindow> WindowOf(const catalog::AutomatedBackupRecord& ab);
+  // The rest of a point-in-time restore after the base snapshot's files are in place.
+  Status ReplayChangeLog(const catalog::InstanceRecord& r, const std::string& resource_id, int64_t seq_before,
+                         TimePoint base_time_before, TimePoint target);
+  std::string AutomatedBackupArn(const std::string& resource_id) const;
+  // Turns automated backups on (capture starts with the next pass) or off (all deleted).
+  void OnRetentionChanged(const catalog::InstanceRecord& r);
+  // For a point-in-time restore: replays the log onto the restored base (no-op otherwise).
+  Status FinishPointInTime(const catalog::InstanceRecord& r);
+
+  // A new instance record (creating) from a snapshot's settings and the request's overrides.
+  Result<catalog::InstanceRecord> RestoredInstance(const catalog::SnapshotRecord& snap,
+                                                   const RestoreFromSnapshotRequest& req);
   // A snapshot record in `creating` for instance `inst`, not yet stored.
   catalog::SnapshotRecord NewSnapshotRecord(const catalog::InstanceRecord& inst,
                                             const std::string& id, const std::string& type);

@@ -3,6 +3,9 @@
 namespace strata::control {
 namespace {
 
+int64_t Us(TimePoint t) { return t.time_since_epoch().count(); }
+TimePoint FromUs(int64_t us) { return TimePoint(std::chrono::microseconds(us)); }
+
 class RepoBackupStore final : public BackupStore {
  public:
   explicit RepoBackupStore(std::shared_ptr<repo::Repository> r) : repo_(std::move(r)) {}
@@ -28,6 +31,26 @@ class RepoBackupStore final : public BackupStore {
 
   Status DeleteSnapshot(const std::string& id) override { return repo_->DeleteSnapshot(id); }
 
+  Status PutLogSegment(const std::string& stream, TimePoint first, TimePoint last,
+                       std::string_view payload) override {
+    return repo_->AppendLogSegment(stream, Us(first), Us(last), payload).status();
+  }
+  Result<std::vector<LogSegmentRef>> ListLogSegments(const std::string& stream, TimePoint from,
+                                                     TimePoint to) override {
+    ASSIGN_OR_RETURN(auto segs, repo_->ListLogSegments(stream, Us(from), Us(to)));
+    std::vector<LogSegmentRef> out;
+    for (const auto& s : segs) {
+      out.push_back({s.seq, FromUs(s.first_time_us), FromUs(s.last_time_us), static_cast<int64_t>(s.stored_bytes)});
+    }
+    return out;
+  }
+  Result<std::string> ReadLogSegment(const std::string& stream, const LogSegmentRef& ref) override {
+    repo::LogSegment s{stream, ref.seq, Us(ref.first), Us(ref.last), static_cast<uint64_t>(ref.stored_bytes)};
+    return repo_->ReadLogSegment(s);
+  }
+  Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, TimePoint time) override {
+    return repo_->DeleteLogSegmentsBefore(stream, Us(time));
+  }
   Result<std::vector<std::string>> ListSnapshots() override { return repo_->ListSnapshots(); }
 
   Status CollectGarbage() override {

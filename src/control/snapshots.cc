@@ -81,7 +81,22 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
   Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + inst.engine);
   Result<StoredSnapshot> stored = st;
   if (st.ok()) {
+    // With capture running, the snapshot also records where it sits in the
+    // change log, which makes it a base for point-in-time restore.
+    auto capture = CaptureOf(inst.resource_id);
+    std::optional<InstanceCapture::Mark> before;
+    if (capture) {
+      if (auto m = capture->CatchUp(); m.ok()) before = *m;
+    }
     auto view = eng->OpenSnapshot(SpecOf(inst), Now());
+    if (view.ok() && before) {
+      if (auto after = capture->CatchUp(); after.ok()) {
+        snap.log_seq_before = before->seq;
+        snap.log_time_before = before->time;
+        snap.log_seq_after = after->seq;
+        snap.log_time_after = after->time;
+      }
+    }
     if (!view.ok()) {
       stored = view.status();
     } else {
@@ -139,7 +154,8 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   engine::Engine* eng = engine::FindEngine(r.engine);
   engine::InstanceSpec spec = SpecOf(r);
   Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + r.engine);
-  if (st.ok()) st = backups->RestoreSnapshot(r.restore_source, spec.data_dir, nullptr);
+  if (st.ok()) st = backups->RestoreSnapshot(RestoreSourceSnapshot(r.restore_source), spec.data_dir, nullptr);
+  if (st.ok()) st = FinishPointInTime(r);
   if (st.ok()) st = eng->FinishRestore(spec);
   if (st.ok()) st = eng->Start(spec);
   if (!st.ok()) {
@@ -158,7 +174,11 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
     log::Error("restore bookkeeping failed", {{"instance", r.id}, {"error", done.ToString()}});
     return;
   }
-  Event("db-instance", r.id, InstanceArn(r.id), "Restored from snapshot", {"restoration"});
+  Event("db-instance", r.id, InstanceArn(r.id),
+        r.restore_source.rfind("pitr|", 0) == 0 ? "Restored from DB instance to a point in time" : "Restored from snapshot",
+        {"restoration"});
+  std::lock_guard wake(scheduler_mu);
+  scheduler_cv.notify_all();
   log::Info("instance restored", {{"instance", r.id}});
 }
 
@@ -359,6 +379,40 @@ Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
   return impl_->ToSnapshot(copy);
 }
 
+Result<catalog::InstanceRecord> ControlPlane::Impl::RestoredInstance(const catalog::SnapshotRecord& snap,
+                                                                     const RestoreFromSnapshotRequest& req) {
+  catalog::InstanceRecord r;
+  r.id = ToLower(req.instance_id);
+  r.engine = snap.engine;
+  r.engine_version = snap.engine_version;
+  r.instance_class = req.instance_class.value_or(snap.instance_class);
+  if (r.instance_class.rfind("db.", 0) != 0 || r.instance_class.size() < 4) {
+    return InvalidValue(fmt::format("Invalid DB instance class: {}", r.instance_class));
+  }
+  r.allocated_storage_gib = req.allocated_storage_gib.value_or(snap.allocated_storage_gib);
+  if (r.allocated_storage_gib < snap.allocated_storage_gib) {
+    return InvalidValue("Invalid storage size: AllocatedStorage cannot be smaller than the snapshot's");
+  }
+  r.db_name = req.db_name.value_or(snap.db_name);
+  r.master_username = snap.master_username;
+  r.port = req.port.value_or(snap.port);
+  r.backup_retention_days = req.backup_retention_days.value_or(snap.backup_retention_days);
+  if (r.backup_retention_days < 0 || r.backup_retention_days > 35) {
+    return InvalidValue("Invalid BackupRetentionPeriod: must be from 0 to 35 days");
+  }
+  r.backup_window = req.backup_window.value_or(snap.backup_window.empty() ? DefaultBackupWindow()
+                                                                          : snap.backup_window);
+  RETURN_IF_ERROR(ParseDailyWindow("PreferredBackupWindow", r.backup_window, 30).status());
+  r.maintenance_window = DefaultMaintenanceWindow(r.backup_window);
+  r.deletion_protection = req.deletion_protection.value_or(false);
+  r.copy_tags_to_snapshot = req.copy_tags_to_snapshot.value_or(false);
+  r.status = "creating";
+  r.create_time = Now();
+  r.resource_id = "db-" + RandomAlnumUpper(26);
+  r.data_path = (config.data_dir / "instances" / r.resource_id).string();
+  return r;
+}
+
 Result<Instance> ControlPlane::RestoreFromSnapshot(const RestoreFromSnapshotRequest& req) {
   RETURN_IF_ERROR(ValidateIdentifier("DBInstanceIdentifier", req.instance_id, 63));
   for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
@@ -370,34 +424,7 @@ Result<Instance> ControlPlane::RestoreFromSnapshot(const RestoreFromSnapshotRequ
                     fmt::format("Snapshot {} is {}; only an available snapshot can be restored.",
                                 snap.id, snap.status));
     }
-    r.id = ToLower(req.instance_id);
-    r.engine = snap.engine;
-    r.engine_version = snap.engine_version;
-    r.instance_class = req.instance_class.value_or(snap.instance_class);
-    if (r.instance_class.rfind("db.", 0) != 0 || r.instance_class.size() < 4) {
-      return InvalidValue(fmt::format("Invalid DB instance class: {}", r.instance_class));
-    }
-    r.allocated_storage_gib = req.allocated_storage_gib.value_or(snap.allocated_storage_gib);
-    if (r.allocated_storage_gib < snap.allocated_storage_gib) {
-      return InvalidValue("Invalid storage size: AllocatedStorage cannot be smaller than the snapshot's");
-    }
-    r.db_name = req.db_name.value_or(snap.db_name);
-    r.master_username = snap.master_username;
-    r.port = req.port.value_or(snap.port);
-    r.backup_retention_days = req.backup_retention_days.value_or(snap.backup_retention_days);
-    if (r.backup_retention_days < 0 || r.backup_retention_days > 35) {
-      return InvalidValue("Invalid BackupRetentionPeriod: must be from 0 to 35 days");
-    }
-    r.backup_window = req.backup_window.value_or(snap.backup_window.empty() ? impl_->DefaultBackupWindow()
-                                                                            : snap.backup_window);
-    RETURN_IF_ERROR(ParseDailyWindow("PreferredBackupWindow", r.backup_window, 30).status());
-    r.maintenance_window = impl_->DefaultMaintenanceWindow(r.backup_window);
-    r.deletion_protection = req.deletion_protection.value_or(false);
-    r.copy_tags_to_snapshot = req.copy_tags_to_snapshot.value_or(false);
-    r.status = "creating";
-    r.create_time = impl_->Now();
-    r.resource_id = "db-" + RandomAlnumUpper(26);
-    r.data_path = (impl_->config.data_dir / "instances" / r.resource_id).string();
+    ASSIGN_OR_RETURN(r, impl_->RestoredInstance(snap, req));
     r.restore_source = snap.repo_snapshot_id;
     RETURN_IF_ERROR(impl_->catalog->InsertInstance(r));
     return impl_->catalog->SetTags(impl_->InstanceArn(r.id), req.tags);

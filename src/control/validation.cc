@@ -146,4 +146,20 @@ Status ValidateTag(std::string_view key, std::string_view value) {
   return Status::Ok();
 }
 
+TimePoint LastDailyWindowStart(const DailyWindow& w, TimePoint now) {
+  using namespace std::chrono;
+  auto day = floor<days>(now);
+  TimePoint start = time_point_cast<microseconds>(day) + minutes(w.start_minute);
+  return start <= now ? start : start - days(1);
+}
+
+bool InWindow(const WeeklyWindow& w, TimePoint now) {
+  using namespace std::chrono;
+  // 1970-01-01 was a Thursday: Monday 00:00 is 3 days before it.
+  auto since_monday = duration_cast<minutes>(now.time_since_epoch() + days(3)).count() % 10080;
+  int m = static_cast<int>(since_monday);
+  if (w.start_minute <= w.end_minute) return m >= w.start_minute && m < w.end_minute;
+  return m >= w.start_minute || m < w.end_minute;
+}
+
 }  // namespace strata::control

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace strata::control {
@@ -35,6 +36,11 @@ Result<WeeklyWindow> ParseWeeklyWindow(std::string_view param, std::string_view 
 
 // True if the daily backup window overlaps the weekly maintenance window.
 bool Overlaps(const DailyWindow& backup, const WeeklyWindow& maintenance);
+
+// The start of the most recent occurrence of a daily window at or before `now`.
+TimePoint LastDailyWindowStart(const DailyWindow& w, TimePoint now);
+// True if `now` falls inside the weekly window.
+bool InWindow(const WeeklyWindow& w, TimePoint now);
 
 std::string FormatDailyWindow(const DailyWindow& w);
 std::string FormatWeeklyWindow(const WeeklyWindow& w);

@@ -120,13 +120,15 @@ struct CaptureBatch {
 
 // Continuous capture of one instance's committed transactions. The engine
 // keeps its own log from being reset until the capture has read it, and
-// checkpoints it itself, so the log stays bounded. One thread at a time.
+// checkpoints it itself, so the log stays bounded. Poll: one thread at a time.
 class ChangeCapture {
  public:
   virtual ~ChangeCapture() = default;
-  // The transactions committed since the last call, waiting up to `wait` for
-  // the first one.
-  virtual Result<CaptureBatch> Poll(std::chrono::milliseconds wait) = 0;
+  // The transactions committed since the last call, each stamped with now.
+  virtual Result<CaptureBatch> Poll() = 0;
+  // Waits up to `wait` for a write to the log (or returns at once if one came
+  // since the last call). Safe to call while another thread runs Poll.
+  virtual void WaitForChange(std::chrono::milliseconds wait) = 0;
   // Where the capture stands after the last returned transaction, to resume
   // from after a restart (engine-specific text).
   virtual std::string Position() const = 0;

@@ -108,13 +108,9 @@ class SqliteCapture final : public ChangeCapture {
     return c;
   }
 
-  Result<CaptureBatch> Poll(std::chrono::milliseconds wait) override {
+  Result<CaptureBatch> Poll() override {
     CaptureBatch batch;
-    ASSIGN_OR_RETURN(bool any, ReadNew(batch));
-    if (!any && wait.count() > 0) {
-      WaitForWrite(wait);
-      ASSIGN_OR_RETURN(any, ReadNew(batch));
-    }
+    RETURN_IF_ERROR(ReadNew(batch).status());
     if (cursor_.frames >= kCheckpointFrames) RETURN_IF_ERROR(Checkpoint(batch));
     if (pending_gap_) {
       batch.gap = true;
@@ -211,7 +207,7 @@ class SqliteCapture final : public ChangeCapture {
     return true;
   }
 
-  void WaitForWrite(std::chrono::milliseconds wait) {
+  void WaitForChange(std::chrono::milliseconds wait) override {
     pollfd p{inotify_fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
       char buf[4096];

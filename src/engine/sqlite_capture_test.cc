@@ -60,7 +60,7 @@ class SqliteCaptureTest : public ::testing::Test {
   std::vector<std::string> Drain(ChangeCapture& c, bool* gap = nullptr) {
     std::vector<std::string> redo;
     for (;;) {
-      auto b = c.Poll(std::chrono::milliseconds(0));
+      auto b = c.Poll();
       EXPECT_TRUE(b.ok()) << b.status().ToString();
       if (gap) *gap = *gap || b->gap;
       if (b->transactions.empty()) return redo;

@@ -1,0 +1,133 @@
+#include "control/instance_capture.h"
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+
+namespace strata::control {
+namespace {
+
+constexpr size_t kMaxSegmentBytes = 16 << 20;
+constexpr auto kPersistInterval = std::chrono::milliseconds(500);
+constexpr auto kPollWait = std::chrono::milliseconds(100);
+
+}  // namespace
+
+InstanceCapture::InstanceCapture(std::string resource_id, std::unique_ptr<engine::ChangeCapture> capture,
+                                 BackupStore* store, catalog::Catalog* catalog, const Clock& clock,
+                                 GapHandler on_gap)
+    : resource_id_(std::move(resource_id)),
+      capture_(std::move(capture)),
+      store_(store),
+      catalog_(catalog),
+      clock_(clock),
+      on_gap_(std::move(on_gap)) {
+  if (auto ab = catalog_->GetAutomatedBackup(resource_id_); ab.ok()) {
+    next_seq_ = ab->last_seq + 1;
+    durable_until_ = ab->restorable_until;
+    resumed_ = !ab->capture_position.empty();
+  }
+}
+
+InstanceCapture::~InstanceCapture() { Stop(); }
+
+void InstanceCapture::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void InstanceCapture::Stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mu_);
+  Status st = buffer_.empty() ? PersistLocked() : FlushLocked(last_poll_);
+  if (!st.ok()) log::Warn("change-log capture stop", {{"resource", resource_id_}, {"error", st.ToString()}});
+}
+
+void InstanceCapture::Loop() {
+  for (;;) {
+    {
+      std::lock_guard lock(stop_mu_);
+      if (stop_) return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      Status st = PollLocked();
+      if (!st.ok() && st.ToString() != error_.ToString()) {
+        log::Error("change-log capture failed", {{"resource", resource_id_}, {"error", st.ToString()}});
+      }
+      error_ = st;
+    }
+    capture_->WaitForChange(kPollWait);
+  }
+}
+
+Result<InstanceCapture::Mark> InstanceCapture::CatchUp() {
+  std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(PollLocked());
+  // Stamps of this poll's transactions are at most the time after it.
+  return Mark{next_seq_ - 1, clock_.Now()};
+}
+
+TimePoint InstanceCapture::RestorableUntil() {
+  std::lock_guard lock(mu_);
+  return durable_until_;
+}
+
+Status InstanceCapture::PollLocked() {
+  // Every commit made before `now` is in this batch or an earlier one.
+  TimePoint now = clock_.Now();
+  ASSIGN_OR_RETURN(auto batch, capture_->Poll());
+  if (batch.gap) {
+    if (!buffer_.empty()) RETURN_IF_ERROR(FlushLocked(last_poll_));
+    catalog::LogGap gap{durable_until_, now, true, batch.gap_reason};
+    log::Warn("change-log continuity broken", {{"resource", resource_id_}, {"reason", batch.gap_reason}});
+    if (on_gap_) on_gap_(gap);
+  } else if (first_poll_ && resumed_ && !batch.transactions.empty()) {
+    // Commits made while capture was not running are all here, but when
+    // they were made is unknown: restores between the two points are refused.
+    catalog::LogGap hole{durable_until_, now, false,
+                         "transactions committed while Strata was not capturing; their times are unknown"};
+    if (on_gap_) on_gap_(hole);
+  }
+  first_poll_ = false;
+  for (auto& t : batch.transactions) {
+    buffer_bytes_ += t.redo.size();
+    buffer_.push_back({next_seq_++, t.commit_time, std::move(t.redo)});
+  }
+  last_poll_ = now;
+  if (buffer_.empty()) {
+    durable_until_ = now;  // nothing new: the log is complete up to this poll
+  } else if (now - buffer_.front().time >= kFlushInterval || buffer_bytes_ >= kMaxSegmentBytes) {
+    RETURN_IF_ERROR(FlushLocked(now));
+  }
+  if (now - last_persist_ >= kPersistInterval && buffer_.empty()) RETURN_IF_ERROR(PersistLocked());
+  return Status::Ok();
+}
+
+Status InstanceCapture::FlushLocked(TimePoint polled_at) {
+  RETURN_IF_ERROR(store_->PutLogSegment(resource_id_, buffer_.front().time, buffer_.back().time,
+                                        EncodeLogRecords(buffer_)));
+  buffer_.clear();
+  buffer_bytes_ = 0;
+  durable_until_ = polled_at;
+  return PersistLocked();
+}
+
+Status InstanceCapture::PersistLocked() {
+  last_persist_ = clock_.Now();
+  std::string position = capture_->Position();
+  return catalog_->InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(auto ab, catalog_->GetAutomatedBackup(resource_id_));
+    ab.capture_position = position;
+    ab.last_seq = next_seq_ - 1;
+    ab.restorable_until = durable_until_;
+    return catalog_->PutAutomatedBackup(ab);
+  });
+}
+
+}  // namespace strata::control

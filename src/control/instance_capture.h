@@ -1,0 +1,77 @@
+// Private to control/: the change-log capture of one instance, on its own
+// thread. It polls the engine's capture (waking on every write to the log),
+// numbers each committed transaction, ships them to the repository as log
+// segments at most kFlushInterval after the commit, and records in the
+// catalog how far the log is durable: that is the instance's
+// LatestRestorableTime.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "control/backup_store.h"
+#include "control/change_log.h"
+#include "engine/engine.h"
+
+namespace strata::control {
+
+inline constexpr auto kFlushInterval = std::chrono::milliseconds(200);
+
+class InstanceCapture {
+ public:
+  // Where the log stands: every transaction up to seq was seen by `time`.
+  struct Mark {
+    int64_t seq = 0;
+    TimePoint time{};
+  };
+  // Called (on the capture thread) when continuity broke or a hole opened.
+  using GapHandler = std::function<void(const catalog::LogGap&)>;
+
+  InstanceCapture(std::string resource_id, std::unique_ptr<engine::ChangeCapture> capture, BackupStore* store,
+                  catalog::Catalog* catalog, const Clock& clock, GapHandler on_gap);
+  ~InstanceCapture();
+
+  void Start();
+  // Stops the thread after shipping what it holds.
+  void Stop();
+  // Reads what is committed now, so that every commit made before the call
+  // is numbered and stamped no later than now.
+  Result<Mark> CatchUp();
+  // Every commit up to this time is durable in the repository.
+  TimePoint RestorableUntil();
+
+ private:
+  void Loop();
+  Status PollLocked();
+  Status FlushLocked(TimePoint polled_at);
+  Status PersistLocked();
+
+  const std::string resource_id_;
+  std::unique_ptr<engine::ChangeCapture> capture_;
+  BackupStore* store_;
+  catalog::Catalog* catalog_;
+  const Clock& clock_;
+  GapHandler on_gap_;
+
+  std::mutex mu_;
+  std::vector<LogRecord> buffer_;
+  size_t buffer_bytes_ = 0;
+  int64_t next_seq_ = 1;
+  TimePoint durable_until_{};
+  TimePoint last_poll_{};
+  TimePoint last_persist_{};
+  bool resumed_ = false;
+  bool first_poll_ = true;
+  Status error_;
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace strata::control
