@@ -663,9 +663,12 @@ Result<GcStats> Repository::CollectGarbage() {
   std::unordered_set<Hash, HashHasher> live;
   ASSIGN_OR_RETURN(auto ids, ListSnapshots());
   for (const auto& id : ids) {
+    auto m = impl_->ReadManifest(id);
+    // Deleted since the listing: its chunks are garbage anyway.
+    if (!m.ok() && m.status().Is(errors::kObjectNotFound)) continue;
     // A manifest we cannot read might name anything: collect nothing rather than guess.
-    ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
-    for (const auto& f : m.files) live.insert(f.chunks.begin(), f.chunks.end());
+    if (!m.ok()) return m.status();
+    for (const auto& f : m->files) live.insert(f.chunks.begin(), f.chunks.end());
   }
   ASSIGN_OR_RETURN(auto indexes, impl_->store->List("index/"));
   ASSIGN_OR_RETURN(auto packs, impl_->store->List("packs/"));
