@@ -205,13 +205,8 @@ Status CopyDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter
   return Status::Ok();
 }
 
-Status RestoreDBInstanceFromDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
-  control::RestoreFromSnapshotRequest req;
-  ASSIGN_OR_RETURN(req.instance_id, p.Required("DBInstanceIdentifier"));
-  if (p.Has("DBClusterSnapshotIdentifier")) {
-    return Status(errors::kInvalidParameterCombination, "Strata has no DB clusters");
-  }
-  ASSIGN_OR_RETURN(req.snapshot_id, p.Required("DBSnapshotIdentifier"));
+// The new instance's settings, shared by both kinds of restore.
+Status RestoredInstanceParams(const QueryParams& p, control::RestoreFromSnapshotRequest& req) {
   req.instance_class = p.Get("DBInstanceClass");
   ASSIGN_OR_RETURN(req.port, OptInt(p, "Port", 1150, 65535));
   req.db_name = p.Get("DBName");
@@ -221,6 +216,17 @@ Status RestoreDBInstanceFromDBSnapshot(control::ControlPlane& cp, const QueryPar
   ASSIGN_OR_RETURN(req.backup_retention_days, OptInt(p, "BackupRetentionPeriod", 0, 35));
   req.backup_window = p.Get("PreferredBackupWindow");
   ASSIGN_OR_RETURN(req.tags, TagsParam(p));
+  return Status::Ok();
+}
+
+Status RestoreDBInstanceFromDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  control::RestoreFromSnapshotRequest req;
+  ASSIGN_OR_RETURN(req.instance_id, p.Required("DBInstanceIdentifier"));
+  if (p.Has("DBClusterSnapshotIdentifier")) {
+    return Status(errors::kInvalidParameterCombination, "Strata has no DB clusters");
+  }
+  ASSIGN_OR_RETURN(req.snapshot_id, p.Required("DBSnapshotIdentifier"));
+  RETURN_IF_ERROR(RestoredInstanceParams(p, req));
   ASSIGN_OR_RETURN(auto inst, cp.RestoreFromSnapshot(req));
   WriteInstance(x, inst);
   return Status::Ok();
@@ -244,15 +250,7 @@ Status RestoreDBInstanceToPointInTime(control::ControlPlane& cp, const QueryPara
   }
   ASSIGN_OR_RETURN(auto latest, p.Bool("UseLatestRestorableTime"));
   req.use_latest_restorable_time = latest.value_or(false);
-  req.target.instance_class = p.Get("DBInstanceClass");
-  ASSIGN_OR_RETURN(req.target.port, OptInt(p, "Port", 1150, 65535));
-  req.target.db_name = p.Get("DBName");
-  ASSIGN_OR_RETURN(req.target.allocated_storage_gib, OptInt(p, "AllocatedStorage", 1, 65536));
-  ASSIGN_OR_RETURN(req.target.deletion_protection, p.Bool("DeletionProtection"));
-  ASSIGN_OR_RETURN(req.target.copy_tags_to_snapshot, p.Bool("CopyTagsToSnapshot"));
-  ASSIGN_OR_RETURN(req.target.backup_retention_days, OptInt(p, "BackupRetentionPeriod", 0, 35));
-  req.target.backup_window = p.Get("PreferredBackupWindow");
-  ASSIGN_OR_RETURN(req.target.tags, TagsParam(p));
+  RETURN_IF_ERROR(RestoredInstanceParams(p, req.target));
   ASSIGN_OR_RETURN(auto inst, cp.RestoreToPointInTime(req));
   WriteInstance(x, inst);
   return Status::Ok();

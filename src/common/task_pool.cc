@@ -1,5 +1,8 @@
 #include "common/task_pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace strata {
 
 TaskPool::TaskPool(int threads) {
@@ -43,6 +46,15 @@ void TaskPool::Run() {
     }
     task();
   }
+}
+
+void RunAtBackgroundPriority(const std::function<void()>& fn) {
+  std::thread t([&fn] {
+    // Linux applies nice per thread; failure only means full priority.
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+    fn();
+  });
+  t.join();
 }
 
 }  // namespace strata

@@ -32,4 +32,9 @@ class TaskPool {
   bool stopping_ = false;
 };
 
+// Runs fn on a new thread at a lower CPU priority (nice +10) and waits for it.
+// Threads fn starts inherit the priority, so bulk work (a snapshot's hashing
+// and compression) yields the CPU to the database's own writers.
+void RunAtBackgroundPriority(const std::function<void()>& fn);
+
 }  // namespace strata

@@ -116,8 +116,10 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
           return catalog->UpdateSnapshot(cur);
         });
       };
-      stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(),
-                                    "", progress);
+      RunAtBackgroundPriority([&] {
+        stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(), "",
+                                      progress);
+      });
     }
   }
   // Whatever happened, the instance is no longer backing up.

@@ -64,6 +64,12 @@ std::string EncodeRedo(uint32_t page_size, const WalTransaction& tx) {
   return out;
 }
 
+int QuickRetry(void*, int attempt) {
+  if (attempt >= 4000) return 0;
+  ::usleep(50);
+  return 1;
+}
+
 class SqliteCapture final : public ChangeCapture {
  public:
   ~SqliteCapture() override {
@@ -91,7 +97,11 @@ class SqliteCapture final : public ChangeCapture {
     // The capture's own checkpoints decide when the WAL restarts.
     RETURN_IF_ERROR(c->reader_.Exec("PRAGMA wal_autocheckpoint=0"));
     RETURN_IF_ERROR(c->checkpointer_.Exec("PRAGMA wal_autocheckpoint=0"));
-    sqlite3_busy_timeout(c->writer_.get(), 200);
+    // A busy application takes the write lock back within microseconds of
+    // each commit; SQLite's default busy handler sleeps milliseconds and
+    // loses that race. Retry quickly instead, for up to 200 ms.
+    sqlite3_busy_handler(c->writer_.get(), QuickRetry, nullptr);
+    sqlite3_busy_handler(c->checkpointer_.get(), QuickRetry, nullptr);
     RETURN_IF_ERROR(c->BeginRead());
     c->pending_gap_ = true;
     c->gap_reason_ = "change-log capture started";
@@ -222,8 +232,16 @@ class SqliteCapture final : public ChangeCapture {
     if (st.ok()) st = reader_.Exec("ROLLBACK");
     int log = -1, done = -1;
     if (st.ok()) {
-      int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-      if (rc != SQLITE_OK && rc != SQLITE_BUSY) st = Status(errors::kIoError, checkpointer_.ErrorMessage());
+      // The pragma (unlike sqlite3_wal_checkpoint_v2 on a connection that has
+      // not read the database yet) opens the WAL first.
+      auto ck = checkpointer_.Prepare("PRAGMA wal_checkpoint(PASSIVE)");
+      auto row = ck.ok() ? ck->Step() : Result<bool>(ck.status());
+      if (!row.ok()) {
+        st = row.status();
+      } else if (*row) {
+        log = static_cast<int>(ck->Int(1));
+        done = static_cast<int>(ck->Int(2));
+      }
     }
     Status begin = BeginRead();
     (void)writer_.Exec("COMMIT");
@@ -231,6 +249,7 @@ class SqliteCapture final : public ChangeCapture {
     RETURN_IF_ERROR(begin);
     // Everything read and copied: the restart the next writer makes loses nothing.
     generation_complete_ = log >= 0 && log == done && static_cast<uint64_t>(log) == cursor_.frames;
+
     return Status::Ok();
   }
 
