@@ -46,7 +46,6 @@ Status PreadFully(int fd, uint64_t off, std::byte* out, size_t n, const std::str
 class SqliteSnapshotView final : public SnapshotView {
  public:
   ~SqliteSnapshotView() override {
-    if (db_fd_ >= 0) ::close(db_fd_);
     if (wal_fd_ >= 0) ::close(wal_fd_);
     if (conn_.get()) (void)conn_.Exec("ROLLBACK");
   }
@@ -66,8 +65,14 @@ class SqliteSnapshotView final : public SnapshotView {
 
     std::string wal_path = db_path.string() + "-wal";
     ASSIGN_OR_RETURN(v->wal_, ReadWalIndex(wal_path));
-    v->db_fd_ = ::open(db_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (v->db_fd_ < 0) return Status(errors::kIoError, fmt::format("open {}: {}", db_path.string(), strerror(errno)));
+    // The database file is read through SQLite's own handle, never a
+    // descriptor of ours: closing any descriptor of a file drops every POSIX
+    // lock this process holds on it, SQLite's included, and another process
+    // could then checkpoint, delete the WAL or write under our readers.
+    if (sqlite3_file_control(v->conn_.get(), "main", SQLITE_FCNTL_FILE_POINTER, &v->db_file_) != SQLITE_OK ||
+        !v->db_file_ || !v->db_file_->pMethods) {
+      return Status(errors::kIoError, "cannot reach the database file through SQLite");
+    }
     if (!v->wal_.page_offsets.empty()) {
       if (v->wal_.page_size != v->page_size_) {
         return Status(errors::kIoError, "WAL page size differs from the database's");
@@ -79,8 +84,10 @@ class SqliteSnapshotView final : public SnapshotView {
     uint64_t pages = v->wal_.db_pages;
     if (pages == 0) {
       // Nothing committed in the WAL: the file as it stands is the database.
-      off_t end = ::lseek(v->db_fd_, 0, SEEK_END);
-      if (end < 0) return Status(errors::kIoError, "cannot size the database file");
+      sqlite3_int64 end = 0;
+      if (v->db_file_->pMethods->xFileSize(v->db_file_, &end) != SQLITE_OK) {
+        return Status(errors::kIoError, "cannot size the database file");
+      }
       pages = static_cast<uint64_t>(end) / v->page_size_;
     }
     FileSource f;
@@ -113,16 +120,25 @@ class SqliteSnapshotView final : public SnapshotView {
       auto it = wal_.page_offsets.find(pgno);
       Status st = it != wal_.page_offsets.end()
                       ? PreadFully(wal_fd_, it->second + in_page, out.data() + done, take, "WAL")
-                      : PreadFully(db_fd_, pos, out.data() + done, take, "database file");
+                      : ReadDatabase(pos, out.data() + done, take);
       RETURN_IF_ERROR(st);
       done += take;
     }
     return n;
   }
 
+  Status ReadDatabase(uint64_t pos, std::byte* out, size_t n) {
+    int rc = db_file_->pMethods->xRead(db_file_, out, static_cast<int>(n), static_cast<sqlite3_int64>(pos));
+    // A short read is zero-filled by SQLite: pages past the end read as zeros.
+    if (rc != SQLITE_OK && rc != SQLITE_IOERR_SHORT_READ) {
+      return Status(errors::kIoError, fmt::format("read database file at {}: SQLite error {}", pos, rc));
+    }
+    return Status::Ok();
+  }
+
   sqlite::Db conn_;
   WalIndex wal_;
-  int db_fd_ = -1;
+  sqlite3_file* db_file_ = nullptr;  // owned by conn_
   int wal_fd_ = -1;
   uint32_t page_size_ = 4096;
   TimePoint time_{};
