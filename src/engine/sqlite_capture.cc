@@ -12,9 +12,11 @@
 // Either way no frame can disappear before the capture has read it, except
 // in the one protocol where the capture lets go, its own checkpoint, run when
 // the WAL has grown past kCheckpointFrames:
+//   0. read the WAL, move the read mark up to it and checkpoint (PASSIVE) up
+//      to there, all without blocking writers: most of the copying;
 //   1. take the write lock (BEGIN IMMEDIATE): nobody can append;
 //   2. read the WAL to its end;
-//   3. end the read transaction and checkpoint (PASSIVE) on a third connection;
+//   3. end the read transaction and checkpoint (PASSIVE) the few frames since;
 //   4. begin the read transaction again, still under the write lock;
 //   5. release the write lock.
 // If step 3 copied everything, the next writer restarts the WAL, and the
@@ -226,30 +228,41 @@ class SqliteCapture final : public ChangeCapture {
     }
   }
 
+  // PRAGMA wal_checkpoint(PASSIVE) on the checkpointer connection (the
+  // pragma, unlike sqlite3_wal_checkpoint_v2 on a connection that has not
+  // read the database yet, opens the WAL first). Returns (log, checkpointed).
+  Result<std::pair<int, int>> PassiveCheckpoint() {
+    ASSIGN_OR_RETURN(auto ck, checkpointer_.Prepare("PRAGMA wal_checkpoint(PASSIVE)"));
+    ASSIGN_OR_RETURN(bool row, ck.Step());
+    if (!row) return std::pair{-1, -1};
+    return std::pair{static_cast<int>(ck.Int(1)), static_cast<int>(ck.Int(2))};
+  }
+
   Status Checkpoint(CaptureBatch& batch) {
-    if (writer_.Exec("BEGIN IMMEDIATE").ok() == false) return Status::Ok();  // a writer is busy: later
+    // Phase 1, without blocking writers: move the read mark to what has been
+    // read and copy everything up to it into the database file. While the
+    // mark is re-taken nothing protects unread frames, but a restart in that
+    // instant finds generation_complete_ false and is reported as a gap.
+    RETURN_IF_ERROR(ReadNew(batch).status());
+    generation_complete_ = false;
+    RETURN_IF_ERROR(reader_.Exec("ROLLBACK"));
+    RETURN_IF_ERROR(BeginRead());
+    RETURN_IF_ERROR(PassiveCheckpoint().status());
+    // Phase 2, under the write lock and short: the few frames since, then the
+    // read mark released so that the next writer restarts the WAL.
+    if (!writer_.Exec("BEGIN IMMEDIATE").ok()) return Status::Ok();  // a writer is busy: later
     Status st = ReadNew(batch).status();
     if (st.ok()) st = reader_.Exec("ROLLBACK");
-    int log = -1, done = -1;
-    if (st.ok()) {
-      // The pragma (unlike sqlite3_wal_checkpoint_v2 on a connection that has
-      // not read the database yet) opens the WAL first.
-      auto ck = checkpointer_.Prepare("PRAGMA wal_checkpoint(PASSIVE)");
-      auto row = ck.ok() ? ck->Step() : Result<bool>(ck.status());
-      if (!row.ok()) {
-        st = row.status();
-      } else if (*row) {
-        log = static_cast<int>(ck->Int(1));
-        done = static_cast<int>(ck->Int(2));
-      }
-    }
+    Result<std::pair<int, int>> ck = std::pair{-1, -1};
+    if (st.ok()) ck = PassiveCheckpoint();
     Status begin = BeginRead();
     (void)writer_.Exec("COMMIT");
     RETURN_IF_ERROR(st);
+    RETURN_IF_ERROR(ck.status());
     RETURN_IF_ERROR(begin);
     // Everything read and copied: the restart the next writer makes loses nothing.
+    auto [log, done] = *ck;
     generation_complete_ = log >= 0 && log == done && static_cast<uint64_t>(log) == cursor_.frames;
-
     return Status::Ok();
   }
 

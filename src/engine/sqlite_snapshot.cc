@@ -118,13 +118,32 @@ class SqliteSnapshotView final : public SnapshotView {
       uint64_t in_page = pos % page_size_;
       size_t take = static_cast<size_t>(std::min<uint64_t>(n - done, page_size_ - in_page));
       auto it = wal_.page_offsets.find(pgno);
-      Status st = it != wal_.page_offsets.end()
-                      ? PreadFully(wal_fd_, it->second + in_page, out.data() + done, take, "WAL")
-                      : ReadDatabase(pos, out.data() + done, take);
+      Status st = it != wal_.page_offsets.end() ? ReadWalPage(it->second, in_page, pos, out.data() + done, take)
+                                                : ReadDatabase(pos, out.data() + done, take);
       RETURN_IF_ERROR(st);
       done += take;
     }
     return n;
+  }
+
+  // A view that began on read mark 0 (the WAL fully checkpointed) does not
+  // stop SQLite from restarting the WAL, which overwrites frames from the
+  // start. But a restart needs every frame copied into the database file,
+  // and mark 0 forbids copying anything newer, so the file then holds exactly
+  // this view. Hence: read the frame, then check it still belongs to the
+  // generation parsed (SQLite writes a frame's header before its data, so a
+  // header still ours means the data read before it was ours too); if not,
+  // the database file has the page.
+  Status ReadWalPage(uint64_t data_offset, uint64_t in_page, uint64_t pos, std::byte* out, size_t n) {
+    RETURN_IF_ERROR(PreadFully(wal_fd_, data_offset + in_page, out, n, "WAL"));
+    unsigned char hdr[kWalFrameHeaderSize];
+    RETURN_IF_ERROR(PreadFully(wal_fd_, data_offset - kWalFrameHeaderSize, reinterpret_cast<std::byte*>(hdr),
+                               sizeof hdr, "WAL"));
+    auto be32 = [](const unsigned char* p) {
+      return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+    };
+    if (be32(hdr + 8) == wal_.salt1 && be32(hdr + 12) == wal_.salt2) return Status::Ok();
+    return ReadDatabase(pos, out, n);
   }
 
   Status ReadDatabase(uint64_t pos, std::byte* out, size_t n) {

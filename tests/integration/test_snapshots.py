@@ -82,7 +82,8 @@ class Snapshots(StrataTestCase):
                    PATH=os.path.join(ROOT, "scripts") + ":" + os.environ["PATH"])
         p = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
-        snaps = self.aws("rds", "describe-db-snapshots", "--db-instance-identifier", "app")["DBSnapshots"]
+        snaps = self.aws("rds", "describe-db-snapshots", "--db-instance-identifier", "app",
+                         "--snapshot-type", "manual")["DBSnapshots"]
         self.assertEqual(len(snaps), 1)
         self.assertRegex(snaps[0]["DBSnapshotIdentifier"], r"^app-snapshot-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d$")
 
