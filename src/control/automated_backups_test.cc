@@ -58,7 +58,8 @@ class AutomatedBackupsTest : public ::testing::Test {
   }
   bool NoSnapshotCreating() {
     return Eventually([&] {
-      for (const auto& s : cp_->DescribeSnapshots({}).value())
+      auto all = cp_->DescribeSnapshots({});
+      for (const auto& s : all.value())
         if (s.record.status == "creating") return false;
       return true;
     });

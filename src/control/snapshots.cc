@@ -79,7 +79,7 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
   Event("db-snapshot", snap.id, SnapshotArn(snap.id), "Creating " + kind + " snapshot", {"creation"});
   engine::Engine* eng = engine::FindEngine(inst.engine);
   Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + inst.engine);
-  Result<StoredSnapshot> stored = st;
+  Result<StoredSnapshot> stored = st.ok() ? Status(errors::kInternalFailure, "snapshot did not run") : st;
   if (st.ok()) {
     // With capture running, the snapshot also records where it sits in the
     // change log, which makes it a base for point-in-time restore.
