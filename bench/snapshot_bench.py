@@ -58,7 +58,8 @@ def main():
         case = harness.StrataTestCase()
         case.server, case.data_dir, case.tmp = server, server.data_dir, tmp
         rds = case.client()
-        rds.create_db_instance(DBInstanceIdentifier="bench", DBInstanceClass="db.t3.micro", Engine="sqlite")
+        rds.create_db_instance(DBInstanceIdentifier="bench", DBInstanceClass="db.t3.micro", Engine="sqlite",
+                               BackupRetentionPeriod=0)  # manual snapshots alone; pitr_bench covers capture
         rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="bench", WaiterConfig={"Delay": 1})
         path = rds.describe_db_instances(DBInstanceIdentifier="bench")["DBInstances"][0]["Endpoint"]["Address"]
         with sqlite3.connect(path) as db:

@@ -122,6 +122,12 @@ class SqliteCapture final : public ChangeCapture {
 
   Result<CaptureBatch> Poll() override {
     CaptureBatch batch;
+    // A read transaction lost to an error is re-taken; anything that went
+    // wrong meanwhile shows as a WAL generation that does not follow on.
+    if (sqlite3_get_autocommit(reader_.get())) {
+      generation_complete_ = false;
+      RETURN_IF_ERROR(BeginRead());
+    }
     RETURN_IF_ERROR(ReadNew(batch).status());
     if (cursor_.frames >= kCheckpointFrames) RETURN_IF_ERROR(Checkpoint(batch));
     if (pending_gap_) {
@@ -238,15 +244,26 @@ class SqliteCapture final : public ChangeCapture {
     return std::pair{static_cast<int>(ck.Int(1)), static_cast<int>(ck.Int(2))};
   }
 
+  // Re-takes the read transaction at the WAL's current end without a moment
+  // in which Strata holds none: a guard read transaction on the writer
+  // connection stands in meanwhile. Without it, in that instant another
+  // process could checkpoint and restart the WAL, or, closing what it took
+  // for the last connection, checkpoint and delete it.
+  Status MoveReadMark() {
+    RETURN_IF_ERROR(writer_.Exec("BEGIN"));
+    Status st = writer_.Exec("SELECT count(*) FROM sqlite_master");
+    if (st.ok()) st = reader_.Exec("ROLLBACK");
+    if (st.ok()) st = BeginRead();
+    (void)writer_.Exec("ROLLBACK");
+    return st;
+  }
+
   Status Checkpoint(CaptureBatch& batch) {
-    // Phase 1, without blocking writers: move the read mark to what has been
-    // read and copy everything up to it into the database file. While the
-    // mark is re-taken nothing protects unread frames, but a restart in that
-    // instant finds generation_complete_ false and is reported as a gap.
+    // Phase 1, without blocking writers: move the read mark up to what has
+    // been read and copy everything up to it into the database file.
     RETURN_IF_ERROR(ReadNew(batch).status());
     generation_complete_ = false;
-    RETURN_IF_ERROR(reader_.Exec("ROLLBACK"));
-    RETURN_IF_ERROR(BeginRead());
+    RETURN_IF_ERROR(MoveReadMark());
     RETURN_IF_ERROR(PassiveCheckpoint().status());
     // Phase 2, under the write lock and short: the few frames since, then the
     // read mark released so that the next writer restarts the WAL.
