@@ -179,9 +179,9 @@ class SqliteCapture final : public ChangeCapture {
     return IsSuccessor(*h);
   }
 
-  bool IsSuccessor(const WalHeader& h) const {
-    return generation_complete_ && h.checkpoint_seq == hdr_->checkpoint_seq + 1 && h.salt1 == hdr_->salt1 + 1;
-  }
+  // SQLite adds one to salt1 on every restart (a shared counter, unlike the
+  // header's checkpoint_seq, which each connection keeps for itself).
+  bool IsSuccessor(const WalHeader& h) const { return generation_complete_ && h.salt1 == hdr_->salt1 + 1; }
 
   // Skips what the WAL holds now: the next base snapshot includes it.
   void ResetToCurrentEnd() {
@@ -210,8 +210,8 @@ class SqliteCapture final : public ChangeCapture {
     } else if (h->salt1 != hdr_->salt1 || h->salt2 != hdr_->salt2) {
       if (!IsSuccessor(*h)) {
         pending_gap_ = true;
-        gap_reason_ = fmt::format("the WAL was restarted (checkpoint {} -> {}) before capture read all of it",
-                                  hdr_->checkpoint_seq, h->checkpoint_seq);
+        gap_reason_ = fmt::format("the WAL was restarted (salt {} -> {}) before capture read all of it",
+                                  hdr_->salt1, h->salt1);
       }
       hdr_ = *h;
       cursor_ = WalCursor{0, h->checksum1, h->checksum2};
@@ -264,7 +264,13 @@ class SqliteCapture final : public ChangeCapture {
     RETURN_IF_ERROR(ReadNew(batch).status());
     generation_complete_ = false;
     RETURN_IF_ERROR(MoveReadMark());
-    RETURN_IF_ERROR(PassiveCheckpoint().status());
+    ASSIGN_OR_RETURN(auto copied, PassiveCheckpoint());
+    // All read and all copied: a restart by the next writer loses nothing.
+    // (Frames appended since would have to be read, clearing this, before a
+    // restart could happen: the read mark keeps them from being copied.)
+    if (copied.first >= 0 && copied.first == copied.second && static_cast<uint64_t>(copied.first) == cursor_.frames) {
+      generation_complete_ = true;
+    }
     // Phase 2, under the write lock and short: the few frames since, then the
     // read mark released so that the next writer restarts the WAL.
     if (!writer_.Exec("BEGIN IMMEDIATE").ok()) return Status::Ok();  // a writer is busy: later
