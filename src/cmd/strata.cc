@@ -259,9 +259,9 @@ int SnapshotRestore(cli::Client& c, const std::string& snapshot, const std::stri
   return wait ? WaitInstance(c, instance) : 0;
 }
 
-// Reads the repository directly (read-only) from the data dir.
+// Reads the repository directly (read-only): the one DATA/repository names.
 int RepoVerify(const std::string& data_dir, bool quick) {
-  auto store = storage::OpenPosixStore(std::filesystem::path(data_dir) / "repo");
+  auto store = storage::OpenRepoOfDataDir(std::filesystem::path(data_dir));
   if (!store.ok()) return Die(store.status());
   auto repository = repo::Repository::Open(std::move(*store));
   if (!repository.ok()) return Die(repository.status());

@@ -33,7 +33,29 @@ struct Options {
   std::string region = "us-east-1";
   std::string log_level = "info";
   int manual_snapshot_quota = 100;
+  std::string repo;  // empty: DATA/repo on this disk; s3://BUCKET[/PREFIX]
+  std::string s3_endpoint;
+  std::string s3_region = "us-east-1";
+  bool s3_path_style = false;
 };
+
+// The repository's byte store: the posix directory under the data dir, or an
+// S3 bucket with stratad's own credentials (never an API caller's).
+Result<std::unique_ptr<storage::ObjectStore>> OpenRepoStore(const Options& opt, const fs::path& data_dir) {
+  if (opt.repo.empty()) {
+    RETURN_IF_ERROR(storage::SaveRepoLocation(data_dir, std::nullopt));
+    return storage::OpenPosixStore(data_dir / "repo");
+  }
+  ASSIGN_OR_RETURN(auto cfg, storage::ParseS3Url(opt.repo));
+  cfg.endpoint = opt.s3_endpoint;
+  cfg.region = opt.s3_region;
+  cfg.path_style = opt.s3_path_style;
+  auto creds = ResolveClientCredentials(std::nullopt);
+  if (creds) cfg.credentials = *creds;
+  ASSIGN_OR_RETURN(auto store, storage::OpenS3Store(cfg));
+  RETURN_IF_ERROR(storage::SaveRepoLocation(data_dir, cfg));
+  return store;
+}
 
 bool SplitHostPort(const std::string& listen, std::string& host, int& port) {
   size_t colon = listen.rfind(':');
@@ -89,6 +111,10 @@ int main(int argc, char** argv) {
                  "Most manual snapshots kept at once (RDS: 100)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
+  app.add_option("--repo", opt.repo, "Backup repository: s3://BUCKET[/PREFIX] (default: DATA/repo)");
+  app.add_option("--s3-endpoint", opt.s3_endpoint, "S3 endpoint URL for an s3:// repo");
+  app.add_option("--s3-region", opt.s3_region, "S3 region for signing")->capture_default_str();
+  app.add_flag("--s3-path-style", opt.s3_path_style, "Put the bucket in the path, not the host name (RGW, MinIO)");
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {
@@ -134,8 +160,9 @@ int main(int argc, char** argv) {
   auto catalog = catalog::Catalog::Open(data_dir / "catalog.db");
   if (!catalog.ok()) return Fail(catalog.status());
 
-  auto store = storage::OpenPosixStore(data_dir / "repo");
+  auto store = OpenRepoStore(opt, data_dir);
   if (!store.ok()) return Fail(store.status());
+  log::Info("backup repository", {{"store", (*store)->Describe()}});
   auto repository = repo::Repository::Open(std::move(*store));
   if (!repository.ok()) return Fail(repository.status());
   std::shared_ptr<repo::Repository> shared_repo = std::move(*repository);

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/sigv4.h"
 #include "common/status.h"
 
 namespace strata::storage {
@@ -50,6 +51,29 @@ class ObjectStore {
 // writes a temp file, fsyncs it, renames it into place and fsyncs the
 // directory; temp files are invisible to List and removed at open.
 Result<std::unique_ptr<ObjectStore>> OpenPosixStore(const std::filesystem::path& root);
+
+// The S3 driver: objects under BUCKET/PREFIX of an S3-compatible store.
+struct S3Config {
+  std::string endpoint;  // http(s)://host[:port]
+  std::string bucket;
+  std::string prefix;  // "" or ending in '/'
+  std::string region = "us-east-1";
+  bool path_style = true;  // BUCKET in the path (RGW, MinIO); false: BUCKET.host
+  sigv4::Credentials credentials;
+  int max_attempts = 5;
+};
+// "s3://BUCKET[/PREFIX]" -> bucket and prefix; the rest stays default.
+Result<S3Config> ParseS3Url(std::string_view url);
+// Creates the bucket (already existing is fine). For tests and set-up.
+Status CreateS3Bucket(const S3Config& config);
+// Checks that the bucket exists and answers; a clear error if not.
+Result<std::unique_ptr<ObjectStore>> OpenS3Store(const S3Config& config);
+
+// DATA/repository records which store stratad uses (never secrets), so that
+// tools such as `strata repo verify` open the same one; S3 credentials come
+// from the usual AWS chain of the tool's own environment.
+Status SaveRepoLocation(const std::filesystem::path& data_dir, const std::optional<S3Config>& s3);
+Result<std::unique_ptr<ObjectStore>> OpenRepoOfDataDir(const std::filesystem::path& data_dir);
 
 // An in-memory store, for tests.
 std::unique_ptr<ObjectStore> NewMemoryStore();

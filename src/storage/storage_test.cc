@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
+#include <cstdlib>
+
 #include "common/ids.h"
 
 namespace strata::storage {
@@ -14,6 +18,22 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
       dir_ = std::filesystem::temp_directory_path() / ("storage_test_" + RandomHex(6));
       auto s = OpenPosixStore(dir_);
       ASSERT_TRUE(s.ok());
+      store_ = std::move(*s);
+    } else if (GetParam() == "s3") {
+      // The S3 tier runs against a real endpoint (scripts/test starts Ceph RGW
+      // with ../shared/tools/ceph-s3 and exports its S3_ENDPOINT and keys).
+      const char* endpoint = std::getenv("S3_ENDPOINT");
+      if (!endpoint || !*endpoint) GTEST_SKIP() << "S3_ENDPOINT not set: no S3 endpoint to test against";
+      S3Config cfg;
+      cfg.endpoint = endpoint;
+      cfg.bucket = "strata-unit";
+      cfg.prefix = "t-" + RandomHex(6) + "/";
+      cfg.path_style = true;
+      cfg.credentials = {std::getenv("AWS_ACCESS_KEY_ID") ? std::getenv("AWS_ACCESS_KEY_ID") : "",
+                         std::getenv("AWS_SECRET_ACCESS_KEY") ? std::getenv("AWS_SECRET_ACCESS_KEY") : "", ""};
+      ASSERT_TRUE(CreateS3Bucket(cfg).ok());
+      auto s = OpenS3Store(cfg);
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
       store_ = std::move(*s);
     } else {
       store_ = NewMemoryStore();
@@ -52,7 +72,29 @@ TEST_P(StoreTest, PutGetRangeListDelete) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Drivers, StoreTest, ::testing::Values("posix", "memory"));
+INSTANTIATE_TEST_SUITE_P(Drivers, StoreTest, ::testing::Values("posix", "memory", "s3"));
+
+TEST(S3Store, ListsPastAThousandKeysAndExplainsAMissingBucket) {
+  const char* endpoint = std::getenv("S3_ENDPOINT");
+  if (!endpoint || !*endpoint) GTEST_SKIP() << "S3_ENDPOINT not set";
+  S3Config cfg;
+  cfg.endpoint = endpoint;
+  cfg.bucket = "strata-unit";
+  cfg.prefix = "many-" + RandomHex(6) + "/";
+  cfg.path_style = true;
+  cfg.credentials = {std::getenv("AWS_ACCESS_KEY_ID"), std::getenv("AWS_SECRET_ACCESS_KEY"), ""};
+  ASSERT_TRUE(CreateS3Bucket(cfg).ok());
+  auto store = OpenS3Store(cfg);
+  ASSERT_TRUE(store.ok());
+  for (int i = 0; i < 1100; ++i) ASSERT_TRUE((*store)->Put(fmt::format("k/{:05}", i), "v").ok());
+  auto list = (*store)->List("k/");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 1100u) << "ListObjectsV2 continuation tokens are followed";
+  cfg.bucket = "no-such-bucket-" + RandomHex(4);
+  auto missing = OpenS3Store(cfg);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("does not exist"), std::string::npos) << missing.status().ToString();
+}
 
 TEST(PosixStore, LeavesNoTempFilesAndCleansOldOnes) {
   auto dir = std::filesystem::temp_directory_path() / ("storage_tmp_" + RandomHex(6));

@@ -1,0 +1,50 @@
+// DATA/repository: where stratad keeps its backup repository, written at
+// start (no secrets in it), so that `strata repo verify` and other tools open
+// the same store. Absent: the posix repository under DATA/repo.
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/credentials.h"
+#include "storage/storage.h"
+
+namespace strata::storage {
+
+Status SaveRepoLocation(const std::filesystem::path& data_dir, const std::optional<S3Config>& s3) {
+  nlohmann::json j = {{"driver", s3 ? "s3" : "posix"}};
+  if (s3) {
+    j["bucket"] = s3->bucket;
+    j["prefix"] = s3->prefix;
+    j["endpoint"] = s3->endpoint;
+    j["region"] = s3->region;
+    j["path_style"] = s3->path_style;
+  }
+  auto tmp = data_dir / "repository.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out.flush()) return Status(errors::kIoError, "cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, data_dir / "repository", ec);
+  if (ec) return Status(errors::kIoError, "cannot write " + (data_dir / "repository").string());
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<ObjectStore>> OpenRepoOfDataDir(const std::filesystem::path& data_dir) {
+  std::ifstream in(data_dir / "repository");
+  auto j = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+  if (j.is_discarded() || !j.is_object() || j.value("driver", "posix") != "s3") {
+    return OpenPosixStore(data_dir / "repo");
+  }
+  S3Config cfg;
+  cfg.bucket = j.value("bucket", "");
+  cfg.prefix = j.value("prefix", "");
+  cfg.endpoint = j.value("endpoint", "");
+  cfg.region = j.value("region", "us-east-1");
+  cfg.path_style = j.value("path_style", false);
+  if (auto creds = ResolveClientCredentials(std::nullopt)) cfg.credentials = *creds;
+  return OpenS3Store(cfg);
+}
+
+}  // namespace strata::storage

@@ -1,0 +1,91 @@
+"""The repository on a real S3 endpoint (Ceph RGW, started by scripts/test
+with ../shared/tools/ceph-s3): snapshot, restore and point-in-time restore
+through the aws CLI with stratad's repository in a bucket."""
+import os
+import sqlite3
+import subprocess
+import time
+import unittest
+
+from harness import STRATA, Stratad, StrataTestCase, wait_until
+
+ENDPOINT = os.environ.get("S3_ENDPOINT")
+
+
+def create_bucket(name):
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
+                      aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"])
+    try:
+        s3.create_bucket(Bucket=name)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return s3
+
+
+@unittest.skipUnless(ENDPOINT, "S3_ENDPOINT not set: no S3 endpoint to test against")
+class S3Repository(StrataTestCase):
+    def setUp(self):
+        self.bucket = "strata-it"
+        self.s3 = create_bucket(self.bucket)
+        self.prefix = "run-%d" % int(time.time() * 1000)
+        super().setUp()
+
+    def start_server(self, data_dir):
+        return Stratad(data_dir, ["--repo", f"s3://{self.bucket}/{self.prefix}", "--s3-endpoint", ENDPOINT,
+                                  "--s3-path-style"]).start()
+
+    def test_snapshot_restore_and_point_in_time_on_s3(self):
+        # Replace the default server with one whose repository is in the bucket.
+        self.server.stop()
+        self.server = self.start_server(self.data_dir)
+        self.create_instance("app")
+        path = self.aws("rds", "describe-db-instances", "--db-instance-identifier",
+                        "app")["DBInstances"][0]["Endpoint"]["Address"]
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            db.executemany("INSERT INTO t (v) VALUES (?)", [("row %d" % i,) for i in range(5000)])
+        self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "s1")
+        self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "s1")
+        keys = [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix).get("Contents", [])]
+        self.assertTrue(any("/snapshots/" in k for k in keys), keys)
+        self.assertTrue(any("/packs/" in k for k in keys), keys)
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO t (v) VALUES ('after')")
+        committed = time.time()
+        rds = self.client()
+        wait_until(lambda: rds.describe_db_instances(DBInstanceIdentifier="app")["DBInstances"][0]
+                   .get("LatestRestorableTime") and rds.describe_db_instances(DBInstanceIdentifier="app")
+                   ["DBInstances"][0]["LatestRestorableTime"].timestamp() > committed, what="window")
+        self.aws("rds", "restore-db-instance-from-db-snapshot", "--db-instance-identifier", "copy",
+                 "--db-snapshot-identifier", "s1")
+        self.aws("rds", "restore-db-instance-to-point-in-time", "--source-db-instance-identifier", "app",
+                 "--target-db-instance-identifier", "latest", "--use-latest-restorable-time")
+        for name, rows in (("copy", 5000), ("latest", 5001)):
+            wait_until(lambda: rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+                       ["DBInstanceStatus"] == "available", what=name)
+            p = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["Endpoint"]["Address"]
+            with sqlite3.connect(p) as db:
+                self.assertEqual(db.execute("SELECT count(*) FROM t").fetchone()[0], rows)
+                self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        # strata reads the bucket itself, with its own environment's S3 keys.
+        env = dict(self.env, AWS_ACCESS_KEY_ID=os.environ["AWS_ACCESS_KEY_ID"],
+                   AWS_SECRET_ACCESS_KEY=os.environ["AWS_SECRET_ACCESS_KEY"])
+        p = subprocess.run([STRATA, "--data-dir", self.data_dir, "repo", "verify"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"full verify: \d+ snapshots, \d+ chunks re-hashed, 0 problems")
+
+    def test_a_missing_bucket_is_a_clear_error_at_start(self):
+        self.server.stop()
+        bad = Stratad(self.data_dir, ["--repo", "s3://no-such-bucket-strata/x", "--s3-endpoint", ENDPOINT,
+                                      "--s3-path-style"])
+        with self.assertRaises(AssertionError) as ctx:
+            bad.start()
+        self.assertIn("does not exist", str(ctx.exception))
+        self.server = self.start_server(self.data_dir)  # for cleanup
+
+
+if __name__ == "__main__":
+    unittest.main()
