@@ -3,27 +3,26 @@
 // What keeps capture from missing a commit. SQLite appends every commit's
 // pages to the WAL; a checkpoint copies them into the database file, and the
 // next writer after a complete checkpoint restarts the WAL from its start
-// (checkpoint_seq + 1, salt1 + 1, a new salt2), overwriting what was there.
-// The capture holds a read transaction on its own connection at all times:
+// (salt1 + 1, a new salt2), overwriting what was there. The capture holds a
+// read transaction at all times (when it moves its read mark, a guard
+// transaction on another connection stands in):
 //  - on a read mark > 0 it forbids the restart, so frames it has not read stay;
 //  - on read mark 0 (taken when the WAL was fully checkpointed) it forbids
 //    checkpointing at all, so new frames cannot be checkpointed and then lost
 //    in a restart.
-// Either way no frame can disappear before the capture has read it, except
-// in the one protocol where the capture lets go, its own checkpoint, run when
-// the WAL has grown past kCheckpointFrames:
-//   0. read the WAL, move the read mark up to it and checkpoint (PASSIVE) up
-//      to there, all without blocking writers: most of the copying;
-//   1. take the write lock (BEGIN IMMEDIATE): nobody can append;
-//   2. read the WAL to its end;
-//   3. end the read transaction and checkpoint (PASSIVE) the few frames since;
-//   4. begin the read transaction again, still under the write lock;
-//   5. release the write lock.
-// If step 3 copied everything, the next writer restarts the WAL, and the
-// capture accepts exactly the successor generation as continuous; any other
-// change of generation, or one after frames were appended, is a gap.
-// Applications may checkpoint as they like (even TRUNCATE): they cannot get
-// past the capture's read transaction.
+// So no frame can disappear before the capture has read it. To keep the WAL
+// bounded the capture checkpoints it itself once it passes kCheckpointFrames:
+//   1. without blocking writers: read to the end, move the read mark there,
+//      checkpoint (PASSIVE) up to it. If that copied everything, move the mark
+//      again (now to 0, which allows the restart) and, if nothing was
+//      committed meanwhile, accept the next restart as continuous.
+//   2. only if writers never pause long enough for 1 and the WAL passes
+//      kForceCheckpointFrames: take the write lock (BEGIN IMMEDIATE), read to
+//      the end, release the mark, checkpoint the few frames since, take the
+//      mark again (0) and release the write lock.
+// Any other change of WAL generation is reported as a gap. Applications may
+// checkpoint as they like (even TRUNCATE): they cannot get past the
+// capture's read transaction.
 #include <poll.h>
 #include <sys/inotify.h>
 #include <fcntl.h>
@@ -41,6 +40,8 @@ namespace strata::engine {
 namespace {
 
 constexpr uint64_t kCheckpointFrames = 1000;
+// Past this, the capture takes the write lock for a moment to let the WAL restart.
+constexpr uint64_t kForceCheckpointFrames = 4 * kCheckpointFrames;
 
 void PutU32(std::string& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -129,7 +130,7 @@ class SqliteCapture final : public ChangeCapture {
       RETURN_IF_ERROR(BeginRead());
     }
     RETURN_IF_ERROR(ReadNew(batch).status());
-    if (cursor_.frames >= kCheckpointFrames) RETURN_IF_ERROR(Checkpoint(batch));
+    if (cursor_.frames >= next_checkpoint_at_) RETURN_IF_ERROR(Checkpoint(batch));
     if (pending_gap_) {
       batch.gap = true;
       batch.gap_reason = gap_reason_;
@@ -192,6 +193,7 @@ class SqliteCapture final : public ChangeCapture {
     if (auto h = ReadWalHeader(wal_fd_)) {
       hdr_ = *h;
       cursor_ = WalCursor{0, h->checksum1, h->checksum2};
+      next_checkpoint_at_ = kCheckpointFrames;
       auto skipped = ReadWalTransactions(wal_fd_, *hdr_, cursor_);
       (void)skipped;
     }
@@ -207,6 +209,7 @@ class SqliteCapture final : public ChangeCapture {
       // read before, and any frames in it came after the start.
       hdr_ = *h;
       cursor_ = WalCursor{0, h->checksum1, h->checksum2};
+      next_checkpoint_at_ = kCheckpointFrames;
     } else if (h->salt1 != hdr_->salt1 || h->salt2 != hdr_->salt2) {
       if (!IsSuccessor(*h)) {
         pending_gap_ = true;
@@ -215,6 +218,7 @@ class SqliteCapture final : public ChangeCapture {
       }
       hdr_ = *h;
       cursor_ = WalCursor{0, h->checksum1, h->checksum2};
+      next_checkpoint_at_ = kCheckpointFrames;
       generation_complete_ = false;
     }
     ASSIGN_OR_RETURN(auto txs, ReadWalTransactions(wal_fd_, *hdr_, cursor_));
@@ -265,14 +269,27 @@ class SqliteCapture final : public ChangeCapture {
     generation_complete_ = false;
     RETURN_IF_ERROR(MoveReadMark());
     ASSIGN_OR_RETURN(auto copied, PassiveCheckpoint());
-    // All read and all copied: a restart by the next writer loses nothing.
-    // (Frames appended since would have to be read, clearing this, before a
-    // restart could happen: the read mark keeps them from being copied.)
     if (copied.first >= 0 && copied.first == copied.second && static_cast<uint64_t>(copied.first) == cursor_.frames) {
-      generation_complete_ = true;
+      // Everything read and copied. Let go of the mark (on a fully copied
+      // WAL the new read transaction takes mark 0, which allows the restart),
+      // then look once more: if nothing was committed meanwhile, whatever
+      // restart comes next follows on. (Frames appended later cannot be
+      // copied past mark 0, so no restart can happen before they are read.)
+      RETURN_IF_ERROR(MoveReadMark());
+      ASSIGN_OR_RETURN(bool more, ReadNew(batch));
+      if (!more && hdr_) generation_complete_ = true;
+      next_checkpoint_at_ = cursor_.frames + kCheckpointFrames;
+      return Status::Ok();
     }
-    // Phase 2, under the write lock and short: the few frames since, then the
-    // read mark released so that the next writer restarts the WAL.
+    if (cursor_.frames < kForceCheckpointFrames) {
+      // Writers kept committing: try again a little later before blocking them.
+      next_checkpoint_at_ = cursor_.frames + kCheckpointFrames / 4;
+      return Status::Ok();
+    }
+    // Phase 2, only under sustained writes: under the write lock and short,
+    // the few frames since, then the read mark released so that the next
+    // writer restarts the WAL.
+    next_checkpoint_at_ = cursor_.frames + kCheckpointFrames;
     if (!writer_.Exec("BEGIN IMMEDIATE").ok()) return Status::Ok();  // a writer is busy: later
     Status st = ReadNew(batch).status();
     if (st.ok()) st = reader_.Exec("ROLLBACK");
@@ -298,6 +315,7 @@ class SqliteCapture final : public ChangeCapture {
   std::optional<WalHeader> hdr_;
   WalCursor cursor_;
   bool generation_complete_ = false;
+  uint64_t next_checkpoint_at_ = kCheckpointFrames;  // frames into this generation
   bool pending_gap_ = false;
   std::string gap_reason_;
 };
