@@ -487,10 +487,6 @@ Result<std::vector<AutomatedBackup>> ControlPlane::DescribeAutomatedBackups(cons
     if (q.instance_id && ab.instance_id != ToLower(*q.instance_id)) continue;
     std::string arn = impl_->AutomatedBackupArn(ab.resource_id);
     if (q.arn && arn != *q.arn) continue;
-    if (!Matches(q.statuses, ab.status) || !Matches(q.instance_ids, ab.instance_id) ||
-        !Matches(q.resource_ids, ab.resource_id)) {
-      continue;
-    }
     AutomatedBackup b;
     b.record = ab;
     b.arn = arn;
@@ -498,6 +494,12 @@ Result<std::vector<AutomatedBackup>> ControlPlane::DescribeAutomatedBackups(cons
     if (auto w = impl_->WindowOf(ab)) {
       b.earliest = w->earliest;
       b.latest = w->latest;
+    } else if (ab.status == "active") {
+      b.record.status = "creating";  // as RDS: waiting for the first backup
+    }
+    if (!Matches(q.statuses, b.record.status) || !Matches(q.instance_ids, ab.instance_id) ||
+        !Matches(q.resource_ids, ab.resource_id)) {
+      continue;
     }
     out.push_back(std::move(b));
   }
