@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -49,11 +51,23 @@ std::string ReadFile(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-class RepoTest : public ::testing::Test {
+// Every test runs on the posix driver and, when an S3 endpoint is given
+// (S3_ENDPOINT and keys, as scripts/test exports for its Ceph RGW), on S3.
+class RepoTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("repo_test_" + RandomHex(6));
     fs::create_directories(dir_);
+    if (GetParam() == "s3") {
+      const char* endpoint = std::getenv("S3_ENDPOINT");
+      if (!endpoint || !*endpoint) GTEST_SKIP() << "S3_ENDPOINT not set: no S3 endpoint to test against";
+      s3_.endpoint = endpoint;
+      s3_.bucket = "strata-unit";
+      s3_.prefix = "repo-" + RandomHex(6) + "/";
+      s3_.path_style = true;
+      s3_.credentials = {std::getenv("AWS_ACCESS_KEY_ID"), std::getenv("AWS_SECRET_ACCESS_KEY"), ""};
+      ASSERT_TRUE(storage::CreateS3Bucket(s3_).ok());
+    }
     Reopen();
   }
   void TearDown() override {
@@ -77,18 +91,24 @@ class RepoTest : public ::testing::Test {
       };
       store = std::make_unique<Borrowed>(via);
     } else {
-      store = std::move(storage::OpenPosixStore(dir_ / "repo")).value();
+      store = DriverStore();
     }
     auto r = Repository::Open(std::move(store), opts_);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     repo_ = std::move(*r);
   }
+  // A second handle on the repository's objects, through the driver under test.
+  std::unique_ptr<storage::ObjectStore> DriverStore() {
+    if (GetParam() == "s3") return std::move(storage::OpenS3Store(s3_)).value();
+    return std::move(storage::OpenPosixStore(dir_ / "repo")).value();
+  }
   fs::path dir_;
+  storage::S3Config s3_;
   RepoOptions opts_{.chunk_size = 512, .pack_target_bytes = 64 << 10, .batch_bytes = 16 << 10};
   std::unique_ptr<Repository> repo_;
 };
 
-TEST_F(RepoTest, RoundTripsFilesExactly) {
+TEST_P(RepoTest, RoundTripsFilesExactly) {
   MemFile a{"data.db", MixedData(200, 512, 1)};
   MemFile b{"sub/other", std::string(1000, 'x') + "tail"};  // not a multiple of the chunk size
   MemFile empty{"empty", ""};
@@ -109,7 +129,7 @@ TEST_F(RepoTest, RoundTripsFilesExactly) {
   EXPECT_TRUE(repo_->CreateSnapshot("s1", {}, {a.Source()}).status().Is(errors::kInvalidParameterValue));
 }
 
-TEST_F(RepoTest, AnIncrementalCostsWhatChanged) {
+TEST_P(RepoTest, AnIncrementalCostsWhatChanged) {
   MemFile a{"data.db", MixedData(1000, 512, 2)};
   auto full = repo_->CreateSnapshot("full", {}, {a.Source()});
   ASSERT_TRUE(full.ok());
@@ -126,7 +146,7 @@ TEST_F(RepoTest, AnIncrementalCostsWhatChanged) {
   EXPECT_NE(ReadFile(dir_ / "out" / "data.db"), a.bytes);
 }
 
-TEST_F(RepoTest, CopyDeleteAndGarbageCollection) {
+TEST_P(RepoTest, CopyDeleteAndGarbageCollection) {
   MemFile a{"data.db", MixedData(300, 512, 3)};
   ASSERT_TRUE(repo_->CreateSnapshot("a", {}, {a.Source()}).ok());
   ASSERT_TRUE(repo_->CopySnapshot("a", "b", {{"copy", "1"}}).ok());
@@ -145,7 +165,7 @@ TEST_F(RepoTest, CopyDeleteAndGarbageCollection) {
   EXPECT_TRUE(repo_->Verify(false)->ok());
 }
 
-TEST_F(RepoTest, GarbageCollectionRewritesMostlyDeadPacks) {
+TEST_P(RepoTest, GarbageCollectionRewritesMostlyDeadPacks) {
   opts_.pack_target_bytes = 1 << 30;  // one pack per snapshot
   Reopen();
   MemFile a{"data.db", MixedData(100, 512, 4)};
@@ -162,7 +182,7 @@ TEST_F(RepoTest, GarbageCollectionRewritesMostlyDeadPacks) {
   EXPECT_EQ(ReadFile(dir_ / "out" / "data.db"), b.bytes);
 }
 
-TEST_F(RepoTest, ACrashAtAnyStepLeavesAConsistentRepository) {
+TEST_P(RepoTest, ACrashAtAnyStepLeavesAConsistentRepository) {
   MemFile base{"data.db", MixedData(200, 512, 6)};
   MemFile next{"data.db", MixedData(200, 512, 8)};
   auto mem = storage::NewMemoryStore();
@@ -201,10 +221,10 @@ TEST_F(RepoTest, ACrashAtAnyStepLeavesAConsistentRepository) {
   }
 }
 
-TEST_F(RepoTest, AFlippedByteIsFoundByVerifyAndRestore) {
+TEST_P(RepoTest, AFlippedByteIsFoundByVerifyAndRestore) {
   MemFile a{"data.db", MixedData(100, 512, 9)};
   ASSERT_TRUE(repo_->CreateSnapshot("s", {}, {a.Source()}).ok());
-  auto store = std::move(storage::OpenPosixStore(dir_ / "repo")).value();
+  auto store = DriverStore();
   for (const char* prefix : {"packs/", "index/", "snapshots/"}) {
     auto objs = *store->List(prefix);
     ASSERT_FALSE(objs.empty());
@@ -224,7 +244,7 @@ TEST_F(RepoTest, AFlippedByteIsFoundByVerifyAndRestore) {
   }
 }
 
-TEST_F(RepoTest, NoSpaceFailsCleanly) {
+TEST_P(RepoTest, NoSpaceFailsCleanly) {
   MemFile a{"data.db", MixedData(200, 512, 10)};
   auto mem = storage::NewMemoryStore();
   storage::FaultInjectingStore full(mem.get(), {});
@@ -237,7 +257,7 @@ TEST_F(RepoTest, NoSpaceFailsCleanly) {
   EXPECT_TRUE(repo_->Verify(false)->ok());
 }
 
-TEST_F(RepoTest, ConcurrentSnapshotsRestoresAndGc) {
+TEST_P(RepoTest, ConcurrentSnapshotsRestoresAndGc) {
   std::vector<MemFile> files;
   for (int i = 0; i < 4; ++i) files.push_back({"data.db", MixedData(100, 512, 20 + i)});
   std::vector<std::thread> threads;
@@ -264,7 +284,7 @@ TEST_F(RepoTest, ConcurrentSnapshotsRestoresAndGc) {
 namespace strata::repo {
 namespace {
 
-TEST_F(RepoTest, ChangeLogSegmentsByTime) {
+TEST_P(RepoTest, ChangeLogSegmentsByTime) {
   ASSERT_TRUE(repo_->AppendLogSegment("db-A", 100, 200, "one").ok());
   ASSERT_TRUE(repo_->AppendLogSegment("db-A", 201, 300, "two").ok());
   auto third = repo_->AppendLogSegment("db-A", 301, 400, std::string(100000, 'z'));
@@ -287,7 +307,7 @@ TEST_F(RepoTest, ChangeLogSegmentsByTime) {
   EXPECT_EQ(repo_->ListLogSegments("db-A", INT64_MIN, INT64_MAX)->size(), 2u);
   EXPECT_TRUE(repo_->AppendLogSegment("db-A", 10, 5, "").status().Is(errors::kInvalidParameterValue));
   // A flipped byte in a segment is found.
-  auto store = std::move(storage::OpenPosixStore(dir_ / "repo")).value();
+  auto store = DriverStore();
   auto objs = *store->List("log/db-B/");
   std::string bad = *store->Get(objs[0].key);
   bad[10] ^= 1;
@@ -295,6 +315,8 @@ TEST_F(RepoTest, ChangeLogSegmentsByTime) {
   EXPECT_FALSE(repo_->Verify(false)->ok());
   EXPECT_TRUE(repo_->ReadLogSegment((*neg)[0]).status().Is(errors::kCorruption));
 }
+
+INSTANTIATE_TEST_SUITE_P(Drivers, RepoTest, ::testing::Values("posix", "s3"));
 
 }  // namespace
 }  // namespace strata::repo
