@@ -61,6 +61,10 @@ struct S3Config {
   bool path_style = true;  // BUCKET in the path (RGW, MinIO); false: BUCKET.host
   sigv4::Credentials credentials;
   int max_attempts = 5;
+  // Objects larger than this go up by multipart upload, in parts of this size
+  // (S3's minimum part is 5 MiB).
+  size_t multipart_threshold = 64 << 20;
+  size_t multipart_part_size = 16 << 20;
 };
 // "s3://BUCKET[/PREFIX]" -> bucket and prefix; the rest stays default.
 Result<S3Config> ParseS3Url(std::string_view url);

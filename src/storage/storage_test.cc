@@ -90,6 +90,17 @@ TEST(S3Store, ListsPastAThousandKeysAndExplainsAMissingBucket) {
   auto list = (*store)->List("k/");
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->size(), 1100u) << "ListObjectsV2 continuation tokens are followed";
+  // A large object goes up in parts and reads back whole and by range.
+  cfg.multipart_threshold = 6 << 20;
+  cfg.multipart_part_size = 5 << 20;
+  auto parts = OpenS3Store(cfg);
+  ASSERT_TRUE(parts.ok());
+  std::string big(13 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 2654435761u) >> 13);
+  ASSERT_TRUE((*parts)->Put("big", big).ok());
+  EXPECT_EQ(**(*parts)->Stat("big"), big.size());
+  EXPECT_TRUE(*(*parts)->Get("big") == big);
+  EXPECT_EQ(*(*parts)->GetRange("big", (5 << 20) - 3, 6), big.substr((5 << 20) - 3, 6));
   cfg.bucket = "no-such-bucket-" + RandomHex(4);
   auto missing = OpenS3Store(cfg);
   ASSERT_FALSE(missing.ok());
