@@ -37,6 +37,7 @@ struct Options {
   std::string s3_endpoint;
   std::string s3_region = "us-east-1";
   bool s3_path_style = false;
+  int s3_stall_timeout = 30;
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -50,6 +51,7 @@ Result<std::unique_ptr<storage::ObjectStore>> OpenRepoStore(const Options& opt, 
   cfg.endpoint = opt.s3_endpoint;
   cfg.region = opt.s3_region;
   cfg.path_style = opt.s3_path_style;
+  cfg.stall_timeout_seconds = opt.s3_stall_timeout;
   auto creds = ResolveClientCredentials(std::nullopt);
   if (creds) cfg.credentials = *creds;
   ASSIGN_OR_RETURN(auto store, storage::OpenS3Store(cfg));
@@ -115,6 +117,10 @@ int main(int argc, char** argv) {
   app.add_option("--s3-endpoint", opt.s3_endpoint, "S3 endpoint URL for an s3:// repo");
   app.add_option("--s3-region", opt.s3_region, "S3 region for signing")->capture_default_str();
   app.add_flag("--s3-path-style", opt.s3_path_style, "Put the bucket in the path, not the host name (RGW, MinIO)");
+  app.add_option("--s3-stall-timeout", opt.s3_stall_timeout,
+                 "Seconds an S3 transfer may stall (under 1 KiB/s) before it is cut and retried")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {

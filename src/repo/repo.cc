@@ -566,13 +566,11 @@ Result<std::string> Repository::ReadLogSegment(const LogSegment& segment) {
 
 Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us) {
   ASSIGN_OR_RETURN(auto all, ListLogSegments(stream, INT64_MIN, INT64_MAX));
-  uint64_t n = 0;
-  for (const auto& s : all) {
-    if (s.last_time_us >= time_us) continue;
-    RETURN_IF_ERROR(impl_->store->Delete(LogKey(s)));
-    ++n;
-  }
-  return n;
+  std::vector<std::string> keys;
+  for (const auto& s : all)
+    if (s.last_time_us < time_us) keys.push_back(LogKey(s));
+  RETURN_IF_ERROR(impl_->store->DeleteMany(keys));
+  return static_cast<uint64_t>(keys.size());
 }
 
 Result<VerifyReport> Repository::Verify(bool quick) {
@@ -706,18 +704,21 @@ Result<GcStats> Repository::CollectGarbage() {
   }
   RETURN_IF_ERROR(rewriter.Finish());
   // Index first: a pack without an index is garbage the next run removes.
+  std::vector<std::string> index_keys, pack_keys;
   for (const auto& pack : to_delete) {
-    RETURN_IF_ERROR(impl_->store->Delete(IndexKey(pack)));
-    RETURN_IF_ERROR(impl_->store->Delete(PackKey(pack)));
+    index_keys.push_back(IndexKey(pack));
+    pack_keys.push_back(PackKey(pack));
   }
+  RETURN_IF_ERROR(impl_->store->DeleteMany(index_keys));
   for (const auto& obj : packs) {
     std::string pack = obj.key.substr(6);
     if (!indexed.count(pack)) {
-      RETURN_IF_ERROR(impl_->store->Delete(obj.key));
+      pack_keys.push_back(obj.key);
       stats.bytes_freed += obj.size;
       ++stats.packs_deleted;
     }
   }
+  RETURN_IF_ERROR(impl_->store->DeleteMany(pack_keys));
   RETURN_IF_ERROR(impl_->LoadIndexes());
   return stats;
 }

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <sstream>
 #include <chrono>
 #include <mutex>
 #include <random>
@@ -233,6 +234,33 @@ class S3Store final : public ObjectStore {
     return Failure("DELETE", key, r);
   }
 
+  // DeleteObjects, up to 1000 keys a request (Quiet: only errors come back).
+  Status DeleteMany(const std::vector<std::string>& keys) override {
+    for (size_t i = 0; i < keys.size(); i += 1000) {
+      std::string xml = "<Delete><Quiet>true</Quiet>";
+      for (size_t j = i; j < std::min(keys.size(), i + 1000); ++j) {
+        pugi::xml_document esc;
+        esc.append_child("Key").text().set((config_.prefix + keys[j]).c_str());
+        std::ostringstream out;
+        esc.save(out, "", pugi::format_raw | pugi::format_no_declaration);
+        xml += "<Object>" + out.str() + "</Object>";
+      }
+      xml += "</Delete>";
+      ASSIGN_OR_RETURN(auto r, Send("POST", "", "delete=", {{"Content-MD5", Base64Md5(xml)}}, xml));
+      if (r.status != 200) return Failure("DELETE OBJECTS", keys[i], r);
+      pugi::xml_document doc;
+      if (doc.load_string(r.body.c_str())) {
+        for (auto e : doc.child("DeleteResult").children("Error")) {
+          std::string code = e.child_value("Code");
+          if (code == "NoSuchKey") continue;
+          return Status(errors::kIoError, fmt::format("DELETE {} on {}: {} {}", e.child_value("Key"), Describe(), code,
+                                                      e.child_value("Message")));
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
   Result<std::optional<uint64_t>> Stat(const std::string& key) override {
     ASSIGN_OR_RETURN(auto r, Send("HEAD", ObjectPath(key), "", {}, ""));
     if (r.status == 404) return std::optional<uint64_t>();
@@ -315,9 +343,9 @@ class S3Store final : public ObjectStore {
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, CollectHeader);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-    // A stalled transfer (under 1 KiB/s for 30 s) is cut and retried.
+    // A stalled transfer (under 1 KiB/s for stall_timeout_seconds) is cut and retried.
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, static_cast<long>(config_.stall_timeout_seconds));
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(headers);

@@ -41,6 +41,12 @@ class ObjectStore {
   virtual Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length) = 0;
   virtual Result<std::vector<ObjectInfo>> List(const std::string& prefix) = 0;
   virtual Status Delete(const std::string& key) = 0;
+  // Deletes many keys (missing ones are fine); drivers with a batch call
+  // (S3 DeleteObjects) use it. Not atomic: on error some may be gone.
+  virtual Status DeleteMany(const std::vector<std::string>& keys) {
+    for (const auto& k : keys) RETURN_IF_ERROR(Delete(k));
+    return Status::Ok();
+  }
   // Size of the object, or nullopt if absent.
   virtual Result<std::optional<uint64_t>> Stat(const std::string& key) = 0;
   // A short description for logs and errors ("file:///data/repo").
@@ -61,6 +67,8 @@ struct S3Config {
   bool path_style = true;  // BUCKET in the path (RGW, MinIO); false: BUCKET.host
   sigv4::Credentials credentials;
   int max_attempts = 5;
+  // A transfer slower than 1 KiB/s for this long is cut and retried.
+  int stall_timeout_seconds = 30;
   // Objects larger than this go up by multipart upload, in parts of this size
   // (S3's minimum part is 5 MiB).
   size_t multipart_threshold = 64 << 20;

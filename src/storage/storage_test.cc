@@ -67,6 +67,10 @@ TEST_P(StoreTest, PutGetRangeListDelete) {
   ASSERT_TRUE(store_->Delete("packs/b").ok());
   ASSERT_TRUE(store_->Delete("packs/b").ok());
   EXPECT_EQ(store_->List("packs/")->size(), 1u);
+  ASSERT_TRUE(store_->Put("many/1", "1").ok());
+  ASSERT_TRUE(store_->Put("many/2 & <3>", "2").ok());
+  ASSERT_TRUE(store_->DeleteMany({"many/1", "many/2 & <3>", "many/never-was"}).ok());
+  EXPECT_TRUE(store_->List("many/")->empty());
   if (GetParam() == "posix") {
     EXPECT_FALSE(store_->Put("../escape", "x").ok());
   }

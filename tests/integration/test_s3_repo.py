@@ -14,8 +14,8 @@ ENDPOINT = os.environ.get("S3_ENDPOINT")
 
 class FaultyProxy:
     """Forwards to the S3 endpoint, but answers every 5th request with 503
-    SlowDown, every 7th with 500, and cuts every 11th GET mid-body (or drops
-    the connection of a PUT without answering)."""
+    SlowDown, every 7th with 500, cuts every 11th GET mid-body (or drops the
+    connection of a PUT without answering), and stalls every 13th for 3 s."""
 
     def __init__(self, upstream):
         import http.client
@@ -50,6 +50,10 @@ class FaultyProxy:
                     self.end_headers()
                     self.wfile.write(msg)
                     return
+                if n % 13 == 0:
+                    with proxy.lock:
+                        proxy.faults += 1
+                    time.sleep(3)  # a stall: stratad must cut it and retry
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 conn.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
                 resp = conn.getresponse()
@@ -157,7 +161,7 @@ class S3Repository(StrataTestCase):
         self.addCleanup(proxy.close)
         self.server.stop()
         self.server = Stratad(self.data_dir, ["--repo", f"s3://{self.bucket}/{self.prefix}", "--s3-endpoint",
-                                              proxy.url, "--s3-path-style"]).start()
+                                              proxy.url, "--s3-path-style", "--s3-stall-timeout", "1"]).start()
         self.create_instance("app", "--backup-retention-period", "0")
         path = self.aws("rds", "describe-db-instances", "--db-instance-identifier",
                         "app")["DBInstances"][0]["Endpoint"]["Address"]
