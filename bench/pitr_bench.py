@@ -20,6 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+import benchlib  # noqa: E402
 import harness  # noqa: E402
 
 
@@ -91,14 +92,7 @@ def main():
 
         # A base of size-mib, then log-mib of changes, then restore both ways.
         path = path_of(rds, "on")
-        with sqlite3.connect(path) as db:
-            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, txt TEXT, blob BLOB)")
-            rows = args.size_mib * 1024 * 1024 // 2200
-            for start in range(0, rows, 20000):
-                n = min(20000, rows - start)
-                db.executemany("INSERT INTO t (txt, blob) VALUES (?, randomblob(1000))",
-                               [("customer %d order %d " % (i, i * 7) * 20,) for i in range(start, start + n)])
-                db.commit()
+        rows = benchlib.fill(path, args.size_mib)
         rds.create_db_snapshot(DBInstanceIdentifier="on", DBSnapshotIdentifier="base")
         while rds.describe_db_snapshots(DBSnapshotIdentifier="base")["DBSnapshots"][0]["Status"] != "available":
             time.sleep(0.05)

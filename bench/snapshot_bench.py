@@ -17,6 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+import benchlib  # noqa: E402
 import harness  # noqa: E402
 
 
@@ -62,14 +63,8 @@ def main():
                                BackupRetentionPeriod=0)  # manual snapshots alone; pitr_bench covers capture
         rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="bench", WaiterConfig={"Delay": 1})
         path = rds.describe_db_instances(DBInstanceIdentifier="bench")["DBInstances"][0]["Endpoint"]["Address"]
+        benchlib.fill(path, args.size_mib)
         with sqlite3.connect(path) as db:
-            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, txt TEXT, blob BLOB)")
-            rows = args.size_mib * 1024 * 1024 // 2200
-            for start in range(0, rows, 20000):
-                n = min(20000, rows - start)
-                db.executemany("INSERT INTO t (txt, blob) VALUES (?, randomblob(1000))",
-                               [("customer %d order %d " % (i, i * 7) * 20,) for i in range(start, start + n)])
-            db.commit()
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = os.path.getsize(path)
         subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)  # warm cache for everyone

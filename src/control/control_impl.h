@@ -138,6 +138,8 @@ class ControlPlane::Impl {
   void FinishDelete(const catalog::InstanceRecord& r) {
     engine::Engine* e = engine::FindEngine(r.engine);
     engine::InstanceSpec spec = SpecOf(r);
+    // Capture ships what it holds while the database still exists.
+    StopCapture(r.resource_id);
     Status st = Status::Ok();
     if (e) {
       st = e->Stop(spec);
@@ -149,7 +151,6 @@ class ControlPlane::Impl {
       return;
     }
     std::string arn = InstanceArn(r.id);
-    StopCapture(r.resource_id);
     if (auto ab = catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
       if (ab->status == "retained") {
         ab->deleted_time = Now();
