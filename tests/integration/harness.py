@@ -18,6 +18,8 @@ import botocore.config
 
 STRATAD = os.environ.get("STRATAD", "build/bin/stratad")
 STRATA = os.environ.get("STRATA", "build/bin/strata")
+ON_S3 = os.environ.get("STRATA_TEST_REPO") == "s3" and bool(os.environ.get("S3_ENDPOINT"))
+S3_TEST_BUCKET = "strata-it"
 AWS = "/usr/bin/aws"
 
 
@@ -39,6 +41,12 @@ class Stratad:
     def __init__(self, data_dir, extra_args=()):
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
+        if ON_S3 and "--repo" not in self.extra_args:
+            # The whole suite again with the repository in a bucket of the
+            # test S3 endpoint, one prefix per server.
+            prefix = os.path.basename(os.path.dirname(os.path.abspath(data_dir)))
+            self.extra_args += ["--repo", f"s3://{S3_TEST_BUCKET}/{prefix}", "--s3-endpoint",
+                                os.environ["S3_ENDPOINT"], "--s3-path-style"]
         self.proc = None
         self.endpoint = None
         self.log_path = os.path.join(os.path.dirname(data_dir), "stratad.log")
@@ -92,6 +100,18 @@ class Stratad:
 
 class StrataTestCase(unittest.TestCase):
     """Starts stratad for each test; offers aws(), boto3 clients and strata()."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.environ.get("STRATA_TEST_REPO") == "s3":
+            if not os.environ.get("S3_ENDPOINT"):
+                raise unittest.SkipTest("STRATA_TEST_REPO=s3 but S3_ENDPOINT is not set")
+            import boto3
+            s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1")
+            try:
+                s3.create_bucket(Bucket=S3_TEST_BUCKET)
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="strata-it-")
@@ -155,7 +175,12 @@ class StrataTestCase(unittest.TestCase):
         return kv["aws_access_key_id"], kv["aws_secret_access_key"]
 
     def strata(self, *args, stdin=None, expect_rc=0):
-        p = subprocess.run([STRATA, "--data-dir", self.data_dir, *args], env=self.env,
+        env = self.env
+        if ON_S3 and args[:1] == ("repo",):
+            # `strata repo` reads the bucket itself, with its own S3 keys.
+            env = dict(env, AWS_ACCESS_KEY_ID=os.environ["AWS_ACCESS_KEY_ID"],
+                       AWS_SECRET_ACCESS_KEY=os.environ["AWS_SECRET_ACCESS_KEY"])
+        p = subprocess.run([STRATA, "--data-dir", self.data_dir, *args], env=env,
                            input=stdin, capture_output=True, text=True, timeout=120)
         if expect_rc is not None and p.returncode != expect_rc:
             self.fail(f"strata {' '.join(args)} exited {p.returncode}, wanted {expect_rc}\n"
