@@ -259,11 +259,37 @@ int SnapshotRestore(cli::Client& c, const std::string& snapshot, const std::stri
   return wait ? WaitInstance(c, instance) : 0;
 }
 
-// Reads the repository directly (read-only): the one DATA/repository names.
+// The repository DATA/repository names, opened directly (read-only use).
+Result<std::unique_ptr<repo::Repository>> OpenRepository(const std::string& data_dir) {
+  ASSIGN_OR_RETURN(auto store, storage::OpenRepoOfDataDir(std::filesystem::path(data_dir)));
+  return repo::Repository::Open(std::move(store));
+}
+
+std::string Mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 1048576.0); }
+
+int RepoStats(const std::string& data_dir) {
+  auto repository = OpenRepository(data_dir);
+  if (!repository.ok()) return Die(repository.status());
+  auto totals = (*repository)->Stats();
+  if (!totals.ok()) return Die(totals.status());
+  auto sizes = (*repository)->SnapshotSizes();
+  if (!sizes.ok()) return Die(sizes.status());
+  uint64_t logical = 0;
+  for (const auto& s : *sizes) logical += s.logical_bytes;
+  std::printf("%llu snapshots (%s logical) in %llu packs: %s stored; %llu change-log segments: %s\n",
+              static_cast<unsigned long long>(totals->snapshots), Mib(logical).c_str(),
+              static_cast<unsigned long long>(totals->packs), Mib(totals->stored_bytes).c_str(),
+              static_cast<unsigned long long>(totals->log_segments), Mib(totals->log_bytes).c_str());
+  std::printf("%-38s %14s %14s %14s\n", "repository snapshot", "logical", "referenced", "unique");
+  for (const auto& s : *sizes) {
+    std::printf("%-38s %14s %14s %14s\n", s.id.c_str(), Mib(s.logical_bytes).c_str(),
+                Mib(s.referenced_bytes).c_str(), Mib(s.unique_bytes).c_str());
+  }
+  return 0;
+}
+
 int RepoVerify(const std::string& data_dir, bool quick) {
-  auto store = storage::OpenRepoOfDataDir(std::filesystem::path(data_dir));
-  if (!store.ok()) return Die(store.status());
-  auto repository = repo::Repository::Open(std::move(*store));
+  auto repository = OpenRepository(data_dir);
   if (!repository.ok()) return Die(repository.status());
   auto report = (*repository)->Verify(quick);
   if (!report.ok()) return Die(report.status());
@@ -322,10 +348,13 @@ int main(int argc, char** argv) {
   bool quick = false;
   auto* verify = repo_cmd->add_subcommand("verify", "Check every snapshot's data; exit 1 on any problem");
   verify->add_flag("--quick", quick, "Only check that every chunk exists (no re-reading)");
+  auto* stats = repo_cmd->add_subcommand(
+      "stats", "Repository totals and each snapshot's logical, referenced and unique stored bytes");
 
   CLI11_PARSE(app, argc, argv);
 
   if (*verify) return RepoVerify(cfg.data_dir, quick);
+  if (*stats) return RepoStats(cfg.data_dir);
   auto client = cli::Client::Create(cfg);
   if (!client.ok()) return Die(client.status());
   if (*status) return Status_(*client);

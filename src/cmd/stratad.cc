@@ -38,6 +38,7 @@ struct Options {
   std::string s3_region = "us-east-1";
   bool s3_path_style = false;
   int s3_stall_timeout = 30;
+  int repo_memory_mib = 256;
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -117,6 +118,10 @@ int main(int argc, char** argv) {
   app.add_option("--s3-endpoint", opt.s3_endpoint, "S3 endpoint URL for an s3:// repo");
   app.add_option("--s3-region", opt.s3_region, "S3 region for signing")->capture_default_str();
   app.add_flag("--s3-path-style", opt.s3_path_style, "Put the bucket in the path, not the host name (RGW, MinIO)");
+  app.add_option("--repo-memory-mib", opt.repo_memory_mib,
+                 "Working memory of one snapshot or restore, whatever the database's size")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 65536));
   app.add_option("--s3-stall-timeout", opt.s3_stall_timeout,
                  "Seconds an S3 transfer may stall (under 1 KiB/s) before it is cut and retried")
       ->capture_default_str()
@@ -169,7 +174,8 @@ int main(int argc, char** argv) {
   auto store = OpenRepoStore(opt, data_dir);
   if (!store.ok()) return Fail(store.status());
   log::Info("backup repository", {{"store", (*store)->Describe()}});
-  auto repository = repo::Repository::Open(std::move(*store));
+  auto repository = repo::Repository::Open(
+      std::move(*store), repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20));
   if (!repository.ok()) return Fail(repository.status());
   std::shared_ptr<repo::Repository> shared_repo = std::move(*repository);
 

@@ -730,9 +730,47 @@ Result<RepoStats> Repository::Stats() {
   ASSIGN_OR_RETURN(auto packs, impl_->store->List("packs/"));
   s.packs = packs.size();
   for (const auto& p : packs) s.stored_bytes += p.size;
+  ASSIGN_OR_RETURN(auto logs, impl_->store->List("log/"));
+  s.log_segments = logs.size();
+  for (const auto& l : logs) s.log_bytes += l.size;
   std::lock_guard lock(impl_->map_mu);
   s.chunks = impl_->chunks.size();
   return s;
+}
+
+Result<std::vector<SnapshotSize>> Repository::SnapshotSizes() {
+  std::shared_lock gc_guard(impl_->gc_mu);
+  ASSIGN_OR_RETURN(auto ids, ListSnapshots());
+  std::vector<SnapshotSize> out;
+  std::vector<std::unordered_set<Hash, HashHasher>> used;
+  std::unordered_map<Hash, uint32_t, HashHasher> refs;  // snapshots per chunk
+  for (const auto& id : ids) {
+    auto m = impl_->ReadManifest(id);
+    if (!m.ok() && m.status().Is(errors::kObjectNotFound)) continue;  // deleted meanwhile
+    if (!m.ok()) return m.status();
+    std::unordered_set<Hash, HashHasher> mine;
+    for (const auto& f : m->files) mine.insert(f.chunks.begin(), f.chunks.end());
+    for (const auto& h : mine) ++refs[h];
+    out.push_back({id, m->LogicalBytes(), 0, 0});
+    used.push_back(std::move(mine));
+  }
+  std::lock_guard lock(impl_->map_mu);
+  for (size_t i = 0; i < out.size(); ++i) {
+    for (const auto& h : used[i]) {
+      auto it = impl_->chunks.find(h);
+      uint64_t stored = it == impl_->chunks.end() ? 0 : it->second.stored_size;
+      out[i].referenced_bytes += stored;
+      if (refs[h] == 1) out[i].unique_bytes += stored;
+    }
+  }
+  return out;
+}
+
+RepoOptions RepoOptions::ForMemoryBudget(uint64_t bytes) {
+  RepoOptions o;
+  o.pack_target_bytes = std::clamp<uint64_t>(bytes / 8, 1ull << 20, 32ull << 20);
+  o.batch_bytes = std::clamp<uint64_t>(bytes / 16, 256ull << 10, 8ull << 20);
+  return o;
 }
 
 }  // namespace strata::repo

@@ -54,6 +54,11 @@ struct RepoOptions {
   int threads = 2;
   // Bytes of file data read ahead per batch (memory stays near 2 batches + 1 pack).
   uint64_t batch_bytes = 8ull << 20;
+
+  // Pack and batch sizes that keep a snapshot's working memory (three
+  // batches in flight, a pack filling and one being stored) within `bytes`,
+  // whatever the database's size. The manifest (32 bytes per chunk) comes on top.
+  static RepoOptions ForMemoryBudget(uint64_t bytes);
 };
 
 // One file to back up: read_at(offset, out) fills `out` (short only at the
@@ -114,6 +119,17 @@ struct RepoStats {
   uint64_t packs = 0;
   uint64_t chunks = 0;
   uint64_t stored_bytes = 0;  // pack bytes
+  uint64_t log_segments = 0;
+  uint64_t log_bytes = 0;
+};
+
+// What one snapshot costs: its logical size, the stored bytes of every chunk
+// it references, and of those only it references (what deleting it frees).
+struct SnapshotSize {
+  std::string id;
+  uint64_t logical_bytes = 0;
+  uint64_t referenced_bytes = 0;
+  uint64_t unique_bytes = 0;
 };
 
 class Repository {
@@ -163,6 +179,8 @@ class Repository {
   Result<VerifyReport> Verify(bool quick);
   Result<GcStats> CollectGarbage();
   Result<RepoStats> Stats();
+  // Reads every manifest: the sizes of each snapshot, by id.
+  Result<std::vector<SnapshotSize>> SnapshotSizes();
 
   class Impl;
 

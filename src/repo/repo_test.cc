@@ -320,3 +320,42 @@ INSTANTIATE_TEST_SUITE_P(Drivers, RepoTest, ::testing::Values("posix", "s3"));
 
 }  // namespace
 }  // namespace strata::repo
+
+namespace strata::repo {
+namespace {
+
+TEST(RepoOptions, AMemoryBudgetBoundsPacksAndBatches) {
+  auto small = RepoOptions::ForMemoryBudget(64ull << 20);
+  EXPECT_LE(3 * small.batch_bytes + 2 * small.pack_target_bytes, 64ull << 20);
+  auto dflt = RepoOptions::ForMemoryBudget(256ull << 20);
+  EXPECT_EQ(dflt.pack_target_bytes, 32ull << 20);
+  EXPECT_LE(3 * dflt.batch_bytes + 2 * dflt.pack_target_bytes, 256ull << 20);
+}
+
+TEST(RepoSizes, UniqueBytesAreWhatOnlyThatSnapshotHolds) {
+  auto repo = std::move(Repository::Open(storage::NewMemoryStore(),
+                                         RepoOptions{.chunk_size = 512, .pack_target_bytes = 64 << 10,
+                                                     .batch_bytes = 16 << 10}))
+                  .value();
+  MemFile a{"data.db", MixedData(200, 512, 11)};
+  ASSERT_TRUE(repo->CreateSnapshot("one", {}, {a.Source()}).ok());
+  for (int p = 0; p < 10; ++p) a.bytes[p * 512 * 7 + 3] ^= 0x33;  // 10 pages change
+  ASSERT_TRUE(repo->CreateSnapshot("two", {}, {a.Source()}).ok());
+  ASSERT_TRUE(repo->CopySnapshot("two", "two-copy", {}).ok());
+  auto sizes = repo->SnapshotSizes();
+  ASSERT_TRUE(sizes.ok()) << sizes.status().ToString();
+  std::map<std::string, SnapshotSize> by_id;
+  for (const auto& s : *sizes) by_id[s.id] = s;
+  ASSERT_EQ(by_id.size(), 3u);
+  EXPECT_EQ(by_id["one"].logical_bytes, a.bytes.size());
+  EXPECT_GT(by_id["one"].unique_bytes, 0u) << "the 10 old page versions are only in one";
+  EXPECT_LT(by_id["one"].unique_bytes, by_id["one"].referenced_bytes / 5);
+  EXPECT_EQ(by_id["two"].unique_bytes, 0u) << "a copy shares everything";
+  EXPECT_EQ(by_id["two"].referenced_bytes, by_id["two-copy"].referenced_bytes);
+  auto totals = repo->Stats();
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->snapshots, 3u);
+}
+
+}  // namespace
+}  // namespace strata::repo

@@ -165,6 +165,9 @@ class Snapshots(StrataTestCase):
         self.assertEqual((inst["DBInstanceClass"], inst["DeletionProtection"]), ("db.t3.small", True))
         self.assertEqual(check(inst["Endpoint"]["Address"]), (300, 300))
         self.assertEqual(self.strata("repo", "verify").returncode, 0)
+        stats = self.strata("repo", "stats").stdout
+        self.assertRegex(stats, r"^\d+ snapshots \([\d.]+ MiB logical\) in \d+ packs: [\d.]+ MiB stored")
+        self.assertIn("unique", stats)
 
     def test_consistent_under_a_running_writer(self):
         self.create_instance("busy")
