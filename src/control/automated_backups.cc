@@ -207,6 +207,12 @@ void ControlPlane::Impl::StartAutomatedSnapshot(const catalog::InstanceRecord& i
 }
 
 void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab) {
+  // A point-in-time restore under way may need the oldest base and segments:
+  // retention waits for it.
+  for (const auto& inst : catalog->ListInstances()) {
+    auto p = DecodePitrSource(inst.restore_source);
+    if (inst.status == "creating" && p && p->resource_id == ab.resource_id) return;
+  }
   TimePoint cutoff = Now() - std::chrono::hours(24) * ab.retention_days;
   if (ab.status == "retained" && ab.restorable_until < cutoff) {
     log::Info("retained automated backups expired", {{"resource", ab.resource_id}});
