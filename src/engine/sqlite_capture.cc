@@ -40,6 +40,8 @@ namespace strata::engine {
 namespace {
 
 constexpr uint64_t kCheckpointFrames = 1000;
+// How long capture gathers commits after a write wakes it.
+constexpr int kGatherMicros = 2000;
 // Past this, the capture takes the write lock for a moment to let the WAL restart.
 constexpr uint64_t kForceCheckpointFrames = 4 * kCheckpointFrames;
 
@@ -232,6 +234,10 @@ class SqliteCapture final : public ChangeCapture {
   void WaitForChange(std::chrono::milliseconds wait) override {
     pollfd p{inotify_fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
+      // A busy writer commits thousands of times a second: gather what
+      // follows for a moment and read it in one go rather than waking for
+      // every commit (each costs the writer a little).
+      ::usleep(static_cast<useconds_t>(kGatherMicros));
       char buf[4096];
       while (::read(inotify_fd_, buf, sizeof buf) > 0) {
       }
