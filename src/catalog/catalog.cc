@@ -499,9 +499,7 @@ nlohmann::json AutomatedBackupBody(const AutomatedBackupRecord& r) {
           {"instance_create_time", Micros(r.instance_create_time)},
           {"capture_position", r.capture_position},
           {"last_seq", r.last_seq},
-          {"restorable_from", Micros(r.restorable_from)},
           {"restorable_until", Micros(r.restorable_until)},
-          {"deleted_time", Micros(r.deleted_time)},
           {"gaps", gaps}};
 }
 
@@ -524,9 +522,7 @@ AutomatedBackupRecord ReadAutomatedBackup(const sqlite::Stmt& s) {
   r.instance_create_time = FromMicros(j.value("instance_create_time", int64_t{0}));
   r.capture_position = j.value("capture_position", "");
   r.last_seq = j.value("last_seq", int64_t{0});
-  r.restorable_from = FromMicros(j.value("restorable_from", int64_t{0}));
   r.restorable_until = FromMicros(j.value("restorable_until", int64_t{0}));
-  r.deleted_time = FromMicros(j.value("deleted_time", int64_t{0}));
   for (const auto& g : j.value("gaps", nlohmann::json::array())) {
     r.gaps.push_back({FromMicros(g.value("from", int64_t{0})), FromMicros(g.value("to", int64_t{0})),
                       g.value("breaks", false), g.value("reason", "")});

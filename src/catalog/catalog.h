@@ -45,8 +45,9 @@ struct InstanceRecord {
   std::optional<int> pending_backup_retention_days;  // waits for the maintenance window
   std::string data_path;  // where the engine keeps the instance's files
   std::string status_reason;
-  // A restore not finished yet: the repo snapshot id to restore from. Cleared
-  // when the instance becomes available; a restart resumes the restore.
+  // A restore not finished yet: the repo snapshot id to restore from (for a
+  // point-in-time restore, also the log range and target: control/ encodes
+  // it). Cleared when the instance becomes available; a restart resumes it.
   std::string restore_source;
   // Engine-private settings (e.g. a postgres password verifier), never returned by the API.
   std::string engine_state;
@@ -119,9 +120,7 @@ struct AutomatedBackupRecord {
   TimePoint instance_create_time{};
   std::string capture_position;   // the engine's resume point
   int64_t last_seq = 0;           // the newest durable change-log transaction
-  TimePoint restorable_from{};    // set by the first base snapshot; 0: none yet
   TimePoint restorable_until{};   // every commit up to here is durable in the log
-  TimePoint deleted_time{};       // for retained backups
   std::vector<LogGap> gaps;
 };
 

@@ -68,9 +68,9 @@ std::optional<PitrSource> DecodePitrSource(const std::string& s) {
   PitrSource p;
   p.repo_snapshot_id = parts[0];
   p.resource_id = parts[1];
-  p.seq_before = std::stoll(parts[2]);
-  p.time_before = TimePoint(std::chrono::microseconds(std::stoll(parts[3])));
-  p.target = TimePoint(std::chrono::microseconds(std::stoll(parts[4])));
+  p.seq_before = std::strtoll(parts[2].c_str(), nullptr, 10);
+  p.time_before = TimePoint(std::chrono::microseconds(std::strtoll(parts[3].c_str(), nullptr, 10)));
+  p.target = TimePoint(std::chrono::microseconds(std::strtoll(parts[4].c_str(), nullptr, 10)));
   return p;
 }
 
@@ -79,6 +79,10 @@ std::optional<PitrSource> DecodePitrSource(const std::string& s) {
 std::string RestoreSourceSnapshot(const std::string& restore_source) {
   if (auto p = DecodePitrSource(restore_source)) return p->repo_snapshot_id;
   return restore_source;
+}
+
+bool IsPointInTimeRestore(const std::string& restore_source) {
+  return DecodePitrSource(restore_source).has_value();
 }
 
 Status ControlPlane::Impl::FinishPointInTime(const catalog::InstanceRecord& r) {

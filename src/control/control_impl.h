@@ -7,7 +7,6 @@
 #include <map>
 #include <mutex>
 #include <random>
-#include <set>
 #include <thread>
 #include <condition_variable>
 
@@ -25,6 +24,7 @@ namespace strata::control {
 // The repository snapshot a restore starts from (restore_source may also
 // carry a point-in-time target).
 std::string RestoreSourceSnapshot(const std::string& restore_source);
+bool IsPointInTimeRestore(const std::string& restore_source);
 
 namespace detail {
 
@@ -153,8 +153,6 @@ class ControlPlane::Impl {
     std::string arn = InstanceArn(r.id);
     if (auto ab = catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
       if (ab->status == "retained") {
-        ab->deleted_time = Now();
-        (void)catalog->PutAutomatedBackup(*ab);
         Event("db-instance", r.id, arn, "Automated backups retained after the DB instance was deleted", {"backup"});
       } else if (Status d = DeleteAutomatedBackups(r.resource_id); !d.ok()) {
         log::Warn("deleting automated backups failed", {{"instance", r.id}, {"error", d.ToString()}});

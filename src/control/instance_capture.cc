@@ -36,12 +36,7 @@ void InstanceCapture::Start() {
 }
 
 void InstanceCapture::Stop() {
-  {
-    std::lock_guard lock(stop_mu_);
-    if (stop_) return;
-    stop_ = true;
-  }
-  stop_cv_.notify_all();
+  if (stop_.exchange(true)) return;
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mu_);
   Status st = buffer_.empty() ? PersistLocked() : FlushLocked(last_poll_);
@@ -50,10 +45,7 @@ void InstanceCapture::Stop() {
 
 void InstanceCapture::Loop() {
   for (;;) {
-    {
-      std::lock_guard lock(stop_mu_);
-      if (stop_) return;
-    }
+    if (stop_) return;
     {
       std::lock_guard lock(mu_);
       Status st = PollLocked();

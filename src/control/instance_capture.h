@@ -6,7 +6,7 @@
 // LatestRestorableTime.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -68,9 +68,7 @@ class InstanceCapture {
   bool first_poll_ = true;
   Status error_;
 
-  std::mutex stop_mu_;
-  std::condition_variable stop_cv_;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
   std::thread thread_;
 };
 

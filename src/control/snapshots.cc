@@ -177,7 +177,7 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
     return;
   }
   Event("db-instance", r.id, InstanceArn(r.id),
-        r.restore_source.rfind("pitr|", 0) == 0 ? "Restored from DB instance to a point in time" : "Restored from snapshot",
+        IsPointInTimeRestore(r.restore_source) ? "Restored from DB instance to a point in time" : "Restored from snapshot",
         {"restoration"});
   std::lock_guard wake(scheduler_mu);
   scheduler_cv.notify_all();

@@ -218,7 +218,7 @@ class S3Store final : public ObjectStore {
       for (auto c : result.children("Contents")) {
         std::string key = c.child_value("Key");
         if (key.rfind(config_.prefix, 0) != 0) continue;
-        out.push_back({key.substr(config_.prefix.size()), std::stoull(c.child_value("Size"))});
+        out.push_back({key.substr(config_.prefix.size()), std::strtoull(c.child_value("Size"), nullptr, 10)});
       }
       if (std::string(result.child_value("IsTruncated")) != "true") break;
       token = result.child_value("NextContinuationToken");
@@ -265,7 +265,8 @@ class S3Store final : public ObjectStore {
     ASSIGN_OR_RETURN(auto r, Send("HEAD", ObjectPath(key), "", {}, ""));
     if (r.status == 404) return std::optional<uint64_t>();
     if (r.status != 200) return Failure("HEAD", key, r);
-    return std::optional<uint64_t>(std::stoull(r.Header("Content-Length").empty() ? "0" : r.Header("Content-Length")));
+    // A missing or malformed length reads as 0 rather than throwing.
+    return std::optional<uint64_t>(std::strtoull(r.Header("Content-Length").c_str(), nullptr, 10));
   }
 
   std::string Describe() const override {

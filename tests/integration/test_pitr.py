@@ -224,6 +224,16 @@ class PointInTime(StrataTestCase):
         self.assertEqual(self.aws_error("rds", "describe-db-instance-automated-backups", "--db-instance-identifier",
                                         "nope"), "DBInstanceAutomatedBackupNotFound")
         ab = rds.describe_db_instance_automated_backups(DBInstanceIdentifier="app")["DBInstanceAutomatedBackups"][0]
+        self.assertEqual(ab["Status"], "active")
+        self.assertRegex(ab["DBInstanceAutomatedBackupsArn"], r"^arn:aws:rds:us-east-1:\d{12}:auto-backup:ab-[a-z0-9]{26}$")
+        by_status = self.aws("rds", "describe-db-instance-automated-backups", "--filters",
+                             "Name=status,Values=retained")["DBInstanceAutomatedBackups"]
+        self.assertEqual(by_status, [])
+        by_arn = rds.describe_db_instance_automated_backups(
+            DBInstanceAutomatedBackupsArn=ab["DBInstanceAutomatedBackupsArn"])["DBInstanceAutomatedBackups"]
+        self.assertEqual([b["DbiResourceId"] for b in by_arn], [ab["DbiResourceId"]])
+        self.assertEqual(self.aws_error("rds", "describe-db-instance-automated-backups", "--filters",
+                                        "Name=nonsense,Values=x"), "InvalidParameterValue")
         self.assertEqual(self.aws_error("rds", "delete-db-instance-automated-backup", "--dbi-resource-id",
                                         ab["DbiResourceId"]), "InvalidDBInstanceAutomatedBackupState")
 
