@@ -85,10 +85,11 @@ bool IsPointInTimeRestore(const std::string& restore_source) {
   return DecodePitrSource(restore_source).has_value();
 }
 
-Status ControlPlane::Impl::FinishPointInTime(const catalog::InstanceRecord& r) {
+Result<std::optional<TimePoint>> ControlPlane::Impl::FinishPointInTime(const catalog::InstanceRecord& r) {
   auto p = DecodePitrSource(r.restore_source);
-  if (!p) return Status::Ok();
-  return ReplayChangeLog(r, p->resource_id, p->seq_before, p->time_before, p->target);
+  if (!p) return std::optional<TimePoint>();
+  RETURN_IF_ERROR(ReplayChangeLog(r, p->resource_id, p->seq_before, p->time_before, p->target));
+  return std::optional<TimePoint>(p->target);
 }
 
 std::string ControlPlane::Impl::AutomatedBackupArn(const std::string& resource_id) const {
@@ -269,6 +270,7 @@ void ControlPlane::Impl::Tick() {
   TimePoint now = Now();
   auto snaps = catalog->ListSnapshots();
   for (auto r : catalog->ListInstances()) {
+    Supervise(r);
     // A 0 <-> non-zero retention change waits for the maintenance window.
     if (r.pending_backup_retention_days && r.status == "available") {
       auto mw = ParseWeeklyWindow("PreferredMaintenanceWindow", r.maintenance_window);
@@ -331,6 +333,11 @@ void ControlPlane::Impl::OnRetentionChanged(const catalog::InstanceRecord& r) {
   if (!catalog->GetAutomatedBackup(r.resource_id).ok()) return;
   Status st = DeleteAutomatedBackups(r.resource_id);
   if (!st.ok()) log::Warn("deleting automated backups failed", {{"instance", r.id}, {"error", st.ToString()}});
+  if (engine::Engine* eng = engine::FindEngine(r.engine)) {
+    if (Status rel = eng->ReleaseCapture(SpecOf(r)); !rel.ok()) {
+      log::Warn("releasing the capture's hold on the log failed", {{"instance", r.id}, {"error", rel.ToString()}});
+    }
+  }
   Event("db-instance", r.id, InstanceArn(r.id), "Automated backups for this DB instance have been disabled",
         {"backup"});
 }
@@ -369,7 +376,19 @@ Status ControlPlane::Impl::ReplayChangeLog(const catalog::InstanceRecord& r, con
                                            int64_t seq_before, TimePoint base_time_before, TimePoint target) {
   engine::Engine* eng = engine::FindEngine(r.engine);
   if (!eng) return Status(errors::kInternalFailure, "unknown engine " + r.engine);
-  ASSIGN_OR_RETURN(auto segments, backups->ListLogSegments(resource_id, base_time_before, target));
+  // An engine that stops its own replay at the target needs the log a little
+  // past it, which may still be on its way from the source's capture.
+  const auto lookahead = eng->LogLookahead();
+  const TimePoint until = target + lookahead;
+  if (lookahead.count() > 0) {
+    auto deadline = std::chrono::steady_clock::now() + lookahead + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto capture = CaptureOf(resource_id);
+      if (!capture || capture->RestorableUntil() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ASSIGN_OR_RETURN(auto segments, backups->ListLogSegments(resource_id, base_time_before, until));
   int64_t applied = seq_before;
   std::vector<std::string> redo;
   size_t redo_bytes = 0;
@@ -378,7 +397,7 @@ Status ControlPlane::Impl::ReplayChangeLog(const catalog::InstanceRecord& r, con
     ASSIGN_OR_RETURN(auto records, DecodeLogRecords(bytes));
     for (auto& rec : records) {
       if (rec.seq <= applied) continue;  // in the base already, or stored twice
-      if (rec.time > target) break;
+      if (rec.time > until) break;
       if (rec.seq != applied + 1) {
         return Status(errors::kCorruption,
                       fmt::format("the change log is missing transactions {} to {}", applied + 1, rec.seq - 1));

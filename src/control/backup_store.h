@@ -26,6 +26,8 @@ struct StoredSnapshot {
 };
 
 using Progress = std::function<void(int percent)>;
+// The files of a snapshot known only once the others are stored.
+using LateFiles = std::function<Result<std::vector<engine::FileSource>>()>;
 
 // One stored segment of an instance's change log.
 struct LogSegmentRef {
@@ -38,12 +40,14 @@ struct LogSegmentRef {
 class BackupStore {
  public:
   virtual ~BackupStore() = default;
-  // Stores `files` as snapshot `id`. Visible (and listed) only once every byte
-  // is durable; on failure nothing is left that claims to be the snapshot.
+  // Stores `files` (then `late_files`, if given) as snapshot `id`. Visible
+  // (and listed) only once every byte is durable; on failure nothing is left
+  // that claims to be the snapshot.
   virtual Result<StoredSnapshot> PutSnapshot(const std::string& id,
                                              const std::map<std::string, std::string>& metadata,
                                              const std::vector<engine::FileSource>& files,
-                                             const std::string& parent_id, const Progress& progress) = 0;
+                                             const std::string& parent_id, const Progress& progress,
+                                             const LateFiles& late_files = nullptr) = 0;
   // Writes the snapshot's files under `target` (created if missing), every
   // chunk checked before it is written.
   virtual Status RestoreSnapshot(const std::string& id, const std::filesystem::path& target,

@@ -2,6 +2,15 @@
 
 #include "control/control_impl.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/ranges.h>
+
+#include <set>
+
 namespace strata::control {
 ControlPlane::ControlPlane(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ControlPlane::~ControlPlane() { Shutdown(); }
@@ -60,6 +69,16 @@ void ControlPlane::Shutdown() {
   impl_->StopScheduler();
   if (impl_->workers) impl_->workers->Shutdown();
   impl_->StopAllCaptures();
+  if (impl_->config.stop_servers_on_shutdown) {
+    // Servers stop cleanly with stratad and start again with it (Recover).
+    for (const auto& r : impl_->catalog->ListInstances()) {
+      engine::Engine* e = engine::FindEngine(r.engine);
+      if (!e || !e->UsesPort() || r.status == "deleting") continue;
+      if (Status st = e->Stop(SpecOf(r)); !st.ok()) {
+        log::Warn("stopping the server failed", {{"instance", r.id}, {"error", st.ToString()}});
+      }
+    }
+  }
   std::lock_guard lock(impl_->tx_mu);
   for (auto& [id, tx] : impl_->transactions) {
     std::lock_guard tx_lock(tx->mu);
@@ -74,7 +93,8 @@ Result<Instance> ControlPlane::CreateInstance(const CreateInstanceRequest& req) 
   r.id = ToLower(req.id);
   engine::Engine* eng = engine::FindEngine(req.engine);
   if (!eng) {
-    return InvalidValue(fmt::format("Invalid DB engine: {}. Strata runs: sqlite", req.engine));
+    return InvalidValue(fmt::format("Invalid DB engine: {}. Strata runs: {}", req.engine,
+                                    fmt::join(engine::EngineNames(), ", ")));
   }
   r.engine = eng->Name();
   r.engine_version = req.engine_version.value_or(eng->DefaultVersion());
@@ -130,7 +150,19 @@ Result<Instance> ControlPlane::CreateInstance(const CreateInstanceRequest& req) 
   if (req.port && (*req.port < 1150 || *req.port > 65535)) {
     return InvalidValue("Invalid Port: must be from 1150 to 65535");
   }
-  r.port = req.port.value_or(0);
+  if (eng->UsesPort()) {
+    // A server engine needs its master user, as RDS requires for it.
+    if (r.master_username.empty()) {
+      return InvalidValue("The parameter MasterUsername must be provided and must not be blank.");
+    }
+    if (!req.master_password) {
+      return InvalidValue("The parameter MasterUserPassword must be provided and must not be blank.");
+    }
+    ASSIGN_OR_RETURN(r.engine_state, eng->SealCredentials(r.master_username, *req.master_password));
+    ASSIGN_OR_RETURN(r.port, impl_->AssignPort(req.port));
+  } else {
+    r.port = req.port.value_or(0);
+  }
   if (req.tags.size() > kMaxTagsPerResource) {
     return InvalidValue(fmt::format("A resource may have at most {} tags", kMaxTagsPerResource));
   }
@@ -400,6 +432,50 @@ Status ControlPlane::RollbackTransaction(const std::string& resource_arn, const 
   std::lock_guard lock(impl_->tx_mu);
   impl_->transactions.erase(id);
   return st;
+}
+
+Result<int> ControlPlane::Impl::AssignPort(std::optional<int> requested) {
+  std::lock_guard lock(port_mu);
+  std::set<int> taken;
+  for (const auto& r : catalog->ListInstances()) {
+    if (r.port > 0) taken.insert(r.port);
+  }
+  if (requested) {
+    if (taken.count(*requested)) {
+      return InvalidValue(fmt::format("Port {} is used by another DB instance on this host.", *requested));
+    }
+    return *requested;
+  }
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    close(fd);
+    if (port > 0 && !taken.count(port)) return port;
+  }
+  return Status(errors::kInternalFailure, "no free loopback port for the DB instance");
+}
+
+void ControlPlane::Impl::Supervise(const catalog::InstanceRecord& r) {
+  if (r.status != "available" && r.status != "backing-up" && r.status != "modifying") return;
+  engine::Engine* e = engine::FindEngine(r.engine);
+  if (!e || e->CheckRunning(SpecOf(r)).ok()) return;
+  log::Warn("server not running: restarting it", {{"instance", r.id}});
+  Status st = e->Start(SpecOf(r));
+  if (st.ok()) {
+    Event("db-instance", r.id, InstanceArn(r.id), "DB instance restarted: its server had stopped", {"availability"});
+  } else {
+    log::Error("restart failed", {{"instance", r.id}, {"error", st.ToString()}});
+    Event("db-instance", r.id, InstanceArn(r.id), "DB instance restart failed: " + st.message(), {"failure"});
+  }
 }
 
 Result<engine::Endpoint> ControlPlane::InstanceEndpoint(const std::string& id) {

@@ -47,6 +47,7 @@ inline engine::InstanceSpec SpecOf(const catalog::InstanceRecord& r) {
   spec.db_name = r.db_name;
   spec.master_username = r.master_username;
   spec.port = r.port;
+  spec.engine_state = r.engine_state;
   return spec;
 }
 
@@ -214,6 +215,13 @@ class ControlPlane::Impl {
     }
   }
 
+  // The loopback port of a new instance of an engine that serves on one: the
+  // one asked for if no other instance has it, else a free one.
+  std::mutex port_mu;
+  Result<int> AssignPort(std::optional<int> requested);
+  // Restarts the server of an instance whose engine says it is not running.
+  void Supervise(const catalog::InstanceRecord& r);
+
   std::string DefaultBackupWindow() {
     std::random_device rd;
     int start = kDefaultBackupBlockStart + static_cast<int>(rd() % 15) * 30;
@@ -295,7 +303,8 @@ class ControlPlane::Impl {
   // Turns automated backups on (capture starts with the next pass) or off (all deleted).
   void OnRetentionChanged(const catalog::InstanceRecord& r);
   // For a point-in-time restore: replays the log onto the restored base (no-op otherwise).
-  Status FinishPointInTime(const catalog::InstanceRecord& r);
+  // Returns the restore's target time (nullopt for a restore from a snapshot).
+  Result<std::optional<TimePoint>> FinishPointInTime(const catalog::InstanceRecord& r);
 
   // A new instance record (creating) from a snapshot's settings and the request's overrides.
   Result<catalog::InstanceRecord> RestoredInstance(const catalog::SnapshotRecord& snap,

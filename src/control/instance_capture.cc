@@ -112,14 +112,18 @@ Status InstanceCapture::FlushLocked(TimePoint polled_at) {
 
 Status InstanceCapture::PersistLocked() {
   last_persist_ = clock_.Now();
+  // Only called with nothing buffered: the position is durable in the repository.
   std::string position = capture_->Position();
-  return catalog_->InTransaction([&]() -> Status {
+  RETURN_IF_ERROR(catalog_->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto ab, catalog_->GetAutomatedBackup(resource_id_));
     ab.capture_position = position;
     ab.last_seq = next_seq_ - 1;
     ab.restorable_until = durable_until_;
     return catalog_->PutAutomatedBackup(ab);
-  });
+  }));
+  // Recorded where a restart resumes: the engine may drop its log up to here.
+  capture_->Durable(position);
+  return Status::Ok();
 }
 
 }  // namespace strata::control

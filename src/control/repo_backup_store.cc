@@ -12,10 +12,20 @@ class RepoBackupStore final : public BackupStore {
 
   Result<StoredSnapshot> PutSnapshot(const std::string& id, const std::map<std::string, std::string>& metadata,
                                      const std::vector<engine::FileSource>& files, const std::string&,
-                                     const Progress& progress) override {
-    std::vector<repo::FileSource> sources;
-    for (const auto& f : files) sources.push_back({f.path, f.size, f.mode, f.read_at});
-    ASSIGN_OR_RETURN(auto stats, repo_->CreateSnapshot(id, metadata, sources, progress));
+                                     const Progress& progress, const LateFiles& late_files) override {
+    auto convert = [](const std::vector<engine::FileSource>& in) {
+      std::vector<repo::FileSource> out;
+      for (const auto& f : in) out.push_back({f.path, f.size, f.mode, f.read_at});
+      return out;
+    };
+    repo::LateFilesFn late;
+    if (late_files) {
+      late = [&]() -> Result<std::vector<repo::FileSource>> {
+        ASSIGN_OR_RETURN(auto more, late_files());
+        return convert(more);
+      };
+    }
+    ASSIGN_OR_RETURN(auto stats, repo_->CreateSnapshot(id, metadata, convert(files), progress, late));
     return StoredSnapshot{static_cast<int64_t>(stats.logical_bytes), static_cast<int64_t>(stats.stored_bytes)};
   }
 

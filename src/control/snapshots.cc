@@ -118,7 +118,7 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
       };
       RunAtBackgroundPriority([&] {
         stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(), "",
-                                      progress);
+                                      progress, [&] { return (*view)->Complete(); });
       });
     }
   }
@@ -157,8 +157,13 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   engine::InstanceSpec spec = SpecOf(r);
   Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + r.engine);
   if (st.ok()) st = backups->RestoreSnapshot(RestoreSourceSnapshot(r.restore_source), spec.data_dir, nullptr);
-  if (st.ok()) st = FinishPointInTime(r);
-  if (st.ok()) st = eng->FinishRestore(spec);
+  std::optional<TimePoint> point_in_time;
+  if (st.ok()) {
+    auto pit = FinishPointInTime(r);
+    st = pit.status();
+    if (pit.ok()) point_in_time = *pit;
+  }
+  if (st.ok()) st = eng->FinishRestore(spec, point_in_time);
   if (st.ok()) st = eng->Start(spec);
   if (!st.ok()) {
     log::Error("restore failed", {{"instance", r.id}, {"error", st.ToString()}});
@@ -397,7 +402,11 @@ Result<catalog::InstanceRecord> ControlPlane::Impl::RestoredInstance(const catal
   }
   r.db_name = req.db_name.value_or(snap.db_name);
   r.master_username = snap.master_username;
-  r.port = req.port.value_or(snap.port);
+  if (engine::Engine* eng = engine::FindEngine(snap.engine); eng && eng->UsesPort()) {
+    ASSIGN_OR_RETURN(r.port, AssignPort(req.port));
+  } else {
+    r.port = req.port.value_or(snap.port);
+  }
   r.backup_retention_days = req.backup_retention_days.value_or(snap.backup_retention_days);
   if (r.backup_retention_days < 0 || r.backup_retention_days > 35) {
     return InvalidValue("Invalid BackupRetentionPeriod: must be from 0 to 35 days");

@@ -33,8 +33,10 @@ struct InstanceSpec {
   std::filesystem::path data_dir;
   std::string db_name;
   std::string master_username;
-  std::string master_password;  // only on Create; never stored by the engine in plain text
   int port = 0;
+  // What SealCredentials made of the master password (postgres: a SCRAM
+  // verifier); the password itself never reaches the engine's storage.
+  std::string engine_state;
 };
 
 struct Endpoint {
@@ -99,6 +101,10 @@ class SnapshotView {
   // The time the view was taken: every transaction committed before it is inside.
   virtual TimePoint DatabaseTime() const = 0;
   virtual uint32_t PageSize() const = 0;
+  // Called once Files() have been read: ends the view and returns the files
+  // whose contents are known only then (postgres: backup_label and the WAL
+  // written while the files were copied). sqlite: none.
+  virtual Result<std::vector<FileSource>> Complete() { return std::vector<FileSource>{}; }
 };
 
 // One committed transaction from an engine's log. commit_time is when Strata
@@ -132,6 +138,10 @@ class ChangeCapture {
   // Where the capture stands after the last returned transaction, to resume
   // from after a restart (engine-specific text).
   virtual std::string Position() const = 0;
+  // Everything up to `position` (an earlier Position()) is durable in the
+  // repository: the engine may let go of its log up to there (postgres:
+  // advances its replication slot). sqlite keeps no log for Strata.
+  virtual void Durable(const std::string& position) { (void)position; }
 };
 
 class Engine {
@@ -141,6 +151,15 @@ class Engine {
   virtual std::string DefaultVersion() const = 0;
   // Versions CreateDBInstance accepts for EngineVersion.
   virtual bool SupportsVersion(const std::string& version) const = 0;
+  // Whether an instance serves on a TCP port (which control allocates).
+  virtual bool UsesPort() const { return false; }
+  // Checks the master user name and turns the password into what the engine
+  // keeps (InstanceSpec::engine_state); never the password itself.
+  virtual Result<std::string> SealCredentials(const std::string& username, const std::string& password) const {
+    (void)username;
+    (void)password;
+    return std::string();
+  }
 
   // Creates the database in spec.data_dir. Idempotent: creating over a
   // complete earlier attempt succeeds, so a crash mid-create can be resumed.
@@ -148,15 +167,24 @@ class Engine {
   // Brings a created instance into service (sqlite: checks the file; postgres: starts the server).
   virtual Status Start(const InstanceSpec& spec) = 0;
   virtual Status Stop(const InstanceSpec& spec) = 0;
+  // Whether a started instance is still serving (postgres: its postmaster
+  // lives); control restarts one that is not.
+  virtual Status CheckRunning(const InstanceSpec& spec) {
+    (void)spec;
+    return Status::Ok();
+  }
   // Stops and removes everything in spec.data_dir.
   virtual Status Destroy(const InstanceSpec& spec) = 0;
 
   // A consistent online view for a snapshot, taken at `now`.
   virtual Result<std::unique_ptr<SnapshotView>> OpenSnapshot(const InstanceSpec& spec,
                                                              TimePoint now) = 0;
-  // Called after a snapshot's files were restored into spec.data_dir (a new
-  // instance's directory): makes them a runnable instance and checks them.
-  virtual Status FinishRestore(const InstanceSpec& spec) = 0;
+  // Called after a snapshot's files (and, for a point-in-time restore, the
+  // change log through ApplyTransactions) were restored into spec.data_dir (a
+  // new instance's directory): makes them a runnable instance and checks
+  // them. point_in_time: the restore's target, for engines that stop their
+  // own replay there (postgres); sqlite's log was cut at the target already.
+  virtual Status FinishRestore(const InstanceSpec& spec, std::optional<TimePoint> point_in_time) = 0;
 
   // Starts capturing committed transactions, resuming after `position` (from
   // an earlier capture's Position()) if it still continues; empty: from now.
@@ -166,6 +194,17 @@ class Engine {
   // snapshot into spec.data_dir (before FinishRestore). A transaction the
   // files already hold is replayed harmlessly: redo records are page images.
   virtual Status ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) = 0;
+  // How far past a restore's target the change log must be applied. Zero
+  // when each captured transaction carries its own commit time (sqlite).
+  // postgres stamps WAL with when Strata received it, a little after the
+  // commits inside, and stops replay at the target itself.
+  virtual std::chrono::milliseconds LogLookahead() const { return std::chrono::milliseconds(0); }
+  // Automated backups were turned off: lets go of what capture held in the
+  // instance (postgres: drops its replication slot, so WAL is not kept).
+  virtual Status ReleaseCapture(const InstanceSpec& spec) {
+    (void)spec;
+    return Status::Ok();
+  }
 
   virtual Endpoint GetEndpoint(const InstanceSpec& spec) const = 0;
   virtual Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,

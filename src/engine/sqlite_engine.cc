@@ -191,12 +191,4 @@ Result<std::unique_ptr<Session>> SqliteEngine::OpenSession(const InstanceSpec& s
   return std::unique_ptr<Session>(new SqliteSession(std::move(db)));
 }
 
-Engine* FindEngine(const std::string& name) {
-  static SqliteEngine sqlite_engine;
-  if (name == "sqlite") return &sqlite_engine;
-  return nullptr;
-}
-
-std::vector<std::string> EngineNames() { return {"sqlite"}; }
-
 }  // namespace strata::engine

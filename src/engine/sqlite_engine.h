@@ -20,7 +20,7 @@ class SqliteEngine final : public Engine {
   Status Destroy(const InstanceSpec& spec) override;
   Result<std::unique_ptr<SnapshotView>> OpenSnapshot(const InstanceSpec& spec,
                                                      TimePoint now) override;
-  Status FinishRestore(const InstanceSpec& spec) override;
+  Status FinishRestore(const InstanceSpec& spec, std::optional<TimePoint> point_in_time) override;
   Result<std::unique_ptr<ChangeCapture>> StartCapture(const InstanceSpec& spec, const Clock& clock,
                                                       const std::string& position) override;
   Status ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) override;

@@ -172,7 +172,7 @@ Result<std::unique_ptr<SnapshotView>> SqliteEngine::OpenSnapshot(const InstanceS
   return std::unique_ptr<SnapshotView>(std::move(v));
 }
 
-Status SqliteEngine::FinishRestore(const InstanceSpec& spec) {
+Status SqliteEngine::FinishRestore(const InstanceSpec& spec, std::optional<TimePoint>) {
   std::error_code ec;
   // A restored file stands alone: no WAL or shared-memory index may sit beside it.
   std::filesystem::remove(DatabaseFile(spec).string() + "-wal", ec);

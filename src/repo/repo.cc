@@ -288,7 +288,7 @@ uint32_t Repository::chunk_size() const { return impl_->chunk_size; }
 Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
                                                  const std::map<std::string, std::string>& metadata,
                                                  const std::vector<FileSource>& files,
-                                                 const ProgressFn& progress) {
+                                                 const ProgressFn& progress, const LateFilesFn& late_files) {
   if (!ValidSnapshotId(id)) return Status(errors::kInvalidParameterValue, "bad snapshot id " + id);
   std::shared_lock gc_guard(impl_->gc_mu);
   ASSIGN_OR_RETURN(auto exists, impl_->store->Stat(ManifestKey(id)));
@@ -307,7 +307,7 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
   Impl::PackWriter writer(impl_.get());
   uint64_t done_bytes = 0;
   std::string buf, next_buf;
-  for (const auto& f : files) {
+  auto add_file = [&](const FileSource& f) -> Status {
     ManifestFile mf{f.path, f.size, f.mode, {}};
     mf.chunks.reserve((f.size + cs - 1) / cs);
     // The next batch is read on its own thread while this one is processed.
@@ -351,9 +351,15 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
         RETURN_IF_ERROR(writer.Add(p.hash, std::move(p.stored), p.raw_size, p.codec));
       }
       done_bytes += buf.size();
-      if (progress && total) progress(static_cast<int>(done_bytes * 99 / total));
+      if (progress && total) progress(static_cast<int>(std::min<uint64_t>(99, done_bytes * 99 / total)));
     }
     m.files.push_back(std::move(mf));
+    return Status::Ok();
+  };
+  for (const auto& f : files) RETURN_IF_ERROR(add_file(f));
+  if (late_files) {
+    ASSIGN_OR_RETURN(auto more, late_files());
+    for (const auto& f : more) RETURN_IF_ERROR(add_file(f));
   }
   RETURN_IF_ERROR(writer.Finish());
   // The manifest goes last: only now is every chunk it names durable.

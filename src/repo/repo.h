@@ -71,6 +71,9 @@ struct FileSource {
 };
 
 using ProgressFn = std::function<void(int percent)>;
+// Files known only once the others are read (a PostgreSQL backup's label
+// and WAL): called after them, its files are stored in the same snapshot.
+using LateFilesFn = std::function<Result<std::vector<FileSource>>()>;
 
 struct SnapshotStats {
   uint64_t logical_bytes = 0;  // sum of file sizes
@@ -147,7 +150,8 @@ class Repository {
   Result<SnapshotStats> CreateSnapshot(const std::string& id,
                                        const std::map<std::string, std::string>& metadata,
                                        const std::vector<FileSource>& files,
-                                       const ProgressFn& progress = nullptr);
+                                       const ProgressFn& progress = nullptr,
+                                       const LateFilesFn& late_files = nullptr);
   // Writes the snapshot's files under target_dir. Chunks already correct in an
   // existing target file are not rewritten (delta restore). A missing or
   // corrupt chunk fails with kCorruption naming the file and offset.

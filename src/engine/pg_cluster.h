@@ -1,0 +1,62 @@
+// Private to engine/: one PostgreSQL cluster of an instance, as the engine's
+// parts see it. Layout under the instance's data dir:
+//   pgdata/          the cluster (initdb), including strata.conf, the settings
+//                    Strata owns (port, socket, WAL), rewritten at each start
+//   run/             the server's Unix socket, private to its OS user: Strata
+//                    connects through it as the master user without a password
+//   postgres.log     the server's log
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "engine/engine.h"
+
+namespace strata::engine::pg {
+
+inline constexpr uint64_t kWalSegmentBytes = 16ull << 20;  // initdb's default, which Strata keeps
+inline constexpr const char* kCaptureSlot = "strata_capture";
+
+inline std::filesystem::path ClusterDir(const InstanceSpec& spec) { return spec.data_dir / "pgdata"; }
+inline std::filesystem::path SocketDir(const InstanceSpec& spec) { return spec.data_dir / "run"; }
+inline std::filesystem::path LogFile(const InstanceSpec& spec) { return spec.data_dir / "postgres.log"; }
+
+struct ConnCloser {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+struct ResultClearer {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using Conn = std::unique_ptr<PGconn, ConnCloser>;
+using PgResult = std::unique_ptr<PGresult, ResultClearer>;
+
+// Connects through the private socket as the master user; `database` empty:
+// the instance's DBName (or "postgres"). replication: a physical replication
+// connection (walsender), for the change-log capture.
+Result<Conn> Connect(const InstanceSpec& spec, const std::string& database, bool replication = false);
+// Runs one command; an error result becomes `code` with the server's message.
+Result<PgResult> Exec(PGconn* conn, const std::string& sql, const ErrorCode& code = errors::kInternalFailure);
+// The first column of the first row.
+Result<std::string> QueryValue(PGconn* conn, const std::string& sql);
+
+std::string QuoteIdent(const std::string& name);
+std::string QuoteLiteral(const std::string& text);
+
+// WAL positions ("16/B374D848") and segment file names.
+Result<uint64_t> ParseLsn(const std::string& text);
+std::string FormatLsn(uint64_t lsn);
+std::string SegmentName(uint32_t timeline, uint64_t segment_number);
+
+// Starts the server with pg_ctl (waiting until it accepts connections),
+// after rewriting strata.conf with `extra_conf` appended (recovery settings).
+Status StartServer(const InstanceSpec& spec, const std::string& extra_conf = "");
+
+// The last lines of the server's log, for an error message.
+std::string LogTail(const InstanceSpec& spec, size_t lines = 8);
+
+}  // namespace strata::engine::pg
