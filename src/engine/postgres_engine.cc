@@ -101,14 +101,26 @@ std::optional<pid_t> RunningPostmaster(const InstanceSpec& spec) {
   std::ifstream in(ClusterDir(spec) / "postmaster.pid");
   long pid = 0;
   if (!(in >> pid) || pid <= 0) return std::nullopt;
-  if (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) return static_cast<pid_t>(pid);
-  return std::nullopt;
+  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return std::nullopt;
+  // A postmaster that exited but was not reaped (PID 1 in some containers
+  // does not reap orphans) is a zombie: dead for our purposes.
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  std::getline(stat, line);
+  auto close_paren = line.rfind(')');
+  if (close_paren != std::string::npos && close_paren + 2 < line.size() && line[close_paren + 2] == 'Z') {
+    return std::nullopt;
+  }
+  return static_cast<pid_t>(pid);
 }
 
 }  // namespace
 
 Status pg::StartServer(const InstanceSpec& spec, const std::string& extra_conf) {
   ASSIGN_OR_RETURN(auto user, ServerUser());
+  // stratad makes its data dir private at each start; the server's user
+  // needs to pass through it to its own directory.
+  RETURN_IF_ERROR(MakeReachable(spec.data_dir, user));
   std::error_code ec;
   std::filesystem::create_directories(SocketDir(spec), ec);
   if (ec) return IoError("create " + SocketDir(spec).string(), ec);

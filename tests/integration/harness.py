@@ -98,6 +98,22 @@ class Stratad:
             return ""
 
 
+def stop_postgres_servers(root):
+    """Stops any PostgreSQL server left under root (after a SIGKILLed stratad)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        if "postmaster.pid" in filenames:
+            try:
+                pid = int(open(os.path.join(dirpath, "postmaster.pid")).readline())
+                os.kill(pid, signal.SIGQUIT)  # immediate shutdown
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    os.kill(pid, 0)
+                    time.sleep(0.05)
+            except (OSError, ValueError):
+                pass
+        dirnames[:] = [d for d in dirnames if d not in ("base", "pg_wal", "global", "repo")]
+
+
 class StrataTestCase(unittest.TestCase):
     """Starts stratad for each test; offers aws(), boto3 clients and strata()."""
 
@@ -121,6 +137,7 @@ class StrataTestCase(unittest.TestCase):
 
     def _cleanup(self):
         self.server.stop()
+        stop_postgres_servers(self.tmp)
         if os.environ.get("STRATA_KEEP_TMP"):
             print("kept", self.tmp)
         else:
