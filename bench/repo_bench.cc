@@ -4,6 +4,7 @@
 //
 //   repo_bench --dir /tmp/strata-bench --size-mib 1024
 //   repo_bench --rss-gib 10        # peak RSS while snapshotting a generated 10 GiB file
+//   repo_bench --encrypt ...       # the same with the repository encrypted (random key)
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -90,9 +91,21 @@ long PeakRssMiB() {
   return ru.ru_maxrss / 1024;
 }
 
-int RssTest(uint64_t gib, const fs::path& dir) {
+repo::RepoOptions Options(bool encrypt) {
+  repo::RepoOptions o;
+  if (encrypt) {
+    std::string key(32, '\0');
+    std::random_device rd;
+    for (auto& c : key) c = static_cast<char>(rd());
+    o.keyring = repo::NewKeyringOfKey(key).value();
+  }
+  return o;
+}
+
+int RssTest(uint64_t gib, const fs::path& dir, bool encrypt) {
   fs::remove_all(dir / "rss-repo");
-  auto repository = repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "rss-repo")).value()).value();
+  auto repository =
+      repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "rss-repo")).value(), Options(encrypt)).value();
   uint64_t size = gib << 30;
   repo::FileSource gen{"data.db", size, 0644, [](uint64_t off, std::span<std::byte> out) -> Result<size_t> {
                          for (size_t i = 0; i < out.size(); i += kPage) FillPage((off + i) / kPage, 0, reinterpret_cast<char*>(out.data() + i));
@@ -114,15 +127,17 @@ int main(int argc, char** argv) {
   uint64_t size_mib = 1024;
   uint64_t rss_gib = 0;
   int days = 30;
+  bool encrypt = false;
   CLI::App app{"repository benchmark"};
   app.add_option("--dir", dir_s);
   app.add_option("--size-mib", size_mib);
   app.add_option("--rss-gib", rss_gib);
   app.add_option("--days", days);
+  app.add_flag("--encrypt", encrypt, "Encrypt the repository (AES-256-GCM, HMAC chunk ids)");
   CLI11_PARSE(app, argc, argv);
   fs::path dir = dir_s;
   fs::create_directories(dir);
-  if (rss_gib) return RssTest(rss_gib, dir);
+  if (rss_gib) return RssTest(rss_gib, dir, encrypt);
 
   fs::path db = dir / "data.db";
   uint64_t pages = (size_mib << 20) / kPage;
@@ -147,7 +162,8 @@ int main(int argc, char** argv) {
                                 dir.string()));
   uint64_t tarz_bytes = fs::file_size(dir / "tar.zst");
 
-  auto repository = repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "repo")).value()).value();
+  auto repository =
+      repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "repo")).value(), Options(encrypt)).value();
   auto t = std::chrono::steady_clock::now();
   auto full = repository->CreateSnapshot("full", {}, {FileOf(db)}).value();
   double full_s = Seconds(t);
@@ -163,7 +179,8 @@ int main(int argc, char** argv) {
   double restore_s = Seconds(t);
   if (Run(fmt::format("cmp -s {} {}/restore/data.db", db.string(), dir.string())) < 0) return 1;
 
-  std::printf("file                          %8.0f MiB (half random pages, half text-like)\n", mib);
+  std::printf("file                          %8.0f MiB (half random pages, half text-like)%s\n", mib,
+              encrypt ? ", repository encrypted" : "");
   std::printf("cp + fsync                    %8.2f s  %7.0f MiB/s\n", cp, mib / cp);
   std::printf("tar | zstd -1 -T0             %8.2f s  %7.0f MiB/s  -> %.0f MiB\n", tarz, mib / tarz,
               tarz_bytes / 1048576.0);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cmd/client.h"
+#include "cmd/repo_key.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
 
@@ -259,16 +260,24 @@ int SnapshotRestore(cli::Client& c, const std::string& snapshot, const std::stri
   return wait ? WaitInstance(c, instance) : 0;
 }
 
-// The repository DATA/repository names, opened directly (read-only use).
-Result<std::unique_ptr<repo::Repository>> OpenRepository(const std::string& data_dir) {
+struct RepoKeyFlags {
+  std::string key_file;  // empty: the one stratad recorded, if any
+  std::string key_id;
+};
+
+// The repository DATA/repository names, opened directly (read-only use),
+// with the key given or the one stratad recorded in DATA/repository-key.
+Result<std::unique_ptr<repo::Repository>> OpenRepository(const std::string& data_dir, const RepoKeyFlags& key) {
+  repo::RepoOptions options;
+  ASSIGN_OR_RETURN(options.keyring, cli::RepoKeyring(data_dir, key.key_file, key.key_id));
   ASSIGN_OR_RETURN(auto store, storage::OpenRepoOfDataDir(std::filesystem::path(data_dir)));
-  return repo::Repository::Open(std::move(store));
+  return repo::Repository::Open(std::move(store), options);
 }
 
 std::string Mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 1048576.0); }
 
-int RepoStats(const std::string& data_dir) {
-  auto repository = OpenRepository(data_dir);
+int RepoStats(const std::string& data_dir, const RepoKeyFlags& key) {
+  auto repository = OpenRepository(data_dir, key);
   if (!repository.ok()) return Die(repository.status());
   auto totals = (*repository)->Stats();
   if (!totals.ok()) return Die(totals.status());
@@ -288,8 +297,8 @@ int RepoStats(const std::string& data_dir) {
   return 0;
 }
 
-int RepoVerify(const std::string& data_dir, bool quick) {
-  auto repository = OpenRepository(data_dir);
+int RepoVerify(const std::string& data_dir, bool quick, const RepoKeyFlags& key) {
+  auto repository = OpenRepository(data_dir, key);
   if (!repository.ok()) return Die(repository.status());
   auto report = (*repository)->Verify(quick);
   if (!report.ok()) return Die(report.status());
@@ -345,16 +354,25 @@ int main(int argc, char** argv) {
   snap_restore->add_flag("--wait", snap_wait, "Wait until the instance is available");
   auto* repo_cmd = app.add_subcommand("repo", "The backup repository");
   repo_cmd->require_subcommand(1);
+  RepoKeyFlags repo_key;
+  auto add_key_flags = [&repo_key](CLI::App* cmd) {
+    auto* file = cmd->add_option(
+        "--repo-key-file", repo_key.key_file,
+        "Key file of an encrypted repository (default: the one stratad recorded in DATA/repository-key)");
+    cmd->add_option("--repo-key-id", repo_key.key_id, "The key's id (default: derived from the key)")->needs(file);
+  };
   bool quick = false;
   auto* verify = repo_cmd->add_subcommand("verify", "Check every snapshot's data; exit 1 on any problem");
   verify->add_flag("--quick", quick, "Only check that every chunk exists (no re-reading)");
+  add_key_flags(verify);
   auto* stats = repo_cmd->add_subcommand(
       "stats", "Repository totals and each snapshot's logical, referenced and unique stored bytes");
+  add_key_flags(stats);
 
   CLI11_PARSE(app, argc, argv);
 
-  if (*verify) return RepoVerify(cfg.data_dir, quick);
-  if (*stats) return RepoStats(cfg.data_dir);
+  if (*verify) return RepoVerify(cfg.data_dir, quick, repo_key);
+  if (*stats) return RepoStats(cfg.data_dir, repo_key);
   auto client = cli::Client::Create(cfg);
   if (!client.ok()) return Die(client.status());
   if (*status) return Status_(*client);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "api/api.h"
+#include "cmd/repo_key.h"
 #include "catalog/catalog.h"
 #include "common/clock.h"
 #include "common/credentials.h"
@@ -39,6 +40,8 @@ struct Options {
   bool s3_path_style = false;
   int s3_stall_timeout = 30;
   int repo_memory_mib = 256;
+  std::string repo_key_file;  // empty: an unencrypted repository
+  std::string repo_key_id;
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -122,6 +125,11 @@ int main(int argc, char** argv) {
                  "Working memory of one snapshot or restore, whatever the database's size")
       ->capture_default_str()
       ->check(CLI::Range(16, 65536));
+  auto* key_file = app.add_option("--repo-key-file", opt.repo_key_file,
+                                  "Encrypt the backup repository at rest with the 256-bit key in this file (32 raw "
+                                  "bytes or 64 hex digits, mode 0600); chosen when the repository is created");
+  app.add_option("--repo-key-id", opt.repo_key_id, "The key's id in the repository (default: derived from the key)")
+      ->needs(key_file);
   app.add_option("--s3-stall-timeout", opt.s3_stall_timeout,
                  "Seconds an S3 transfer may stall (under 1 KiB/s) before it is cut and retried")
       ->capture_default_str()
@@ -174,9 +182,16 @@ int main(int argc, char** argv) {
   auto store = OpenRepoStore(opt, data_dir);
   if (!store.ok()) return Fail(store.status());
   log::Info("backup repository", {{"store", (*store)->Describe()}});
-  auto repository = repo::Repository::Open(
-      std::move(*store), repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20));
+  auto repo_options = repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20);
+  if (!opt.repo_key_file.empty()) {
+    auto keyring = cli::RepoKeyring(data_dir, opt.repo_key_file, opt.repo_key_id);
+    if (!keyring.ok()) return Fail(keyring.status());
+    repo_options.keyring = *keyring;
+  }
+  auto repository = repo::Repository::Open(std::move(*store), repo_options);
   if (!repository.ok()) return Fail(repository.status());
+  if (!(*repository)->key_id().empty()) log::Info("repository encrypted", {{"key_id", (*repository)->key_id()}});
+  if (Status st = cli::RecordRepoKeyFile(data_dir, opt.repo_key_file, opt.repo_key_id); !st.ok()) return Fail(st);
   std::shared_ptr<repo::Repository> shared_repo = std::move(*repository);
 
   SystemClock clock;

@@ -70,6 +70,9 @@ inline constexpr ErrorCode kIoError{"IOError", 500};
 inline constexpr ErrorCode kNoSpace{"NoSpace", 507};
 inline constexpr ErrorCode kCorruption{"Corruption", 500};
 inline constexpr ErrorCode kKeyError{"KeyError", 500};
+// An encrypted repository whose key is not given, or not the one it was
+// encrypted with: RDS's code for a KMS key it cannot use.
+inline constexpr ErrorCode kKMSKeyNotAccessible{"KMSKeyNotAccessibleFault", 400};
 
 }  // namespace errors
 }  // namespace strata

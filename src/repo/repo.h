@@ -4,8 +4,17 @@
 // objects of tens of MiB with an index object each. A snapshot is a manifest:
 // its files and their chunk lists, plus the caller's metadata.
 //
+// Optionally encrypted at rest: chunk ids are then HMAC-SHA256 under a repo
+// key instead of SHA-256, and every chunk blob, index, manifest and
+// change-log segment is sealed with AES-256-GCM under a data key. Both keys
+// are random, made when the repository is created, and stored only wrapped
+// by a key-encryption key that a Keyring (below) holds.
+//
 // Layout in the object store (see docs/repository.md):
-//   config                 format version and chunking settings (JSON)
+//   config                 format version and chunking settings (JSON);
+//                          format 2: encrypted, with the key id(s)
+//   keys/<key-id>          encrypted repositories: the data and chunk-id
+//                          keys, wrapped by the keyring's key <key-id>
 //   packs/<id>             chunk blobs back to back
 //   index/<id>             the pack's entries (hash, offset, sizes), checksummed
 //   snapshots/<id>         a manifest, checksummed
@@ -20,7 +29,9 @@
 //   snapshot exists if and only if its manifest does: an interrupted backup
 //   leaves unreferenced packs (collected by garbage collection), never a
 //   listed snapshot with missing data.
-// - Every chunk's hash is checked when it is read back (restore, verify).
+// - Every chunk's hash is checked when it is read back (restore, verify);
+//   encrypted, every blob and object is also authenticated (GCM tag) under an
+//   AAD naming its chunk id or object key, so a swapped blob is corrupt too.
 //
 // repo/ knows nothing of engines or HTTP.
 // Thread safety: all methods may be called concurrently. Backups and
@@ -30,6 +41,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -42,6 +54,39 @@
 #include "storage/storage.h"
 
 namespace strata::repo {
+
+// Where the key-encryption keys (KEKs) of encrypted repositories come from,
+// named by key id. The repository never sees a KEK: it asks the keyring to
+// wrap its keys when it is created and to unwrap them when it is opened, as
+// it would ask a KMS (Encrypt/Decrypt with an encryption context). A key file
+// is the keyring there is today; a KMS client would implement these three.
+// Thread safety: implementations must allow concurrent calls.
+class Keyring {
+ public:
+  virtual ~Keyring() = default;
+  // The key id a new repository is encrypted with.
+  virtual std::string DefaultKeyId() const = 0;
+  // Encrypts `plain` under key `key_id`, bound to `context` (not secret, not
+  // stored in the result; Unwrap must be given the same). The result is
+  // opaque to the repository, which stores it.
+  virtual Result<std::string> Wrap(const std::string& key_id, std::string_view plain,
+                                   std::string_view context) = 0;
+  // The plain bytes, or kKMSKeyNotAccessible with a message saying why: the
+  // keyring has no key `key_id`, or its key does not open `wrapped` (another
+  // key under the same name, or a damaged object). Never wrong bytes.
+  virtual Result<std::string> Unwrap(const std::string& key_id, std::string_view wrapped,
+                                     std::string_view context) = 0;
+};
+
+// A keyring of one 256-bit key read from a file: 32 raw bytes, or 64 hex
+// digits (`openssl rand -hex 32`), surrounding whitespace ignored. The file
+// must not be readable by group or others (kInvalidParameterValue otherwise,
+// as ssh does for private keys). `key_id` names the key ([A-Za-z0-9._-], up
+// to 64 characters); empty: derived from the key ("key-" and 16 hex digits of
+// an HMAC of it), so the same file always has the same id.
+Result<std::shared_ptr<Keyring>> OpenKeyFile(const std::filesystem::path& path, const std::string& key_id = "");
+// The same from a key's 32 bytes, for tests and tools.
+Result<std::shared_ptr<Keyring>> NewKeyringOfKey(std::string_view key, const std::string& key_id = "");
 
 struct RepoOptions {
   // Chunk size for new repositories (a power of two, 512 B to 1 MiB). The
@@ -59,6 +104,16 @@ struct RepoOptions {
   // batches in flight, a pack filling and one being stored) within `bytes`,
   // whatever the database's size. The manifest (32 bytes per chunk) comes on top.
   static RepoOptions ForMemoryBudget(uint64_t bytes);
+
+  // Encryption at rest. A new repository is created encrypted under
+  // keyring->DefaultKeyId() when a keyring is given, unencrypted when not;
+  // that choice is for the repository's life. Opening an encrypted
+  // repository needs a keyring that holds its key (kKMSKeyNotAccessible
+  // otherwise: no key, another key id, or the wrong key under its id).
+  // Opening an unencrypted repository with a keyring fails with
+  // kInvalidParameterCombination rather than quietly storing plaintext for
+  // an operator who asked for encryption.
+  std::shared_ptr<Keyring> keyring = nullptr;
 };
 
 // One file to back up: read_at(offset, out) fills `out` (short only at the
@@ -143,6 +198,8 @@ class Repository {
   ~Repository();
 
   uint32_t chunk_size() const;
+  // The key id an encrypted repository was opened with; empty: unencrypted.
+  const std::string& key_id() const;
 
   // Stores `files` as snapshot `id` (DBSnapshot-independent: callers pass a
   // unique id). Chunks already in the repository are not stored again.
@@ -154,7 +211,8 @@ class Repository {
                                        const LateFilesFn& late_files = nullptr);
   // Writes the snapshot's files under target_dir. Chunks already correct in an
   // existing target file are not rewritten (delta restore). A missing or
-  // corrupt chunk fails with kCorruption naming the file and offset.
+  // corrupt chunk fails with kCorruption naming the file and offset (in an
+  // encrypted repository, a chunk that does not authenticate is corrupt).
   Status RestoreSnapshot(const std::string& id, const std::string& target_dir,
                          const ProgressFn& progress = nullptr);
   Result<SnapshotInfo> GetSnapshot(const std::string& id);
@@ -165,8 +223,6 @@ class Repository {
   // Removes the manifest; chunks go with the next CollectGarbage.
   Status DeleteSnapshot(const std::string& id);
 
-  // quick: every chunk a manifest names is in an index and its pack exists.
-  // full: also reads every pack and re-hashes every chunk.
   // Change log. Segments of one stream (an instance's DbiResourceId) are
   // numbered in append order; each covers commit times [first, last]. Append
   // is atomic: a segment is complete or absent.
@@ -180,11 +236,17 @@ class Repository {
   // Deletes the segments that end before `time_us` (retention); returns how many.
   Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us);
 
+  // quick: every chunk a manifest names is in an index and its pack exists.
+  // full: also reads every pack and re-hashes (and, encrypted, authenticates)
+  // every chunk, and reads every change-log segment.
   Result<VerifyReport> Verify(bool quick);
   Result<GcStats> CollectGarbage();
   Result<RepoStats> Stats();
   // Reads every manifest: the sizes of each snapshot, by id.
   Result<std::vector<SnapshotSize>> SnapshotSizes();
+
+  // Test hook: the 32-byte id the repository gives a chunk of these bytes.
+  Result<std::string> TEST_ChunkId(std::string_view plain) const;
 
   class Impl;
 

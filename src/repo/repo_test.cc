@@ -52,13 +52,18 @@ std::string ReadFile(const fs::path& p) {
 }
 
 // Every test runs on the posix driver and, when an S3 endpoint is given
-// (S3_ENDPOINT and keys, as scripts/test exports for its Ceph RGW), on S3.
+// (S3_ENDPOINT and keys, as scripts/test exports for its Ceph RGW), on S3;
+// and each of those again with the repository encrypted ("-encrypted"): the
+// same behaviour, crash safety and corruption checks must hold either way.
 class RepoTest : public ::testing::TestWithParam<std::string> {
  protected:
+  bool OnS3() const { return GetParam().rfind("s3", 0) == 0; }
+  bool Encrypted() const { return GetParam().find("-encrypted") != std::string::npos; }
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("repo_test_" + RandomHex(6));
     fs::create_directories(dir_);
-    if (GetParam() == "s3") {
+    if (Encrypted()) opts_.keyring = std::move(NewKeyringOfKey(std::string(32, '\x42'), "test-key")).value();
+    if (OnS3()) {
       const char* endpoint = std::getenv("S3_ENDPOINT");
       if (!endpoint || !*endpoint) GTEST_SKIP() << "S3_ENDPOINT not set: no S3 endpoint to test against";
       s3_.endpoint = endpoint;
@@ -99,7 +104,7 @@ class RepoTest : public ::testing::TestWithParam<std::string> {
   }
   // A second handle on the repository's objects, through the driver under test.
   std::unique_ptr<storage::ObjectStore> DriverStore() {
-    if (GetParam() == "s3") return std::move(storage::OpenS3Store(s3_)).value();
+    if (OnS3()) return std::move(storage::OpenS3Store(s3_)).value();
     return std::move(storage::OpenPosixStore(dir_ / "repo")).value();
   }
   fs::path dir_;
@@ -316,7 +321,13 @@ TEST_P(RepoTest, ChangeLogSegmentsByTime) {
   EXPECT_TRUE(repo_->ReadLogSegment((*neg)[0]).status().Is(errors::kCorruption));
 }
 
-INSTANTIATE_TEST_SUITE_P(Drivers, RepoTest, ::testing::Values("posix", "s3"));
+INSTANTIATE_TEST_SUITE_P(Drivers, RepoTest,
+                         ::testing::Values("posix", "s3", "posix-encrypted", "s3-encrypted"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace strata::repo
