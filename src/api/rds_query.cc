@@ -133,6 +133,14 @@ Status DeleteDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWrit
   return Status::Ok();
 }
 
+Status RebootDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
+  ASSIGN_OR_RETURN(auto id, p.Required("DBInstanceIdentifier"));
+  ASSIGN_OR_RETURN(auto failover, p.Bool("ForceFailover"));
+  ASSIGN_OR_RETURN(auto inst, cp.RebootInstance(id, failover.value_or(false)));
+  WriteInstance(x, inst);
+  return Status::Ok();
+}
+
 // --- snapshots ---------------------------------------------------------------
 
 Status CreateDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter& x) {
@@ -360,6 +368,7 @@ const std::map<std::string, Action, std::less<>>& Actions() {
       {"DescribeDBInstances", {DescribeDBInstances}},
       {"ModifyDBInstance", {ModifyDBInstance}},
       {"DeleteDBInstance", {DeleteDBInstance}},
+      {"RebootDBInstance", {RebootDBInstance}},
       {"CreateDBSnapshot", {CreateDBSnapshot}},
       {"DescribeDBSnapshots", {DescribeDBSnapshots}},
       {"DeleteDBSnapshot", {DeleteDBSnapshot}},

@@ -316,6 +316,35 @@ Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) 
   return impl_->ToInstance(deleting);
 }
 
+Result<Instance> ControlPlane::RebootInstance(const std::string& id, bool force_failover) {
+  catalog::InstanceRecord rebooting;
+  RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(auto r, impl_->catalog->GetInstance(ToLower(id)));
+    if (force_failover) {
+      return InvalidCombination(fmt::format("DB instance {} is not Multi-AZ: it cannot fail over.", r.id));
+    }
+    if (r.status != "available") {
+      return Status(errors::kInvalidDBInstanceState,
+                    fmt::format("DB instance {} is {}; only an available instance can be rebooted.", r.id, r.status));
+    }
+    r.status = "rebooting";
+    RETURN_IF_ERROR(impl_->catalog->UpdateInstance(r));
+    rebooting = r;
+    return Status::Ok();
+  }));
+  impl_->Event("db-instance", rebooting.id, impl_->InstanceArn(rebooting.id), "DB instance shutdown", {"availability"});
+  impl_->workers->Submit([this, rebooting] {
+    engine::Engine* e = engine::FindEngine(rebooting.engine);
+    Status st = e ? e->Stop(SpecOf(rebooting)) : Status(errors::kInternalFailure, "unknown engine");
+    if (st.ok()) st = e->Start(SpecOf(rebooting));
+    (void)impl_->SetStatus(rebooting.id, st.ok() ? "available" : "failed", st.message());
+    impl_->Event("db-instance", rebooting.id, impl_->InstanceArn(rebooting.id),
+                 st.ok() ? "DB instance restarted" : "DB instance reboot failed: " + st.message(),
+                 {st.ok() ? "availability" : "failure"});
+  });
+  return impl_->ToInstance(rebooting);
+}
+
 namespace {
 
 // What a resource ARN names, checked against the catalog.

@@ -194,6 +194,9 @@ class ControlPlane {
   std::vector<Instance> ListInstances();
   Result<Instance> ModifyInstance(const ModifyInstanceRequest& req);
   Result<Instance> DeleteInstance(const DeleteInstanceRequest& req);
+  // Restarts the instance's server (rebooting -> available); the change log
+  // carries on across it.
+  Result<Instance> RebootInstance(const std::string& id, bool force_failover);
 
   // Snapshots. Create answers `creating` at once; the copy runs on a worker
   // while the instance reports `backing-up` and keeps serving.

@@ -168,6 +168,18 @@ class PostgresTest(StrataTestCase):
         wait_until(lambda: self.psql("pg", "SELECT count(*) FROM items", expect_ok=False).stdout.strip() == "1",
                    timeout=60, what="the restarted server")
 
+        # RebootDBInstance restarts the server.
+        before = self.postmaster_pid("pg")
+        out = self.aws("rds", "reboot-db-instance", "--db-instance-identifier", "pg")["DBInstance"]
+        self.assertEqual(out["DBInstanceStatus"], "rebooting")
+        self.wait_available("pg")
+        self.assertNotEqual(self.postmaster_pid("pg"), before)
+        self.assertEqual(self.psql("pg", "SELECT count(*) FROM items"), "1")
+        self.assertEqual(self.aws_error("rds", "reboot-db-instance", "--db-instance-identifier", "pg",
+                                        "--force-failover"), "InvalidParameterCombination")
+        self.assertEqual(self.aws_error("rds", "reboot-db-instance", "--db-instance-identifier", "nope"),
+                         "DBInstanceNotFound")
+
         # Servers stop with stratad and start again with it.
         pid = self.postmaster_pid("pg")
         self.restart()
