@@ -17,10 +17,12 @@ missing):
   bench/pg_bench.py [--stratad build/bin/stratad] [--scale 70] [--wal-seconds 60]
 """
 import argparse
+import datetime
 import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -322,8 +324,24 @@ class Bench:
             self.client.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="restored",
                                                              DBSnapshotIdentifier="incr")
             self.wait_instance("restored")
+        wall = time.time()
         t = timed(go)
-        port = self.describe("restored")["Endpoint"]["Port"]
+        inst = self.describe("restored")
+        port = inst["Endpoint"]["Port"]
+        # Where the time went, from the restored server's log.
+        log = open(os.path.join(self.data, "instances", inst["DbiResourceId"], "postgres.log")).read()
+        stamps = {}
+        for line in log.splitlines():
+            for key, needle in (("start", "starting PostgreSQL"), ("ready", "ready to accept connections"),
+                                ("redo_done", "redo done at")):
+                if needle in line and key not in stamps:
+                    stamps[key] = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(
+                        tzinfo=datetime.timezone.utc).timestamp()
+        self.results["strata_restore_phases"] = {
+            "files_s": stamps.get("start", wall) - wall,
+            "server_start_to_ready_s": stamps.get("ready", 0) - stamps.get("start", 0),
+            "redo": [ln[24:].strip() for ln in log.splitlines() if "redo" in ln][:4],
+        }
         p = run([f"{PG_BIN}/psql", "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", DB, "-Atqc",
                  "SELECT count(*) FROM pgbench_accounts"], env=self.pgenv())
         self.results["strata_restored_rows"] = int(p.stdout)
@@ -346,8 +364,11 @@ class Bench:
         port = self.port + 1000
         self.restored_pgdata = target
 
+        phases = {}
+
         def go():
-            self.pgbackrest("restore", f"--pg1-path={target}", "--type=immediate", "--target-action=promote")
+            phases["pgbackrest_restore_s"] = timed(lambda: self.pgbackrest(
+                "restore", f"--pg1-path={target}", "--type=immediate", "--target-action=promote"))
             run([f"{PG_BIN}/pg_ctl", "start", "-w", "-t", "1800", "-s", "-D", target, "-l",
                  os.path.join(self.pgbr, "restored.log"), "-o",
                  f"-c port={port} -c unix_socket_directories={sock} -c listen_addresses='' -c archive_mode=off"],
@@ -359,6 +380,7 @@ class Bench:
                     break
                 time.sleep(POLL)
         t = timed(go)
+        self.results["pgbr_restore_phases"] = phases
         p = run([f"{PG_BIN}/psql", "-h", sock, "-p", str(port), "-U", USER, "-d", DB, "-Atqc",
                  "SELECT count(*) FROM pgbench_accounts"])
         self.results["pgbr_restored_rows"] = int(p.stdout)
@@ -404,16 +426,47 @@ class Bench:
         self.results[f"wal_{label}"] = {"load_s": load_s, "wal_bytes": wal_bytes, "lag_strata_s": done["strata"],
                                         "lag_pgbr_s": done["pgbr"]}
 
+    def wal_drain(self):
+        """Archiving capacity: WAL made while neither tool could take it (the
+        archive_command fails; stratad is SIGSTOPped), then each drains the
+        backlog alone, pgBackRest first."""
+        self.settle()
+        archive_command = self.sql("SHOW archive_command")
+        rows = max(1, self.args.wal_mib) * 1048576 // 150
+        self.sql("CREATE TABLE IF NOT EXISTS wal_load (id bigint, v text)")
+        self.sql("ALTER SYSTEM SET archive_command = 'false'")
+        self.sql("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        start_lsn = self.sql("SELECT pg_current_wal_lsn()")
+        self.server.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            self.sql(f"INSERT INTO wal_load SELECT g, md5(g::text) || md5((g + 1)::text) "
+                     f"FROM generate_series(1, {rows}) g")
+            load_s = time.monotonic() - t0
+            t_end = time.time()
+            end_seg = self.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+            wal_bytes = int(self.sql(f"SELECT pg_current_wal_lsn() - '{start_lsn}'::pg_lsn"))
+            self.sql("SELECT pg_switch_wal()")
+            # pgBackRest alone.
+            self.sql(f"ALTER SYSTEM SET archive_command = '{archive_command}'")
+            t = time.monotonic()
+            self.sql("SELECT pg_reload_conf()")
+            self.wait_archived(end_seg)
+            pgbr = time.monotonic() - t
+        finally:
+            self.server.proc.send_signal(signal.SIGCONT)
+        # Strata alone.
+        t = time.monotonic()
+        self.wait_strata_until(t_end)
+        strata = time.monotonic() - t
+        self.results["wal_drain"] = {"load_s": load_s, "wal_bytes": wal_bytes, "strata_s": strata, "pgbr_s": pgbr}
+
     def wal(self):
         sizes0 = self.repo_sizes()
         self.wal_throughput("pgbench", lambda: self.pgbench("-c", "4", "-j", "2", "-T", str(self.args.wal_seconds),
                                                             "-n"))
-        mb = max(1, self.args.wal_mib)
-        # A bulk load: WAL as fast as one backend can make it (about wal_mib of it).
-        rows = mb * 1048576 // 190
-        self.sql("CREATE TABLE IF NOT EXISTS wal_load (id bigint, v text)")
-        self.wal_throughput("bulk", lambda: self.sql(
-            f"INSERT INTO wal_load SELECT g, md5(g::text) || md5((g + 1)::text) FROM generate_series(1, {rows}) g"))
+        self.wal_drain()
         sizes1 = self.repo_sizes()
         self.results["wal_log_added"] = sizes1["strata_log"] - sizes0["strata_log"]
         self.results["wal_archive_added"] = sizes1["pgbr_archive"] - sizes0["pgbr_archive"]
@@ -461,14 +514,20 @@ def report(b):
     print("pgbackrest info:", r["pgbr_info"])
     print("strata snapshots:", r["strata_snapshots"])
     row("restore to accepting + promoted", r["restore_strata_s"], r["restore_pgbr_s"])
+    print(f"  Strata: {r['strata_restore_phases']}; pgBackRest: {r['pgbr_restore_phases']}")
     print(f"  rows restored: Strata {r['strata_restored_rows']}, pgBackRest {r['pgbr_restored_rows']}")
-    for label in ("pgbench", "bulk"):
-        w = r[f"wal_{label}"]
-        gen = mib(w["wal_bytes"]) / w["load_s"]
-        print(f"WAL, {label}: {mib(w['wal_bytes']):.0f} MiB in {w['load_s']:.1f} s = {gen:.1f} MiB/s generated")
-        row(f"  catch-up after the load ends", w["lag_strata_s"], w["lag_pgbr_s"])
-        row(f"  throughput, WAL / (load + catch-up)", mib(w["wal_bytes"]) / (w["load_s"] + w["lag_strata_s"]),
-            mib(w["wal_bytes"]) / (w["load_s"] + w["lag_pgbr_s"]), "MiB/s", "%.1f")
+    w = r["wal_pgbench"]
+    print(f"WAL, pgbench flat out: {mib(w['wal_bytes']):.0f} MiB in {w['load_s']:.1f} s = "
+          f"{mib(w['wal_bytes']) / w['load_s']:.1f} MiB/s generated, both tools taking it as it comes")
+    row("  catch-up after the load ends", w["lag_strata_s"], w["lag_pgbr_s"])
+    row("  WAL / (load + catch-up)", mib(w["wal_bytes"]) / (w["load_s"] + w["lag_strata_s"]),
+        mib(w["wal_bytes"]) / (w["load_s"] + w["lag_pgbr_s"]), "MiB/s", "%.1f")
+    w = r["wal_drain"]
+    print(f"WAL backlog (bulk INSERT while neither archives): {mib(w['wal_bytes']):.0f} MiB, made in "
+          f"{w['load_s']:.1f} s")
+    row("  time to drain it, each alone", w["strata_s"], w["pgbr_s"])
+    row("  drain throughput", mib(w["wal_bytes"]) / w["strata_s"], mib(w["wal_bytes"]) / w["pgbr_s"],
+        "MiB/s", "%.1f")
     print(f"WAL stored by the two loads: Strata log {mib(r['wal_log_added']):.0f} MiB, "
           f"pgBackRest archive {mib(r['wal_archive_added']):.0f} MiB")
 
@@ -478,7 +537,7 @@ def main():
     ap.add_argument("--stratad", default="build/bin/stratad")
     ap.add_argument("--scale", type=int, default=70)
     ap.add_argument("--wal-seconds", type=int, default=60)
-    ap.add_argument("--wal-mib", type=int, default=1024, help="WAL of the bulk-load phase, about")
+    ap.add_argument("--wal-mib", type=int, default=1024, help="WAL backlog of the drain phase, about")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (processes are stopped)")
     args = ap.parse_args()
     if os.geteuid() != 0:

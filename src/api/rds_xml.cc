@@ -37,6 +37,7 @@ void WriteInstance(XmlWriter& x, const control::Instance& inst) {
   x.Bool("PubliclyAccessible", false);
   x.Text("StorageType", "local");
   if (inst.endpoint.port) x.Int("DbInstancePort", inst.endpoint.port);
+  // The database's own storage is not encrypted by Strata; its backups may be.
   x.Bool("StorageEncrypted", false);
   x.Text("DbiResourceId", r.resource_id);
   x.Bool("CopyTagsToSnapshot", r.copy_tags_to_snapshot);
@@ -68,7 +69,7 @@ void WriteSnapshot(XmlWriter& x, const control::Snapshot& snap) {
   x.Text("SnapshotType", r.snapshot_type);
   x.Int("PercentProgress", r.percent_progress);
   x.Text("StorageType", "local");
-  x.Bool("Encrypted", false);
+  x.Bool("Encrypted", snap.encrypted);
   x.Text("DBSnapshotArn", snap.arn);
   x.Bool("IAMDatabaseAuthenticationEnabled", false);
   x.Text("DbiResourceId", r.instance_resource_id);
@@ -108,7 +109,7 @@ void WriteAutomatedBackup(XmlWriter& x, const control::AutomatedBackup& b, const
   if (!r.master_username.empty()) x.Text("MasterUsername", r.master_username);
   x.Text("Engine", r.engine);
   x.Text("EngineVersion", r.engine_version);
-  x.Bool("Encrypted", false);
+  x.Bool("Encrypted", b.encrypted);
   x.Text("StorageType", "local");
   x.Int("BackupRetentionPeriod", r.retention_days);
   x.Text("DBInstanceAutomatedBackupsArn", b.arn);

@@ -197,6 +197,7 @@ int main(int argc, char** argv) {
   SystemClock clock;
   control::Config cfg;
   cfg.data_dir = data_dir;
+  cfg.backups_encrypted = !shared_repo->key_id().empty();
   cfg.region = opt.region;
   cfg.clock = &clock;
   cfg.manual_snapshot_quota = opt.manual_snapshot_quota;

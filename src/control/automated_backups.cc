@@ -520,6 +520,7 @@ Result<std::vector<AutomatedBackup>> ControlPlane::DescribeAutomatedBackups(cons
     b.record = ab;
     b.arn = arn;
     b.instance_arn = impl_->InstanceArn(ab.instance_id);
+    b.encrypted = impl_->config.backups_encrypted;
     if (auto w = impl_->WindowOf(ab)) {
       b.earliest = w->earliest;
       b.latest = w->latest;

@@ -34,6 +34,8 @@ struct Config {
   int manual_snapshot_quota = 100;  // RDS's default per region
   // Engine servers (postgres) stop with the control plane and start with it.
   bool stop_servers_on_shutdown = true;
+  // The backup repository encrypts at rest (reported as Encrypted / StorageEncrypted).
+  bool backups_encrypted = false;
 };
 
 using catalog::Tag;
@@ -44,12 +46,14 @@ struct Instance {
   engine::Endpoint endpoint;
   std::vector<Tag> tags;
   std::optional<TimePoint> latest_restorable_time;  // unset: nothing restorable yet
+  bool backups_encrypted = false;
 };
 
 struct Snapshot {
   catalog::SnapshotRecord record;
   std::string arn;
   std::vector<Tag> tags;
+  bool encrypted = false;
 };
 
 struct CreateSnapshotRequest {
@@ -109,6 +113,7 @@ struct AutomatedBackup {
   std::string instance_arn;
   std::optional<TimePoint> earliest;  // the restore window; unset: none yet
   std::optional<TimePoint> latest;
+  bool encrypted = false;
 };
 
 struct AutomatedBackupQuery {

@@ -102,6 +102,7 @@ class ControlPlane::Impl {
     }
     out.arn = InstanceArn(r.id);
     out.tags = catalog->ListTags(out.arn);
+    out.backups_encrypted = config.backups_encrypted;
     if (auto* e = engine::FindEngine(r.engine)) out.endpoint = e->GetEndpoint(SpecOf(r));
     return out;
   }

@@ -38,6 +38,7 @@ Snapshot ControlPlane::Impl::ToSnapshot(const catalog::SnapshotRecord& r) {
   s.record = r;
   s.arn = SnapshotArn(r.id);
   s.tags = catalog->ListTags(s.arn);
+  s.encrypted = config.backups_encrypted;
   return s;
 }
 

@@ -38,6 +38,8 @@ class EncryptedRepository(StrataTestCase):
             db.executemany("INSERT INTO t (v) VALUES (?)", [("%s row %d" % (MARKER, i),) for i in range(3000)])
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "s1")
         self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "s1")
+        snap = self.aws("rds", "describe-db-snapshots", "--db-snapshot-identifier", "s1")["DBSnapshots"][0]
+        self.assertTrue(snap["Encrypted"], "a snapshot in an encrypted repository reports Encrypted")
         self.aws("rds", "restore-db-instance-from-db-snapshot", "--db-instance-identifier", "copy",
                  "--db-snapshot-identifier", "s1")
         self.aws("rds", "wait", "db-instance-available", "--db-instance-identifier", "copy")
