@@ -157,6 +157,8 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   engine::Engine* eng = engine::FindEngine(r.engine);
   engine::InstanceSpec spec = SpecOf(r);
   Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + r.engine);
+  // A restore resumed after a crash may find its server still recovering.
+  if (st.ok() && std::filesystem::exists(spec.data_dir)) st = eng->Stop(spec);
   if (st.ok()) st = backups->RestoreSnapshot(RestoreSourceSnapshot(r.restore_source), spec.data_dir, nullptr);
   std::optional<TimePoint> point_in_time;
   if (st.ok()) {

@@ -193,6 +193,9 @@ class PostgresTest(StrataTestCase):
 
     def test_snapshot_during_pgbench_restores_consistent(self):
         self.create_pg("bench")
+        # The first automated backup (backing-up) runs first, as on RDS.
+        wait_until(lambda: self.restorable("bench"), timeout=120, what="the first automated backup")
+        self.wait_available("bench")
         env = dict(os.environ, PGPASSWORD=PASSWORD)
         target = ["-h", "127.0.0.1", "-p", str(self.port("bench")), "-U", USER, DB]
         subprocess.run([f"{PG_BIN}/pgbench", "-i", "-s", "3", "-q", *target], env=env, check=True,
@@ -293,6 +296,59 @@ class PostgresTest(StrataTestCase):
                               "--target-db-instance-identifier", "x", "--restore-time", iso(end),
                               "--use-latest-restorable-time")
         self.assertEqual(code, "InvalidParameterCombination")
+
+
+    def test_copies_retained_backups_and_retention_zero(self):
+        self.create_pg("keep")
+        rds = self.rds()
+        wait_until(lambda: self.restorable("keep"), timeout=60, what="a restorable time")
+        self.wait_available("keep")
+        self.psql("keep", "CREATE TABLE k (id int); INSERT INTO k SELECT generate_series(1, 100)")
+        rds.create_db_snapshot(DBInstanceIdentifier="keep", DBSnapshotIdentifier="k1")
+        wait_until(lambda: rds.describe_db_snapshots(DBSnapshotIdentifier="k1")["DBSnapshots"][0]["Status"]
+                   == "available", timeout=120, what="k1 available")
+        # A copy shares the data and restores like the original.
+        self.aws("rds", "copy-db-snapshot", "--source-db-snapshot-identifier", "k1",
+                 "--target-db-snapshot-identifier", "k1-copy")
+        self.aws("rds", "delete-db-snapshot", "--db-snapshot-identifier", "k1")
+        self.aws("rds", "restore-db-instance-from-db-snapshot", "--db-instance-identifier", "from-copy",
+                 "--db-snapshot-identifier", "k1-copy")
+        self.wait_available("from-copy")
+        self.assertEqual(self.psql("from-copy", "SELECT count(*) FROM k"), "100")
+        # The automated snapshot can be copied, not deleted.
+        auto = rds.describe_db_snapshots(DBInstanceIdentifier="keep", SnapshotType="automated")["DBSnapshots"]
+        self.assertTrue(auto)
+        self.assertEqual(self.aws_error("rds", "delete-db-snapshot", "--db-snapshot-identifier",
+                                        auto[0]["DBSnapshotIdentifier"]), "InvalidDBSnapshotState")
+
+        # Deleted with its automated backups retained: still restorable to a point in time.
+        self.psql("keep", "INSERT INTO k SELECT generate_series(101, 150)")
+        committed = float(self.psql("keep", "SELECT extract(epoch FROM clock_timestamp())"))
+        wait_until(lambda: (self.restorable("keep") or 0) > committed, timeout=30, what="window past the insert")
+        self.aws("rds", "delete-db-instance", "--db-instance-identifier", "keep", "--skip-final-snapshot",
+                 "--no-delete-automated-backups")
+        wait_until(lambda: not any(i["DBInstanceIdentifier"] == "keep"
+                                   for i in rds.describe_db_instances()["DBInstances"]), timeout=60,
+                   what="keep deleted")
+        retained = self.aws("rds", "describe-db-instance-automated-backups", "--db-instance-identifier",
+                            "keep")["DBInstanceAutomatedBackups"][0]
+        self.assertEqual(retained["Status"], "retained")
+        self.assertEqual(retained["Engine"], "postgres")
+        rds.restore_db_instance_to_point_in_time(
+            SourceDBInstanceAutomatedBackupsArn=retained["DBInstanceAutomatedBackupsArn"],
+            TargetDBInstanceIdentifier="from-retained", UseLatestRestorableTime=True)
+        self.wait_available("from-retained", timeout=300)
+        self.assertEqual(self.psql("from-retained", "SELECT count(*) FROM k"), "150")
+        self.aws("rds", "delete-db-instance-automated-backup", "--dbi-resource-id", retained["DbiResourceId"])
+
+        # Retention 0 deletes the automated backups and lets go of the WAL slot.
+        wait_until(lambda: self.restorable("from-retained"), timeout=60, what="the restored instance's backups")
+        self.assertEqual(self.psql("from-retained", "SELECT slot_name FROM pg_replication_slots"), "strata_capture")
+        rds.modify_db_instance(DBInstanceIdentifier="from-retained", BackupRetentionPeriod=0, ApplyImmediately=True)
+        wait_until(lambda: self.psql("from-retained", "SELECT count(*) FROM pg_replication_slots") == "0",
+                   timeout=30, what="the capture slot dropped")
+        with self.assertRaises(rds.exceptions.DBInstanceAutomatedBackupNotFoundFault):
+            rds.describe_db_instance_automated_backups(DBInstanceIdentifier="from-retained")
 
 
 if __name__ == "__main__":
