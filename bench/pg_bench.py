@@ -87,10 +87,14 @@ class Bench:
     def describe(self, name):
         return self.client.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
 
-    def wait_instance(self, name, timeout=1800):
+    def wait_instance(self, name, timeout=1800, transitions=None):
         deadline = time.monotonic() + timeout
+        t0, last = time.monotonic(), None
         while time.monotonic() < deadline:
             status = self.describe(name)["DBInstanceStatus"]
+            if transitions is not None and status != last:
+                transitions.append((round(time.monotonic() - t0, 2), status))
+                last = status
             if status == "available":
                 return
             if status in ("failed", "incompatible-restore"):
@@ -282,12 +286,12 @@ class Bench:
 
         # About 1% of pgbench_accounts updated (tpcb-like: one account row per transaction).
         accounts = self.args.scale * 100000
-        clients = 2
+        clients = 4
         per_client = max(1, accounts // 100 // clients)
         before = self.page_hashes()
         self.sql("TRUNCATE pgbench_history")
         t = time.monotonic()
-        out = self.pgbench("-c", str(clients), "-j", "2", "-t", str(per_client), "-n")
+        out = self.pgbench("-c", str(clients), "-j", "2", "-t", str(per_client), "-n")  # -n: history truncated
         r["churn_s"] = time.monotonic() - t
         r["churn_tps"] = next((ln for ln in out.splitlines() if ln.startswith("tps")), "")
         r["churn_txns"] = clients * per_client
@@ -320,10 +324,12 @@ class Bench:
                                  for s in self.client.describe_db_snapshots()["DBSnapshots"]]
 
     def strata_restore(self):
+        transitions = []
+
         def go():
             self.client.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="restored",
                                                              DBSnapshotIdentifier="incr")
-            self.wait_instance("restored")
+            self.wait_instance("restored", transitions=transitions)
         wall = time.time()
         t = timed(go)
         inst = self.describe("restored")
@@ -338,6 +344,7 @@ class Bench:
                     stamps[key] = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(
                         tzinfo=datetime.timezone.utc).timestamp()
         self.results["strata_restore_phases"] = {
+            "statuses": transitions,  # seconds after the request, as polled
             "files_s": stamps.get("start", wall) - wall,
             "server_start_to_ready_s": stamps.get("ready", 0) - stamps.get("start", 0),
             "redo": [ln[24:].strip() for ln in log.splitlines() if "redo" in ln][:4],
@@ -460,7 +467,9 @@ class Bench:
         t = time.monotonic()
         self.wait_strata_until(t_end)
         strata = time.monotonic() - t
-        self.results["wal_drain"] = {"load_s": load_s, "wal_bytes": wal_bytes, "strata_s": strata, "pgbr_s": pgbr}
+        hwm = next(ln for ln in open(f"/proc/{self.server.proc.pid}/status") if ln.startswith("VmHWM"))
+        self.results["wal_drain"] = {"load_s": load_s, "wal_bytes": wal_bytes, "strata_s": strata, "pgbr_s": pgbr,
+                                     "stratad_vmhwm": hwm.split(":")[1].strip()}
 
     def wal(self):
         sizes0 = self.repo_sizes()
@@ -509,7 +518,8 @@ def report(b):
     row("repo, backups, full + incr (MiB)", mib(s2["strata_backup"]), mib(s2["pgbr_backup"]), "MiB", "%.1f")
     row("  added by the incremental (MiB)", mib(s2["strata_backup"] - s1["strata_backup"]),
         mib(s2["pgbr_backup"] - s1["pgbr_backup"]), "MiB", "%.1f")
-    row("  Strata before the full (MiB)", mib(s0["strata_backup"]), mib(s0["pgbr_backup"]), "MiB", "%.1f")
+    print(f"  (Strata's repository held {mib(s0['strata_backup']):.1f} MiB before the full: the automated "
+          f"snapshot taken when the instance was created, empty)")
     row("repo, WAL at that point (MiB)", mib(s2["strata_log"]), mib(s2["pgbr_archive"]), "MiB", "%.1f")
     print("pgbackrest info:", r["pgbr_info"])
     print("strata snapshots:", r["strata_snapshots"])
@@ -526,6 +536,7 @@ def report(b):
     print(f"WAL backlog (bulk INSERT while neither archives): {mib(w['wal_bytes']):.0f} MiB, made in "
           f"{w['load_s']:.1f} s")
     row("  time to drain it, each alone", w["strata_s"], w["pgbr_s"])
+    print(f"  stratad peak RSS (VmHWM) after the drain: {w['stratad_vmhwm']}")
     row("  drain throughput", mib(w["wal_bytes"]) / w["strata_s"], mib(w["wal_bytes"]) / w["pgbr_s"],
         "MiB/s", "%.1f")
     print(f"WAL stored by the two loads: Strata log {mib(r['wal_log_added']):.0f} MiB, "
