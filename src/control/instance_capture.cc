@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "common/log.h"
 
 namespace strata::control {
@@ -25,6 +27,7 @@ InstanceCapture::InstanceCapture(std::string resource_id, std::unique_ptr<engine
   if (auto ab = catalog_->GetAutomatedBackup(resource_id_); ab.ok()) {
     next_seq_ = ab->last_seq + 1;
     durable_until_ = ab->restorable_until;
+    complete_until_ = durable_until_;
     resumed_ = !ab->capture_position.empty();
   }
 }
@@ -39,7 +42,7 @@ void InstanceCapture::Stop() {
   if (stop_.exchange(true)) return;
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mu_);
-  Status st = buffer_.empty() ? PersistLocked() : FlushLocked(last_poll_);
+  Status st = buffer_.empty() ? PersistLocked() : FlushLocked(complete_until_);
   if (!st.ok()) log::Warn("change-log capture stop", {{"resource", resource_id_}, {"error", st.ToString()}});
 }
 
@@ -61,6 +64,8 @@ void InstanceCapture::Loop() {
 Result<InstanceCapture::Mark> InstanceCapture::CatchUp() {
   std::lock_guard lock(mu_);
   RETURN_IF_ERROR(PollLocked());
+  // A backlog comes in several batches: read on until one is complete.
+  for (int i = 0; i < 64 && !last_complete_; ++i) RETURN_IF_ERROR(PollLocked());
   // Stamps of this poll's transactions are at most the time after it.
   return Mark{next_seq_ - 1, clock_.Now()};
 }
@@ -75,7 +80,7 @@ Status InstanceCapture::PollLocked() {
   TimePoint now = clock_.Now();
   ASSIGN_OR_RETURN(auto batch, capture_->Poll());
   if (batch.gap) {
-    if (!buffer_.empty()) RETURN_IF_ERROR(FlushLocked(last_poll_));
+    if (!buffer_.empty()) RETURN_IF_ERROR(FlushLocked(complete_until_));
     catalog::LogGap gap{durable_until_, now, true, batch.gap_reason};
     log::Warn("change-log continuity broken", {{"resource", resource_id_}, {"reason", batch.gap_reason}});
     if (on_gap_) on_gap_(gap);
@@ -91,11 +96,13 @@ Status InstanceCapture::PollLocked() {
     buffer_bytes_ += t.redo.size();
     buffer_.push_back({next_seq_++, t.commit_time, std::move(t.redo)});
   }
-  last_poll_ = now;
+  // Only a complete batch says every commit before `now` is in hand.
+  last_complete_ = batch.complete;
+  if (batch.complete) complete_until_ = now;
   if (buffer_.empty()) {
-    durable_until_ = now;  // nothing new: the log is complete up to this poll
-  } else if (now - buffer_.front().time >= kFlushInterval || buffer_bytes_ >= kMaxSegmentBytes) {
-    RETURN_IF_ERROR(FlushLocked(now));
+    durable_until_ = std::max(durable_until_, complete_until_);  // nothing new: the log is complete up to the last complete poll
+  } else if (!batch.complete || now - buffer_.front().time >= kFlushInterval || buffer_bytes_ >= kMaxSegmentBytes) {
+    RETURN_IF_ERROR(FlushLocked(complete_until_));
   }
   if (now - last_persist_ >= kPersistInterval && buffer_.empty()) RETURN_IF_ERROR(PersistLocked());
   return Status::Ok();
@@ -106,7 +113,7 @@ Status InstanceCapture::FlushLocked(TimePoint polled_at) {
                                         EncodeLogRecords(buffer_)));
   buffer_.clear();
   buffer_bytes_ = 0;
-  durable_until_ = polled_at;
+  durable_until_ = std::max(durable_until_, polled_at);
   return PersistLocked();
 }
 

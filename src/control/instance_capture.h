@@ -62,7 +62,8 @@ class InstanceCapture {
   size_t buffer_bytes_ = 0;
   int64_t next_seq_ = 1;
   TimePoint durable_until_{};
-  TimePoint last_poll_{};
+  bool last_complete_ = true;
+  TimePoint complete_until_{};  // the start of the last poll that returned everything committed before it
   TimePoint last_persist_{};
   bool resumed_ = false;
   bool first_poll_ = true;

@@ -122,6 +122,11 @@ struct CaptureBatch {
   // commits may be missing, so the change log cannot bridge this point.
   bool gap = false;
   std::string gap_reason;
+  // False when the batch stops short of what was committed before the call
+  // (a backlog larger than one batch, or a server that cannot say where its
+  // log ends right now): the next Poll continues, and only a complete batch
+  // moves the restorable time.
+  bool complete = true;
 };
 
 // Continuous capture of one instance's committed transactions. The engine

@@ -27,7 +27,9 @@ namespace {
 using namespace pg;
 
 constexpr size_t kMaxRecordBytes = 4 << 20;
-constexpr auto kCatchUpDeadline = std::chrono::seconds(5);
+// A backlog is handed out in batches of this much, so memory stays bounded.
+constexpr size_t kMaxBatchBytes = 16 << 20;
+constexpr auto kCatchUpDeadline = std::chrono::seconds(2);
 constexpr auto kFeedbackInterval = std::chrono::seconds(1);
 // Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 constexpr int64_t kPostgresEpochUs = 946684800ll * 1000000;
@@ -76,35 +78,29 @@ class PgCapture final : public ChangeCapture {
         return st;
       }
     }
-    if (!sql_) {
-      ASSIGN_OR_RETURN(sql_, Connect(spec_, "postgres"));
-    }
-    auto flushed_text = QueryValue(sql_.get(), "SELECT pg_current_wal_flush_lsn()");
-    if (!flushed_text.ok()) {
-      sql_.reset();
-      return flushed_text.status();
-    }
-    ASSIGN_OR_RETURN(uint64_t flushed, ParseLsn(*flushed_text));
-    auto deadline = std::chrono::steady_clock::now() + kCatchUpDeadline;
-    for (;;) {
-      Status st = Drain();
-      if (!st.ok()) {
-        stream_.reset();
-        socket_ = -1;
-        return st;
+    // The stream is read first, whatever else fails: a server shutting down
+    // refuses new sessions but waits for its WAL sender, which waits for
+    // Strata to confirm the last WAL.
+    if (Status st = Drain(); !st.ok()) return StreamBroken(st);
+    bool complete = false;
+    auto flushed = FlushedLsn();
+    if (flushed.ok()) {
+      auto deadline = std::chrono::steady_clock::now() + kCatchUpDeadline;
+      while (received_ < *flushed && pending_.size() < kMaxBatchBytes &&
+             std::chrono::steady_clock::now() < deadline) {
+        pollfd p{PQsocket(stream_.get()), POLLIN, 0};
+        ::poll(&p, 1, 10);
+        if (Status st = Drain(); !st.ok()) return StreamBroken(st);
       }
-      if (received_ >= flushed) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        return Status(errors::kServiceUnavailable,
-                      fmt::format("the WAL stream of {} is behind: at {}, the server flushed {}", spec_.id,
-                                  FormatLsn(received_), FormatLsn(flushed)));
-      }
-      pollfd p{PQsocket(stream_.get()), POLLIN, 0};
-      ::poll(&p, 1, 10);
+      complete = received_ >= *flushed;
+    } else if (pending_.empty()) {
+      (void)SendFeedback(false);
+      return flushed.status();
     }
     (void)SendFeedback(false);
 
     CaptureBatch batch;
+    batch.complete = complete;
     batch.gap = gap_;
     batch.gap_reason = gap_reason_;
     gap_ = false;
@@ -139,6 +135,24 @@ class PgCapture final : public ChangeCapture {
   }
 
  private:
+  Result<uint64_t> FlushedLsn() {
+    if (!sql_) {
+      ASSIGN_OR_RETURN(sql_, Connect(spec_, "postgres"));
+    }
+    auto text = QueryValue(sql_.get(), "SELECT pg_current_wal_flush_lsn()");
+    if (!text.ok()) {
+      sql_.reset();
+      return text.status();
+    }
+    return ParseLsn(*text);
+  }
+
+  Status StreamBroken(const Status& st) {
+    stream_.reset();
+    socket_ = -1;
+    return st;
+  }
+
   // Opens the replication stream where the last one stopped, or (fresh, or
   // when the server no longer has that WAL) from a new slot, flagging a gap.
   Status OpenStream() {
@@ -180,9 +194,9 @@ class PgCapture final : public ChangeCapture {
     return Status::Ok();
   }
 
-  // Reads every message the server has sent so far.
+  // Reads the messages the server has sent so far (up to a batch's worth).
   Status Drain() {
-    for (;;) {
+    while (pending_.size() < kMaxBatchBytes) {
       char* buf = nullptr;
       int n = PQgetCopyData(stream_.get(), &buf, 1);
       if (n == 0) {
@@ -211,6 +225,7 @@ class PgCapture final : public ChangeCapture {
         if (buf[17]) RETURN_IF_ERROR(SendFeedback(true));
       }
     }
+    return Status::Ok();
   }
 
   Status StreamError() {
