@@ -663,11 +663,16 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
         if (progress && total) progress(static_cast<int>(done_bytes * 99 / total));
       }
     });
-    int sync = ::fsync(fd);
     ::close(fd);
     RETURN_IF_ERROR(first_error);
-    if (sync != 0) return Status(errors::kIoError, fmt::format("fsync {}: {}", path.string(), strerror(errno)));
   }
+  // One sync of the target's file system at the end: a cluster of a thousand
+  // small files restores without a thousand fsyncs in a row.
+  int dir = ::open(target_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return Status(errors::kIoError, fmt::format("open {}: {}", target_dir, strerror(errno)));
+  int sync = ::syncfs(dir);
+  ::close(dir);
+  if (sync != 0) return Status(errors::kIoError, fmt::format("sync {}: {}", target_dir, strerror(errno)));
   if (progress) progress(100);
   return Status::Ok();
 }
