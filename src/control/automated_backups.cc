@@ -418,6 +418,116 @@ Status ControlPlane::Impl::ReplayChangeLog(const catalog::InstanceRecord& r, con
   return Status::Ok();
 }
 
+// Why an incremental snapshot is the same as a full one. The parent holds
+// the database after some transaction k with parent.log_seq_before <= k <=
+// parent.log_seq_after; the new view holds it after some m with
+// snap.log_seq_before <= m <= snap.log_seq_after (the marks are read right
+// before and after the view is opened). Every byte that differs between the
+// two was changed by a transaction between k and m, all of which lie in
+// parent.log_seq_before+1 .. snap.log_seq_after; the engine turns exactly
+// those transactions into file ranges (ChangedRanges: for sqlite, every page
+// they wrote, and everything past the smallest size they left the file at).
+// Pages the view reads from the WAL need no special case: they were
+// committed before the after-mark, so they are among those transactions.
+// What would break it, and is checked here, each falling back to a full read:
+//  - the log loses commits: a breaking gap since the parent's before-mark;
+//    or a seq missing in the segments (retention deleted them, a crash);
+//  - a different log epoch (backups turned off and on: seqs start again at
+//    1 while the parent's marks are from before): the record at the
+//    parent's before-mark must be there and stamped no later than the mark;
+//    so a parent taken before any transaction (seq 0) is not used.
+//  - the engine cannot tell (postgres), or the log to read is larger than
+//    the database (a full read is then cheaper).
+IncrementalBase ControlPlane::Impl::IncrementalBaseFor(const catalog::InstanceRecord& inst,
+                                                       const catalog::SnapshotRecord& snap,
+                                                       const engine::Engine& eng, InstanceCapture& capture,
+                                                       const std::vector<engine::FileSource>& files) {
+  auto full = [&](const std::string& why) {
+    log::Info("snapshot reads every file", {{"snapshot", snap.id}, {"reason", why}});
+    return IncrementalBase{};
+  };
+  if (snap.log_seq_before < 0 || snap.log_seq_after < snap.log_seq_before) return full("no change-log position");
+  std::optional<catalog::SnapshotRecord> parent;
+  for (const auto& s : catalog->ListSnapshots()) {
+    if (s.id == snap.id || s.instance_resource_id != inst.resource_id || s.status != "available" ||
+        s.engine != inst.engine) {
+      continue;
+    }
+    if (s.log_seq_before < 1 || s.log_seq_after < s.log_seq_before) continue;
+    if (s.log_seq_before > snap.log_seq_before || s.log_seq_after > snap.log_seq_after ||
+        s.log_time_before > snap.log_time_before) {
+      continue;
+    }
+    if (!parent || s.log_seq_before > parent->log_seq_before) parent = s;
+  }
+  if (!parent) return full("no earlier snapshot with a change-log position");
+  auto ab = catalog->GetAutomatedBackup(inst.resource_id);
+  if (!ab.ok()) return full("no automated-backups record");
+  for (const auto& g : ab->gaps) {
+    if (g.breaks && g.to >= parent->log_time_before) return full("the change log breaks after " + parent->id);
+  }
+  if (Status st = capture.Flush(); !st.ok()) return full("cannot ship the change log: " + st.ToString());
+  auto segments = backups->ListLogSegments(inst.resource_id, TimePoint::min(), TimePoint::max());
+  if (!segments.ok()) return full(segments.status().ToString());
+  // Records after the parent's before-mark are stamped after it; the record
+  // at the mark may sit in the last segment that ends before it.
+  size_t start = 0;
+  for (size_t i = 0; i < segments->size(); ++i) {
+    if ((*segments)[i].last < parent->log_time_before) start = i;
+  }
+  uint64_t log_bytes = 0, db_bytes = 0;
+  for (size_t i = start; i < segments->size(); ++i) log_bytes += (*segments)[i].stored_bytes;
+  for (const auto& f : files) db_bytes += f.size;
+  if (log_bytes > db_bytes) return full("the change log since the parent is larger than the database");
+
+  engine::FileRanges changed;
+  bool covered = false;
+  std::vector<std::string> redo;
+  size_t redo_bytes = 0;
+  // Adds what the engine says `redo` changed; false: unknown.
+  auto absorb = [&]() -> bool {
+    auto ranges = eng.ChangedRanges(redo);
+    redo.clear();
+    redo_bytes = 0;
+    if (!ranges.ok() || !ranges->has_value()) return false;
+    if (covered) {
+      // The files answered for must be the same for every stretch.
+      if ((*ranges)->size() != changed.size()) return false;
+      for (const auto& [path, r] : **ranges) {
+        if (!changed.count(path)) return false;
+      }
+    }
+    covered = true;
+    for (auto& [path, r] : **ranges) changed[path].insert(changed[path].end(), r.begin(), r.end());
+    return true;
+  };
+  int64_t next = parent->log_seq_before;  // the mark's own record first: it proves the epoch
+  for (size_t i = start; i < segments->size() && next <= snap.log_seq_after; ++i) {
+    auto bytes = backups->ReadLogSegment(inst.resource_id, (*segments)[i]);
+    if (!bytes.ok()) return full(bytes.status().ToString());
+    auto records = DecodeLogRecords(*bytes);
+    if (!records.ok()) return full(records.status().ToString());
+    for (auto& rec : *records) {
+      if (rec.seq < next) continue;  // before the parent, or stored twice
+      if (rec.seq > snap.log_seq_after) break;
+      if (rec.seq != next) return full(fmt::format("the change log is missing transaction {}", next));
+      ++next;
+      if (rec.seq == parent->log_seq_before) {
+        if (rec.time > parent->log_time_before) return full("the change log was restarted after " + parent->id);
+        continue;
+      }
+      redo_bytes += rec.redo.size();
+      redo.push_back(std::move(rec.redo));
+    }
+    if (redo_bytes >= (64u << 20) && !absorb()) return full("the engine cannot tell what its log changed");
+  }
+  if (next != snap.log_seq_after + 1) {
+    return full(fmt::format("the change log does not hold transactions {} to {}", next, snap.log_seq_after));
+  }
+  if (!absorb()) return full("the engine cannot tell what its log changed");
+  return IncrementalBase{parent->repo_snapshot_id, std::move(changed)};
+}
+
 // --- the API ---
 
 void ControlPlane::RunScheduler() { impl_->Tick(); }

@@ -23,6 +23,17 @@ namespace strata::control {
 struct StoredSnapshot {
   int64_t logical_bytes = 0;  // the database's size
   int64_t stored_bytes = 0;   // bytes this snapshot added to the repository
+  int64_t read_bytes = 0;     // bytes read from the view (less than logical_bytes when incremental)
+  bool incremental = false;   // the parent served at least one file
+};
+
+// What a snapshot may take from an earlier stored snapshot instead of
+// reading it: every file named in `changed` equals the parent's file of
+// that path outside its ranges (and past the parent's end). The store falls
+// back to reading a file whole when the parent cannot serve it.
+struct IncrementalBase {
+  std::string parent_id{};      // a stored snapshot id; empty: a full snapshot
+  engine::FileRanges changed{};
 };
 
 using Progress = std::function<void(int percent)>;
@@ -40,13 +51,14 @@ struct LogSegmentRef {
 class BackupStore {
  public:
   virtual ~BackupStore() = default;
-  // Stores `files` (then `late_files`, if given) as snapshot `id`. Visible
+  // Stores `files` (then `late_files`, if given) as snapshot `id`, reading
+  // only what `base` says may differ from its parent. Visible
   // (and listed) only once every byte is durable; on failure nothing is left
   // that claims to be the snapshot.
   virtual Result<StoredSnapshot> PutSnapshot(const std::string& id,
                                              const std::map<std::string, std::string>& metadata,
                                              const std::vector<engine::FileSource>& files,
-                                             const std::string& parent_id, const Progress& progress,
+                                             const IncrementalBase& base, const Progress& progress,
                                              const LateFiles& late_files = nullptr) = 0;
   // Writes the snapshot's files under `target` (created if missing), every
   // chunk checked before it is written.

@@ -297,6 +297,14 @@ class ControlPlane::Impl {
     TimePoint earliest{}, latest{};
   };
   std::optional<RestoreWindow> WindowOf(const catalog::AutomatedBackupRecord& ab);
+  // For snapshot `snap` of `inst`, its log marks just read: the newest
+  // earlier snapshot of the instance that the change log connects it to,
+  // and the file ranges the log says changed since (engine.ChangedRanges
+  // over transactions parent.log_seq_before+1 .. snap.log_seq_after). A
+  // full snapshot ({}) whenever that cannot be shown: see the .cc.
+  IncrementalBase IncrementalBaseFor(const catalog::InstanceRecord& inst, const catalog::SnapshotRecord& snap,
+                                     const engine::Engine& eng, InstanceCapture& capture,
+                                     const std::vector<engine::FileSource>& files);
   // The rest of a point-in-time restore after the base snapshot's files are in place.
   Status ReplayChangeLog(const catalog::InstanceRecord& r, const std::string& resource_id, int64_t seq_before,
                          TimePoint base_time_before, TimePoint target);

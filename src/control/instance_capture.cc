@@ -70,6 +70,12 @@ Result<InstanceCapture::Mark> InstanceCapture::CatchUp() {
   return Mark{next_seq_ - 1, clock_.Now()};
 }
 
+Status InstanceCapture::Flush() {
+  std::lock_guard lock(mu_);
+  if (buffer_.empty()) return Status::Ok();
+  return FlushLocked(last_poll_);
+}
+
 TimePoint InstanceCapture::RestorableUntil() {
   std::lock_guard lock(mu_);
   return durable_until_;

@@ -41,6 +41,9 @@ class InstanceCapture {
   // Reads what is committed now, so that every commit made before the call
   // is numbered and stamped no later than now.
   Result<Mark> CatchUp();
+  // Ships what is buffered now: every transaction numbered so far (every
+  // Mark returned so far) is then in the repository's log segments.
+  Status Flush();
   // Every commit up to this time is durable in the repository.
   TimePoint RestorableUntil();
 

@@ -11,7 +11,7 @@ class RepoBackupStore final : public BackupStore {
   explicit RepoBackupStore(std::shared_ptr<repo::Repository> r) : repo_(std::move(r)) {}
 
   Result<StoredSnapshot> PutSnapshot(const std::string& id, const std::map<std::string, std::string>& metadata,
-                                     const std::vector<engine::FileSource>& files, const std::string&,
+                                     const std::vector<engine::FileSource>& files, const IncrementalBase& base,
                                      const Progress& progress, const LateFiles& late_files) override {
     auto convert = [](const std::vector<engine::FileSource>& in) {
       std::vector<repo::FileSource> out;
@@ -25,8 +25,14 @@ class RepoBackupStore final : public BackupStore {
         return convert(more);
       };
     }
-    ASSIGN_OR_RETURN(auto stats, repo_->CreateSnapshot(id, metadata, convert(files), progress, late));
-    return StoredSnapshot{static_cast<int64_t>(stats.logical_bytes), static_cast<int64_t>(stats.stored_bytes)};
+    repo::SnapshotOptions options{.progress = progress, .late_files = late, .parent_id = base.parent_id};
+    for (const auto& [path, ranges] : base.changed) {
+      auto& out = options.changed[path];
+      for (const auto& r : ranges) out.push_back({r.offset, r.length});
+    }
+    ASSIGN_OR_RETURN(auto stats, repo_->CreateSnapshot(id, metadata, convert(files), options));
+    return StoredSnapshot{static_cast<int64_t>(stats.logical_bytes), static_cast<int64_t>(stats.stored_bytes),
+                          static_cast<int64_t>(stats.read_bytes), stats.parent_used};
   }
 
   Status RestoreSnapshot(const std::string& id, const std::filesystem::path& target,

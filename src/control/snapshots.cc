@@ -90,12 +90,15 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
       if (auto m = capture->CatchUp(); m.ok()) before = *m;
     }
     auto view = eng->OpenSnapshot(SpecOf(inst), Now());
+    IncrementalBase base;
     if (view.ok() && before) {
       if (auto after = capture->CatchUp(); after.ok()) {
         snap.log_seq_before = before->seq;
         snap.log_time_before = before->time;
         snap.log_seq_after = after->seq;
         snap.log_time_after = after->time;
+        // The same marks tell what changed since an earlier snapshot.
+        base = IncrementalBaseFor(inst, snap, *eng, *capture, (*view)->Files());
       }
     }
     if (!view.ok()) {
@@ -118,7 +121,7 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
         });
       };
       RunAtBackgroundPriority([&] {
-        stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(), "",
+        stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(), base,
                                       progress, [&] { return (*view)->Complete(); });
       });
     }
@@ -149,7 +152,9 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
   Event("db-instance", inst.id, InstanceArn(inst.id), "Finished DB Instance backup", {"backup"});
   log::Info("snapshot available", {{"snapshot", snap.id},
                                    {"logical_bytes", snap.logical_bytes},
-                                   {"stored_bytes", snap.stored_bytes}});
+                                   {"stored_bytes", snap.stored_bytes},
+                                   {"read_bytes", stored->read_bytes},
+                                   {"incremental", stored->incremental}});
   return Status::Ok();
 }
 

@@ -115,6 +115,16 @@ struct CapturedTransaction {
   std::string redo;  // engine-specific: what ApplyTransactions replays
 };
 
+// A byte range [offset, offset + length) of a file; length may run past the
+// file's end (kToEnd: everything from offset on, whatever the size).
+struct ByteRange {
+  static constexpr uint64_t kToEnd = UINT64_MAX;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+// Byte ranges by file, the path relative to the instance's data dir.
+using FileRanges = std::map<std::string, std::vector<ByteRange>>;
+
 struct CaptureBatch {
   std::vector<CapturedTransaction> transactions;
   // Continuity with the previous position was lost before these transactions
@@ -199,6 +209,19 @@ class Engine {
   // snapshot into spec.data_dir (before FinishRestore). A transaction the
   // files already hold is replayed harmlessly: redo records are page images.
   virtual Status ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) = 0;
+  // Where consecutive captured transactions (`redo`, in order, as
+  // ApplyTransactions takes them) may have changed the instance's files: a
+  // snapshot view that holds all of them differs from one that holds none
+  // of them (and otherwise the same history) only inside these ranges, and
+  // past the end of the older view's file. Each file named is covered (no
+  // ranges: unchanged but for its size); files not named are unknown.
+  // Answers for consecutive stretches of the log combine by union.
+  // nullopt: the engine cannot tell (postgres), and snapshots read every
+  // file whole. An error (a torn record) means the same to the caller.
+  virtual Result<std::optional<FileRanges>> ChangedRanges(const std::vector<std::string>& redo) const {
+    (void)redo;
+    return std::optional<FileRanges>();
+  }
   // How far past a restore's target the change log must be applied. Zero
   // when each captured transaction carries its own commit time (sqlite).
   // postgres stamps WAL with when Strata received it, a little after the

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -364,6 +365,47 @@ Status SqliteEngine::ApplyTransactions(const InstanceSpec& spec, const std::vect
     return Status(errors::kIoError, fmt::format("finish {}: {}", path, strerror(errno)));
   }
   return Status::Ok();
+}
+
+}  // namespace strata::engine
+
+namespace strata::engine {
+
+// A page's bytes change only when a transaction writes it, and the log holds
+// every page each transaction wrote (its WAL frames). The one other way is
+// the database shrinking (a checkpoint then truncates the file) and growing
+// back: a page past the smallest size the stretch reached may read
+// differently without a frame for it, so all of that counts as changed.
+Result<std::optional<FileRanges>> SqliteEngine::ChangedRanges(const std::vector<std::string>& redo) const {
+  std::vector<uint32_t> pages;
+  uint32_t page_size = 0;
+  uint32_t min_db_pages = UINT32_MAX;
+  for (const auto& r : redo) {
+    if (r.size() < 12) return Status(errors::kCorruption, "change-log record too short");
+    uint32_t ps = GetU32(r.data());
+    uint32_t n = GetU32(r.data() + 8);
+    if (ps == 0 || r.size() != 12 + uint64_t(n) * (4 + ps)) return Status(errors::kCorruption, "change-log record torn");
+    // A page size cannot change in WAL mode; if it seems to, do not guess.
+    if (page_size != 0 && ps != page_size) return std::optional<FileRanges>();
+    page_size = ps;
+    min_db_pages = std::min(min_db_pages, GetU32(r.data() + 4));
+    const char* p = r.data() + 12;
+    for (uint32_t i = 0; i < n; ++i, p += 4 + ps) pages.push_back(GetU32(p));
+  }
+  std::sort(pages.begin(), pages.end());
+  pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
+  std::vector<ByteRange> ranges;
+  for (uint32_t pgno : pages) {
+    if (pgno == 0) return Status(errors::kCorruption, "change-log record names page 0");
+    uint64_t off = uint64_t{pgno - 1} * page_size;
+    if (!ranges.empty() && ranges.back().offset + ranges.back().length == off) {
+      ranges.back().length += page_size;
+    } else {
+      ranges.push_back({off, page_size});
+    }
+  }
+  if (!redo.empty()) ranges.push_back({uint64_t{min_db_pages} * page_size, ByteRange::kToEnd});
+  return std::optional<FileRanges>(FileRanges{{kFileName, std::move(ranges)}});
 }
 
 }  // namespace strata::engine

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/sqlite.h"
@@ -136,6 +138,90 @@ TEST_F(SqliteCaptureTest, ResumesFromItsPositionAndReportsAGapWhenItCannot) {
   gap = false;
   Drain(**again, &gap);
   EXPECT_TRUE(gap);
+}
+
+// The bytes a snapshot view would hold now.
+std::string ViewBytes(SqliteEngine& engine, const InstanceSpec& spec, const Clock& clock) {
+  auto view = engine.OpenSnapshot(spec, clock.Now());
+  EXPECT_TRUE(view.ok());
+  const auto& f = (*view)->Files()[0];
+  std::string bytes(f.size, '\0');
+  EXPECT_TRUE(f.read_at(0, std::as_writable_bytes(std::span(bytes))).ok());
+  return bytes;
+}
+
+// Every byte where `a` and `b` differ (within the shorter, and all of the
+// longer past it) lies inside `ranges`.
+void ExpectDifferencesInside(const std::string& a, const std::string& b, const std::vector<ByteRange>& ranges) {
+  auto inside = [&](uint64_t off) {
+    for (const auto& r : ranges)
+      if (off >= r.offset && off - r.offset < r.length) return true;
+    return false;
+  };
+  size_t common = std::min(a.size(), b.size());
+  int bad = 0;
+  for (size_t i = 0; i < common && bad < 5; ++i) {
+    if (a[i] != b[i] && !inside(i)) {
+      ADD_FAILURE() << "byte " << i << " (page " << i / 4096 + 1 << ") changed outside the ranges";
+      ++bad;
+    }
+  }
+}
+
+TEST_F(SqliteCaptureTest, ChangedRangesCoverEveryByteTheLogChanged) {
+  Insert(2000);
+  auto cap = engine_.StartCapture(spec_, clock_, "");
+  ASSERT_TRUE(cap.ok());
+  (void)Drain(**cap);
+  std::string before = ViewBytes(engine_, spec_, clock_);
+
+  // Random updates, an application checkpoint in the middle (pages move from
+  // the WAL into the file), and growth.
+  std::vector<std::string> redo;
+  for (int k = 0; k < 40; ++k) {
+    ASSERT_TRUE(app_.Exec(fmt::format("UPDATE t SET v = hex(randomblob(300)) WHERE id = {}", 1 + (k * 7919) % 2000)).ok());
+    if (k == 20) {
+      auto part = Drain(**cap);
+      redo.insert(redo.end(), part.begin(), part.end());
+      ASSERT_TRUE(app_.Exec("PRAGMA wal_checkpoint(PASSIVE)").ok());
+    }
+  }
+  Insert(100);
+  auto rest = Drain(**cap);
+  redo.insert(redo.end(), rest.begin(), rest.end());
+  std::string after = ViewBytes(engine_, spec_, clock_);
+  ASSERT_GT(after.size(), before.size());
+
+  auto ranges = engine_.ChangedRanges(redo);
+  ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+  ASSERT_TRUE(ranges->has_value());
+  ASSERT_EQ((*ranges)->size(), 1u);
+  const auto& r = (*ranges)->at(SqliteEngine::kFileName);
+  ExpectDifferencesInside(before, after, r);
+  uint64_t covered = 0;
+  for (const auto& x : r) {
+    if (x.offset < after.size()) covered += std::min<uint64_t>(x.length, after.size() - x.offset);
+  }
+  EXPECT_LT(covered, after.size() / 2) << "40 updated rows are not most of the file";
+
+  // Union over two stretches covers the whole, and a shrink (VACUUM) marks
+  // everything past the smallest size.
+  ASSERT_TRUE(app_.Exec("DELETE FROM t WHERE id % 2 = 0").ok());
+  ASSERT_TRUE(app_.Exec("VACUUM").ok());
+  Insert(300);
+  auto shrink = Drain(**cap);
+  std::string last = ViewBytes(engine_, spec_, clock_);
+  auto r1 = engine_.ChangedRanges(redo).value().value().at(SqliteEngine::kFileName);
+  auto r2 = engine_.ChangedRanges(shrink).value().value().at(SqliteEngine::kFileName);
+  r1.insert(r1.end(), r2.begin(), r2.end());
+  ExpectDifferencesInside(before, last, r1);
+
+  // Nothing captured: the file is named, with no ranges.
+  auto none = engine_.ChangedRanges({});
+  ASSERT_TRUE(none.ok() && none->has_value());
+  EXPECT_TRUE((*none)->at(SqliteEngine::kFileName).empty());
+  // A torn record is an error, not a guess.
+  EXPECT_FALSE(engine_.ChangedRanges({std::string("abc")}).ok());
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ class SqliteEngine final : public Engine {
   Result<std::unique_ptr<ChangeCapture>> StartCapture(const InstanceSpec& spec, const Clock& clock,
                                                       const std::string& position) override;
   Status ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) override;
+  Result<std::optional<FileRanges>> ChangedRanges(const std::vector<std::string>& redo) const override;
   Endpoint GetEndpoint(const InstanceSpec& spec) const override;
   Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,
                                                const std::string& database) override;

@@ -86,14 +86,14 @@ void ParallelFor(size_t n, int threads, const std::function<void(size_t begin, s
   for (auto& th : pool) th.join();
 }
 
-Result<size_t> ReadFully(const FileSource& f, uint64_t offset, std::string& buf) {
+// Reads [offset, offset + n) into out; fewer bytes only at the end of the file.
+Result<size_t> ReadFully(const FileSource& f, uint64_t offset, char* out, size_t n) {
   size_t done = 0;
-  while (done < buf.size()) {
-    ASSIGN_OR_RETURN(size_t n, f.read_at(offset + done, std::span<std::byte>(
-                                                            reinterpret_cast<std::byte*>(buf.data() + done),
-                                                            buf.size() - done)));
-    if (n == 0) break;
-    done += n;
+  while (done < n) {
+    ASSIGN_OR_RETURN(size_t got,
+                     f.read_at(offset + done, std::span<std::byte>(reinterpret_cast<std::byte*>(out + done), n - done)));
+    if (got == 0) break;
+    done += got;
   }
   return done;
 }
@@ -488,8 +488,11 @@ Status Repository::Impl::UnlockKeys(const std::vector<std::string>& key_ids, Key
 Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
                                                  const std::map<std::string, std::string>& metadata,
                                                  const std::vector<FileSource>& files,
-                                                 const ProgressFn& progress, const LateFilesFn& late_files) {
+                                                 const SnapshotOptions& options) {
   if (!ValidSnapshotId(id)) return Status(errors::kInvalidParameterValue, "bad snapshot id " + id);
+  // Held until the manifest is written: chunks this snapshot found in the
+  // repository (deduplicated, or reused from the parent) cannot be collected
+  // before the manifest names them.
   std::shared_lock gc_guard(impl_->gc_mu);
   ASSIGN_OR_RETURN(auto exists, impl_->store->Stat(ManifestKey(id)));
   if (exists) return Status(errors::kInvalidParameterValue, fmt::format("snapshot {} already exists", id));
@@ -498,6 +501,18 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
   const uint64_t batch = std::max<uint64_t>(cs, impl_->options.batch_bytes / cs * cs);
   uint64_t total = 0;
   for (const auto& f : files) total += f.size;
+  const auto& progress = options.progress;
+
+  // The parent, if it can serve: any problem with it only means reading more.
+  std::optional<Manifest> parent;
+  std::map<std::string, const ManifestFile*> parent_files;
+  if (!options.parent_id.empty() && !options.changed.empty()) {
+    auto pm = impl_->ReadManifest(options.parent_id);
+    if (pm.ok() && pm->chunk_size == cs) {
+      parent = std::move(*pm);
+      for (const auto& pf : parent->files) parent_files[pf.path] = &pf;
+    }
+  }
 
   Manifest m;
   m.id = id;
@@ -506,28 +521,93 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
   SnapshotStats stats;
   Impl::PackWriter writer(impl_.get());
   uint64_t done_bytes = 0;
+
+  // A stretch of whole chunks [first, first + count) read in one call.
+  struct Piece {
+    uint64_t first = 0;
+    uint64_t count = 0;
+  };
   std::string buf, next_buf;
   auto add_file = [&](const FileSource& f) -> Status {
     ManifestFile mf{f.path, f.size, f.mode, {}};
-    mf.chunks.reserve((f.size + cs - 1) / cs);
+    const uint64_t nchunks = (f.size + cs - 1) / cs;
+    mf.chunks.resize(nchunks);
+    auto chunk_bytes = [&](uint64_t i) { return std::min<uint64_t>(cs, f.size - i * cs); };
+
+    // Which chunks are the parent's: outside every changed range, and whole
+    // and inside the parent's file (a tail chunk is reused only when the
+    // size did not change). The rest is read, in pieces of at most `batch`.
+    std::vector<bool> reuse;
+    const ManifestFile* pf = nullptr;
+    if (parent) {
+      auto ranges = options.changed.find(f.path);
+      auto found = parent_files.find(f.path);
+      if (ranges != options.changed.end() && found != parent_files.end()) {
+        pf = found->second;
+        const uint64_t same = f.size == pf->size ? nchunks : std::min(f.size, pf->size) / cs;
+        reuse.assign(nchunks, false);
+        for (uint64_t i = 0; i < std::min<uint64_t>(same, pf->chunks.size()); ++i) reuse[i] = true;
+        for (const auto& r : ranges->second) {
+          if (r.length == 0 || r.offset >= f.size) continue;
+          uint64_t end = r.length > f.size - r.offset ? f.size : r.offset + r.length;
+          for (uint64_t i = r.offset / cs; i < (end + cs - 1) / cs; ++i) reuse[i] = false;
+        }
+        for (uint64_t i = 0; i < nchunks; ++i) {
+          if (reuse[i] && !impl_->Known(pf->chunks[i])) reuse[i] = false;
+        }
+      }
+    }
+    std::vector<std::vector<Piece>> batches;
+    uint64_t batch_fill = batch;  // bytes in batches.back(); starts "full" to open the first
+    uint64_t reused_bytes = 0;
+    for (uint64_t i = 0; i < nchunks;) {
+      if (pf && reuse[i]) {
+        mf.chunks[i] = pf->chunks[i];
+        ++stats.parent_chunks;
+        reused_bytes += chunk_bytes(i);
+        ++i;
+        continue;
+      }
+      if (batch_fill + cs > batch) {
+        batches.emplace_back();
+        batch_fill = 0;
+      }
+      // Extend the current piece while chunks are to be read and the batch has room.
+      auto& pieces = batches.back();
+      if (pieces.empty() || pieces.back().first + pieces.back().count != i) pieces.push_back({i, 0});
+      ++pieces.back().count;
+      batch_fill += cs;
+      ++i;
+    }
+    if (pf) stats.parent_used = true;
+
     // The next batch is read on its own thread while this one is processed.
-    auto read_batch = [&f, batch](uint64_t off, std::string& into) -> Status {
-      into.resize(std::min<uint64_t>(batch, f.size - off));
-      ASSIGN_OR_RETURN(size_t got, ReadFully(f, off, into));
-      if (got != into.size()) {
-        return Status(errors::kIoError, fmt::format("{} shrank while being read: {} bytes at {}", f.path, got, off));
+    auto read_batch = [&f, cs](const std::vector<Piece>& pieces, std::string& into) -> Status {
+      uint64_t bytes = 0;
+      for (const auto& p : pieces) bytes += std::min<uint64_t>(p.count * cs, f.size - p.first * cs);
+      into.resize(bytes);
+      uint64_t at = 0;
+      for (const auto& p : pieces) {
+        uint64_t off = p.first * cs;
+        uint64_t want = std::min<uint64_t>(p.count * cs, f.size - off);
+        ASSIGN_OR_RETURN(size_t done, ReadFully(f, off, into.data() + at, want));
+        if (done != want) {
+          return Status(errors::kIoError,
+                        fmt::format("{} shrank while being read: {} bytes at {}", f.path, done, off));
+        }
+        at += want;
       }
       return Status::Ok();
     };
     Status next_status;
     std::thread reader;
-    if (f.size > 0) RETURN_IF_ERROR(read_batch(0, buf));
-    for (uint64_t off = 0; off < f.size; off += batch) {
+    if (!batches.empty()) RETURN_IF_ERROR(read_batch(batches[0], buf));
+    for (size_t b = 0; b < batches.size(); ++b) {
       if (reader.joinable()) reader.join();
       RETURN_IF_ERROR(next_status);
-      if (off > 0) std::swap(buf, next_buf);
-      if (off + batch < f.size) {
-        reader = std::thread([&, next = off + batch] { next_status = read_batch(next, next_buf); });
+      if (b > 0) std::swap(buf, next_buf);
+      if (b + 1 < batches.size()) {
+        reader = std::thread([&, next = b + 1] { next_status = read_batch(batches[next], next_buf); });
       }
       struct JoinReader {
         std::thread& t;
@@ -535,31 +615,40 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
           if (t.joinable()) t.join();
         }
       } join_reader{reader};
-      size_t n = (buf.size() + cs - 1) / cs;
-      std::vector<Impl::Prepared> prepared(n);
-      ParallelFor(n, impl_->options.threads, [&](size_t b, size_t e) {
-        for (size_t i = b; i < e; ++i) {
-          std::string_view raw(buf.data() + i * cs, std::min<size_t>(cs, buf.size() - i * cs));
-          impl_->Prepare(raw, prepared[i]);
+      // The batch's chunks: their index in the file and their bytes in buf.
+      std::vector<std::pair<uint64_t, std::string_view>> raw;
+      uint64_t at = 0;
+      for (const auto& p : batches[b]) {
+        for (uint64_t i = p.first; i < p.first + p.count; ++i) {
+          uint64_t n = chunk_bytes(i);
+          raw.emplace_back(i, std::string_view(buf.data() + at, n));
+          at += n;
         }
+      }
+      std::vector<Impl::Prepared> prepared(raw.size());
+      ParallelFor(raw.size(), impl_->options.threads, [&](size_t lo, size_t hi) {
+        for (size_t k = lo; k < hi; ++k) impl_->Prepare(raw[k].second, prepared[k]);
       });
-      for (auto& p : prepared) {
+      for (size_t k = 0; k < prepared.size(); ++k) {
+        auto& p = prepared[k];
         RETURN_IF_ERROR(p.status);
-        mf.chunks.push_back(p.hash);
-        ++stats.chunks;
+        mf.chunks[raw[k].first] = p.hash;
         if (p.known || writer.Pending(p.hash) || impl_->Known(p.hash)) continue;
         ++stats.new_chunks;
         RETURN_IF_ERROR(writer.Add(p.hash, std::move(p.stored), p.raw_size, p.codec));
       }
+      stats.read_bytes += buf.size();
       done_bytes += buf.size();
       if (progress && total) progress(static_cast<int>(std::min<uint64_t>(99, done_bytes * 99 / total)));
     }
+    done_bytes += reused_bytes;
+    stats.chunks += nchunks;
     m.files.push_back(std::move(mf));
     return Status::Ok();
   };
   for (const auto& f : files) RETURN_IF_ERROR(add_file(f));
-  if (late_files) {
-    ASSIGN_OR_RETURN(auto more, late_files());
+  if (options.late_files) {
+    ASSIGN_OR_RETURN(auto more, options.late_files());
     for (const auto& f : more) RETURN_IF_ERROR(add_file(f));
   }
   RETURN_IF_ERROR(writer.Finish());

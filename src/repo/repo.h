@@ -130,11 +130,42 @@ using ProgressFn = std::function<void(int percent)>;
 // and WAL): called after them, its files are stored in the same snapshot.
 using LateFilesFn = std::function<Result<std::vector<FileSource>>()>;
 
+// A byte range [offset, offset + length) of a file.
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// How a snapshot is taken. Everything is optional: {} is a full snapshot.
+struct SnapshotOptions {
+  ProgressFn progress = nullptr;
+  LateFilesFn late_files = nullptr;
+  // An incremental snapshot: a file listed in `changed` is taken from
+  // snapshot `parent_id` except for the listed ranges (aligned outward to
+  // whole chunks), which are read, as is everything past the end of the
+  // parent's file (a file may grow or shrink). A file listed with no ranges
+  // is read only where its size differs from the parent's. The caller
+  // vouches that outside these ranges the file's bytes equal the parent's
+  // file of the same path; the repository cannot check that.
+  //
+  // A file is read whole, as in a full snapshot, when it is not listed, or
+  // when the parent is unusable for it: parent_id empty or not in the
+  // repository (or its manifest unreadable), a different chunk size, no file
+  // of that path in the parent, or a parent chunk the repository no longer
+  // indexes. Falling back is never an error: the snapshot is the same,
+  // only slower.
+  std::string parent_id{};
+  std::map<std::string, std::vector<ByteRange>> changed{};
+};
+
 struct SnapshotStats {
   uint64_t logical_bytes = 0;  // sum of file sizes
   uint64_t chunks = 0;
   uint64_t new_chunks = 0;
   uint64_t stored_bytes = 0;  // bytes this snapshot added to packs
+  uint64_t read_bytes = 0;    // bytes read from the files (less than logical_bytes when incremental)
+  uint64_t parent_chunks = 0; // chunk ids taken from the parent's manifest without reading
+  bool parent_used = false;   // the parent's manifest was read and served at least one file
 };
 
 struct SnapshotInfo {
@@ -204,11 +235,25 @@ class Repository {
   // Stores `files` as snapshot `id` (DBSnapshot-independent: callers pass a
   // unique id). Chunks already in the repository are not stored again.
   // Fails with kInvalidParameterValue if `id` exists.
+  //
+  // Incremental (options.parent_id, options.changed): the parent's manifest
+  // is read once at the start; chunks outside the changed ranges take the
+  // parent's chunk ids. They stay live: this snapshot holds the GC lock
+  // shared from start to manifest (so CollectGarbage cannot run in
+  // between, even if the parent is deleted meanwhile), only chunks the
+  // repository still indexes are reused, and once written the new manifest
+  // names them itself. The result is a snapshot like any other: it does
+  // not depend on its parent afterwards.
+  Result<SnapshotStats> CreateSnapshot(const std::string& id,
+                                       const std::map<std::string, std::string>& metadata,
+                                       const std::vector<FileSource>& files, const SnapshotOptions& options);
   Result<SnapshotStats> CreateSnapshot(const std::string& id,
                                        const std::map<std::string, std::string>& metadata,
                                        const std::vector<FileSource>& files,
                                        const ProgressFn& progress = nullptr,
-                                       const LateFilesFn& late_files = nullptr);
+                                       const LateFilesFn& late_files = nullptr) {
+    return CreateSnapshot(id, metadata, files, SnapshotOptions{.progress = progress, .late_files = late_files});
+  }
   // Writes the snapshot's files under target_dir. Chunks already correct in an
   // existing target file are not rewritten (delta restore). A missing or
   // corrupt chunk fails with kCorruption naming the file and offset (in an

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <random>
 
 #include "common/ids.h"
+#include "repo/format.h"
 
 namespace strata::repo {
 namespace {
@@ -149,6 +151,167 @@ TEST_P(RepoTest, AnIncrementalCostsWhatChanged) {
   // Delta restore over the older contents rewrites only what differs.
   ASSERT_TRUE(repo_->RestoreSnapshot("full", (dir_ / "out").string()).ok());
   EXPECT_NE(ReadFile(dir_ / "out" / "data.db"), a.bytes);
+}
+
+// A MemFile that counts the bytes read from it.
+struct CountingFile {
+  MemFile file;
+  std::shared_ptr<std::atomic<uint64_t>> read = std::make_shared<std::atomic<uint64_t>>(0);
+  FileSource Source() const {
+    FileSource s = file.Source();
+    auto inner = s.read_at;
+    auto counter = read;
+    s.read_at = [inner, counter](uint64_t off, std::span<std::byte> out) -> Result<size_t> {
+      ASSIGN_OR_RETURN(size_t n, inner(off, out));
+      *counter += n;
+      return n;
+    };
+    return s;
+  }
+};
+
+// Changes `pages` random pages (chunk-sized) and returns their byte ranges.
+std::vector<ByteRange> ChangePages(std::string& bytes, uint32_t page, int pages, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<ByteRange> ranges;
+  for (int i = 0; i < pages; ++i) {
+    uint64_t p = rng() % (bytes.size() / page);
+    for (uint32_t k = 0; k < page; k += 64) bytes[p * page + k] ^= static_cast<char>(1 + rng() % 255);
+    ranges.push_back({p * page, page});
+  }
+  return ranges;
+}
+
+TEST_P(RepoTest, AnIncrementalWithRangesReadsOnlyThemAndRestoresTheSameBytes) {
+  CountingFile a{{"data.db", MixedData(1000, 512, 21)}};
+  MemFile other{"other", std::string(3000, 'o')};
+  ASSERT_TRUE(repo_->CreateSnapshot("full", {}, {a.Source(), other.Source()}).ok());
+  auto ranges = ChangePages(a.file.bytes, 512, 10, 5);
+  // A range that is not chunk-aligned takes both chunks it touches.
+  a.file.bytes[700 * 512 + 505] ^= 0x11;
+  a.file.bytes[701 * 512 + 3] ^= 0x22;
+  ranges.push_back({700 * 512 + 505, 10});  // bytes 505..514 of chunk 700: into 701
+  *a.read = 0;
+  auto inc = repo_->CreateSnapshot("inc", {}, {a.Source(), other.Source()},
+                                   {.parent_id = "full", .changed = {{"data.db", ranges}}});
+  ASSERT_TRUE(inc.ok()) << inc.status().ToString();
+  EXPECT_TRUE(inc->parent_used);
+  EXPECT_LE(a.read->load(), 12u * 512) << "only the changed chunks are read";
+  EXPECT_EQ(inc->read_bytes, a.read->load() + other.bytes.size()) << "a file not listed is read whole";
+  EXPECT_GE(inc->parent_chunks, 1000u - 12);
+  EXPECT_EQ(inc->chunks, 1000u + 6);
+  EXPECT_LE(inc->stored_bytes, a.file.bytes.size() / 50);
+
+  // The same bytes as a full snapshot of the same files: same chunk list, same restore.
+  ASSERT_TRUE(repo_->CreateSnapshot("full2", {}, {a.Source(), other.Source()}).ok());
+  ASSERT_TRUE(repo_->RestoreSnapshot("inc", (dir_ / "inc").string()).ok());
+  ASSERT_TRUE(repo_->RestoreSnapshot("full2", (dir_ / "full2").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "inc" / "data.db"), a.file.bytes);
+  EXPECT_EQ(ReadFile(dir_ / "full2" / "data.db"), a.file.bytes);
+  EXPECT_EQ(ReadFile(dir_ / "inc" / "other"), other.bytes);
+
+  // The parent's chunks now belong to the incremental too: deleting the
+  // parent and collecting garbage leaves it whole.
+  ASSERT_TRUE(repo_->DeleteSnapshot("full").ok());
+  ASSERT_TRUE(repo_->DeleteSnapshot("full2").ok());
+  ASSERT_TRUE(repo_->CollectGarbage().ok());
+  EXPECT_TRUE(repo_->Verify(false)->ok());
+  fs::remove_all(dir_ / "inc");
+  ASSERT_TRUE(repo_->RestoreSnapshot("inc", (dir_ / "inc").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "inc" / "data.db"), a.file.bytes);
+}
+
+TEST_P(RepoTest, AnIncrementalFollowsAFileThatGrowsOrShrinks) {
+  // 100 chunks and a partial one: the tail chunk is never the parent's once the size changes.
+  CountingFile a{{"data.db", MixedData(101, 512, 22).substr(0, 100 * 512 + 100)}};
+  ASSERT_TRUE(repo_->CreateSnapshot("p", {}, {a.Source()}).ok());
+  a.file.bytes += MixedData(20, 512, 23);  // grows by 20 chunks; the old partial tail changes too
+  *a.read = 0;
+  auto grown = repo_->CreateSnapshot("grown", {}, {a.Source()}, {.parent_id = "p", .changed = {{"data.db", {}}}});
+  ASSERT_TRUE(grown.ok()) << grown.status().ToString();
+  EXPECT_EQ(a.read->load(), a.file.bytes.size() - 100 * 512) << "the old tail chunk and everything after it";
+  ASSERT_TRUE(repo_->RestoreSnapshot("grown", (dir_ / "grown").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "grown" / "data.db"), a.file.bytes);
+
+  a.file.bytes.resize(50 * 512 + 7);  // shrinks into a partial chunk
+  *a.read = 0;
+  auto shrunk = repo_->CreateSnapshot("shrunk", {}, {a.Source()}, {.parent_id = "grown", .changed = {{"data.db", {}}}});
+  ASSERT_TRUE(shrunk.ok()) << shrunk.status().ToString();
+  EXPECT_EQ(a.read->load(), 7u) << "only the new partial tail";
+  ASSERT_TRUE(repo_->RestoreSnapshot("shrunk", (dir_ / "shrunk").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "shrunk" / "data.db"), a.file.bytes);
+
+  // Same size, nothing changed: nothing is read, not even the partial tail.
+  *a.read = 0;
+  auto same = repo_->CreateSnapshot("same", {}, {a.Source()}, {.parent_id = "shrunk", .changed = {{"data.db", {}}}});
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(a.read->load(), 0u);
+  EXPECT_EQ(same->new_chunks, 0u);
+  ASSERT_TRUE(repo_->RestoreSnapshot("same", (dir_ / "same").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "same" / "data.db"), a.file.bytes);
+}
+
+TEST_P(RepoTest, AnIncrementalWithoutAUsableParentReadsEverything) {
+  CountingFile a{{"data.db", MixedData(200, 512, 24)}};
+  ASSERT_TRUE(repo_->CreateSnapshot("p", {}, {a.Source()}).ok());
+  ChangePages(a.file.bytes, 512, 5, 9);
+  struct Case {
+    std::string name;
+    SnapshotOptions options;
+  };
+  std::vector<Case> cases = {
+      {"missing-parent", {.parent_id = "no-such", .changed = {{"data.db", {}}}}},
+      {"no-parent", {.changed = {{"data.db", {}}}}},
+      {"file-not-in-parent", {.parent_id = "p", .changed = {{"renamed.db", {}}}}},
+      {"file-not-listed", {.parent_id = "p", .changed = {{"other", {}}}}},
+  };
+  for (auto& c : cases) {
+    *a.read = 0;
+    CountingFile f = a;
+    if (c.name == "file-not-in-parent") f.file.path = "renamed.db";
+    auto st = repo_->CreateSnapshot(c.name, {}, {f.Source()}, c.options);
+    ASSERT_TRUE(st.ok()) << c.name << ": " << st.status().ToString();
+    EXPECT_EQ(a.read->load(), a.file.bytes.size()) << c.name;
+    EXPECT_EQ(st->parent_chunks, 0u) << c.name;
+    ASSERT_TRUE(repo_->RestoreSnapshot(c.name, (dir_ / c.name).string()).ok());
+    EXPECT_EQ(ReadFile(dir_ / c.name / f.file.path), a.file.bytes) << c.name;
+  }
+
+  // A parent whose chunks the repository no longer indexes (here: every
+  // index removed) is not trusted for them.
+  {
+    auto store = DriverStore();
+    auto indexes = store->List("index/");
+    ASSERT_TRUE(indexes.ok());
+    for (const auto& o : *indexes) ASSERT_TRUE(store->Delete(o.key).ok());
+  }
+  Reopen();
+  *a.read = 0;
+  auto unindexed = repo_->CreateSnapshot("unindexed", {}, {a.Source()}, {.parent_id = "p", .changed = {{"data.db", {}}}});
+  ASSERT_TRUE(unindexed.ok()) << unindexed.status().ToString();
+  EXPECT_EQ(a.read->load(), a.file.bytes.size());
+  EXPECT_EQ(unindexed->parent_chunks, 0u);
+  ASSERT_TRUE(repo_->RestoreSnapshot("unindexed", (dir_ / "unindexed").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "unindexed" / "data.db"), a.file.bytes);
+}
+
+TEST_P(RepoTest, AnIncrementalNeedsAParentOfTheSameChunkSize) {
+  if (Encrypted()) GTEST_SKIP() << "the test writes a manifest by hand";
+  CountingFile a{{"data.db", MixedData(100, 512, 26)}};
+  ASSERT_TRUE(repo_->CreateSnapshot("p", {}, {a.Source()}).ok());
+  auto store = DriverStore();
+  auto bytes = store->Get("snapshots/p");
+  ASSERT_TRUE(bytes.ok());
+  auto m = DecodeManifest(*bytes);
+  ASSERT_TRUE(m.ok());
+  m->id = "p1024";
+  m->chunk_size = 1024;
+  ASSERT_TRUE(store->Put("snapshots/p1024", EncodeManifest(*m)).ok());
+  *a.read = 0;
+  auto st = repo_->CreateSnapshot("s", {}, {a.Source()}, {.parent_id = "p1024", .changed = {{"data.db", {}}}});
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(a.read->load(), a.file.bytes.size());
+  EXPECT_FALSE(st->parent_used);
 }
 
 TEST_P(RepoTest, CopyDeleteAndGarbageCollection) {
