@@ -161,7 +161,14 @@ void ControlPlane::Impl::StopCapture(const std::string& resource_id) {
 
 Status ControlPlane::Impl::DeleteAutomatedBackups(const std::string& resource_id) {
   StopCapture(resource_id);
-  for (const auto& s : catalog->ListSnapshots()) {
+  for (auto s : catalog->ListSnapshots()) {
+    if (s.instance_resource_id == resource_id && s.snapshot_type != "automated" && s.log_seq_after >= 0) {
+      // A manual snapshot stays, but its place in this change log goes with
+      // the log: a new log after automated backups come back numbers afresh.
+      s.log_seq_before = s.log_seq_after = -1;
+      RETURN_IF_ERROR(catalog->UpdateSnapshot(s));
+      continue;
+    }
     if (s.instance_resource_id != resource_id || s.snapshot_type != "automated") continue;
     Status st = backups->DeleteSnapshot(s.repo_snapshot_id);
     if (!st.ok() && !st.Is(errors::kObjectNotFound)) return st;

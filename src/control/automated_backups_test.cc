@@ -180,6 +180,56 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
   for (const auto& s : Automated()) EXPECT_NE(s.record.instance_resource_id, rid);
 }
 
+TEST_F(AutomatedBackupsTest, TurningBackupsOffAndOnForgetsOldSnapshotsPlaceInTheLog) {
+  auto SnapshotNamed = [&](const std::string& id) {
+    SnapshotQuery q;
+    q.snapshot_id = id;
+    return cp_->DescribeSnapshots(q).value().at(0);
+  };
+  CreateInstanceRequest req;
+  req.id = "app";
+  req.instance_class = "db.t3.micro";
+  req.engine = "sqlite";
+  req.backup_retention_days = 1;
+  ASSERT_TRUE(cp_->CreateInstance(req).ok());
+  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
+                                    std::nullopt).ok());
+  cp_->RunScheduler();
+  ASSERT_TRUE(NoSnapshotCreating());
+  for (int day = 1; day <= 3; ++day) Insert("app", day);
+  CreateSnapshotRequest manual;
+  manual.snapshot_id = "before-off";
+  manual.instance_id = "app";
+  ASSERT_TRUE(cp_->CreateSnapshot(manual).ok());
+  ASSERT_TRUE(NoSnapshotCreating());
+  ASSERT_GE(SnapshotNamed("before-off").record.log_seq_after, 0) << "a base while backups run";
+
+  ModifyInstanceRequest off;
+  off.id = "app";
+  off.backup_retention_days = 0;
+  off.apply_immediately = true;
+  ASSERT_TRUE(cp_->ModifyInstance(off).ok());
+  // Its log is gone, so the old snapshot is no base for a new one.
+  EXPECT_LT(SnapshotNamed("before-off").record.log_seq_after, 0);
+  ModifyInstanceRequest on = off;
+  on.backup_retention_days = 1;
+  ASSERT_TRUE(cp_->ModifyInstance(on).ok());
+  clock_.Advance(1h);
+  cp_->RunScheduler();
+  ASSERT_TRUE(NoSnapshotCreating());
+  Insert("app", 4);
+  clock_.Advance(1min);
+  ASSERT_TRUE(Eventually([&] { return cp_->DescribeInstance("app")->latest_restorable_time >= clock_.Now(); }));
+  auto window = cp_->DescribeAutomatedBackups({}).value().at(0);
+  ASSERT_TRUE(window.earliest);
+  EXPECT_GT(*window.earliest, SnapshotNamed("before-off").record.create_time)
+      << "the window starts with the new log, not at the old snapshot";
+  ASSERT_TRUE(RestoreTo("latest", clock_.Now()).ok());
+  ASSERT_TRUE(Status("latest", "available"));
+  EXPECT_EQ(Days("latest"), (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
 // The repository backup store, recording what each snapshot was told it
 // may take from a parent and what it read.
 class RecordingStore final : public BackupStore {

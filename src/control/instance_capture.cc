@@ -73,7 +73,7 @@ Result<InstanceCapture::Mark> InstanceCapture::CatchUp() {
 Status InstanceCapture::Flush() {
   std::lock_guard lock(mu_);
   if (buffer_.empty()) return Status::Ok();
-  return FlushLocked(last_poll_);
+  return FlushLocked(complete_until_);
 }
 
 TimePoint InstanceCapture::RestorableUntil() {
