@@ -71,9 +71,6 @@ struct Location {
 };
 
 // Runs fn(i) for i in [0, n) on `threads` threads, each taking a contiguous stripe.
-// Files up to this size are restored whole by one thread, several at once.
-constexpr uint64_t kSmallRestoreFile = 4ull << 20;
-
 void ParallelFor(size_t n, int threads, const std::function<void(size_t begin, size_t end)>& fn) {
   if (threads <= 1 || n < 64) {
     fn(0, n);
@@ -669,7 +666,7 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
   ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
   const uint64_t total = m.LogicalBytes();
   std::atomic<uint64_t> done_bytes{0};
-  auto restore_file = [&](const ManifestFile& f, int threads) -> Status {
+  for (const auto& f : m.files) {
     std::filesystem::path path = std::filesystem::path(target_dir) / f.path;
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
@@ -691,7 +688,7 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
       if (first_error.ok()) first_error = std::move(s);
     };
     const uint32_t cs = m.chunk_size;
-    ParallelFor(f.chunks.size(), threads, [&](size_t b, size_t e) {
+    ParallelFor(f.chunks.size(), impl_->options.threads, [&](size_t b, size_t e) {
       std::string existing_buf;
       size_t i = b;
       while (i < e) {
@@ -756,38 +753,7 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
       }
     });
     ::close(fd);
-    return first_error;
-  };
-  // A PostgreSQL cluster is a thousand small files and a few large ones:
-  // the small ones are restored side by side, one thread each, the large
-  // ones one at a time over every thread.
-  const int threads = std::max(1, impl_->options.threads);
-  std::vector<const ManifestFile*> small_files;
-  for (const auto& f : m.files) {
-    if (f.size <= kSmallRestoreFile) small_files.push_back(&f);
-  }
-  {
-    std::atomic<size_t> next{0};
-    std::mutex mu;
-    Status first;
-    auto worker = [&] {
-      for (size_t k; (k = next++) < small_files.size();) {
-        Status st = restore_file(*small_files[k], 1);
-        if (!st.ok()) {
-          std::lock_guard lock(mu);
-          if (first.ok()) first = st;
-          next = small_files.size();
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
-    worker();
-    for (auto& th : pool) th.join();
-    RETURN_IF_ERROR(first);
-  }
-  for (const auto& f : m.files) {
-    if (f.size > kSmallRestoreFile) RETURN_IF_ERROR(restore_file(f, threads));
+    RETURN_IF_ERROR(first_error);
   }
   // One sync of the target's file system at the end: a cluster of a thousand
   // small files restores without a thousand fsyncs in a row.
