@@ -109,6 +109,7 @@ Status ModifyDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWrit
   ASSIGN_OR_RETURN(req.backup_retention_days, OptInt(p, "BackupRetentionPeriod", 0, 35));
   req.backup_window = p.Get("PreferredBackupWindow");
   req.maintenance_window = p.Get("PreferredMaintenanceWindow");
+  req.master_password = p.Get("MasterUserPassword");
   ASSIGN_OR_RETURN(req.deletion_protection, p.Bool("DeletionProtection"));
   ASSIGN_OR_RETURN(req.copy_tags_to_snapshot, p.Bool("CopyTagsToSnapshot"));
   req.instance_class = p.Get("DBInstanceClass");

@@ -228,6 +228,15 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
     }
     r.backup_window = backup_window;
     r.maintenance_window = maintenance_window;
+    if (req.master_password) {
+      engine::Engine* eng = engine::FindEngine(r.engine);
+      if (!eng || !eng->UsesPort()) {
+        return InvalidCombination(fmt::format("A {} instance has no master password.", r.engine));
+      }
+      ASSIGN_OR_RETURN(auto sealed, eng->SealCredentials(r.master_username, *req.master_password));
+      r.engine_state = sealed;
+      RETURN_IF_ERROR(eng->SetMasterPassword(SpecOf(r), sealed));
+    }
     if (req.deletion_protection) r.deletion_protection = *req.deletion_protection;
     if (req.copy_tags_to_snapshot) r.copy_tags_to_snapshot = *req.copy_tags_to_snapshot;
     if (req.instance_class) {

@@ -152,6 +152,7 @@ struct ModifyInstanceRequest {
   std::optional<bool> copy_tags_to_snapshot;
   std::optional<std::string> instance_class;
   std::optional<int> allocated_storage_gib;
+  std::optional<std::string> master_password;  // applied at once, as RDS does
   bool apply_immediately = false;
 };
 

@@ -182,6 +182,13 @@ class Engine {
   // Brings a created instance into service (sqlite: checks the file; postgres: starts the server).
   virtual Status Start(const InstanceSpec& spec) = 0;
   virtual Status Stop(const InstanceSpec& spec) = 0;
+  // Gives the master user the password sealed in engine_state (from
+  // SealCredentials) on a running instance.
+  virtual Status SetMasterPassword(const InstanceSpec& spec, const std::string& engine_state) {
+    (void)spec;
+    (void)engine_state;
+    return Status(errors::kInvalidParameterCombination, "this engine has no master password");
+  }
   // Whether a started instance is still serving (postgres: its postmaster
   // lives); control restarts one that is not.
   virtual Status CheckRunning(const InstanceSpec& spec) {

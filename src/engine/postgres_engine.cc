@@ -215,6 +215,13 @@ Status PostgresEngine::Stop(const InstanceSpec& spec) {
   return RunTool("pg_ctl", {"stop", "-w", "-t", "120", "-s", "-m", "fast", "-D", ClusterDir(spec).string()}, user);
 }
 
+Status PostgresEngine::SetMasterPassword(const InstanceSpec& spec, const std::string& engine_state) {
+  ASSIGN_OR_RETURN(auto conn, Connect(spec, "postgres"));
+  return Exec(conn.get(),
+              fmt::format("ALTER ROLE {} PASSWORD {}", QuoteIdent(spec.master_username), QuoteLiteral(engine_state)))
+      .status();
+}
+
 Status PostgresEngine::CheckRunning(const InstanceSpec& spec) {
   if (RunningPostmaster(spec)) return Status::Ok();
   return Status(errors::kServiceUnavailable, fmt::format("the PostgreSQL server of {} is not running", spec.id));

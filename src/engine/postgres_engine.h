@@ -25,6 +25,7 @@ class PostgresEngine final : public Engine {
   Status Start(const InstanceSpec& spec) override;
   Status Stop(const InstanceSpec& spec) override;
   Status CheckRunning(const InstanceSpec& spec) override;
+  Status SetMasterPassword(const InstanceSpec& spec, const std::string& engine_state) override;
   Status Destroy(const InstanceSpec& spec) override;
   Result<std::unique_ptr<SnapshotView>> OpenSnapshot(const InstanceSpec& spec, TimePoint now) override;
   Status FinishRestore(const InstanceSpec& spec, std::optional<TimePoint> point_in_time) override;

@@ -168,6 +168,16 @@ class PostgresTest(StrataTestCase):
         wait_until(lambda: self.psql("pg", "SELECT count(*) FROM items", expect_ok=False).stdout.strip() == "1",
                    timeout=60, what="the restarted server")
 
+        # ModifyDBInstance changes the master password at once.
+        self.aws("rds", "modify-db-instance", "--db-instance-identifier", "pg", "--master-user-password",
+                 "another-pass-2", "--apply-immediately")
+        self.assertEqual(self.psql("pg", "SELECT 1", password="another-pass-2"), "1")
+        self.assertNotEqual(self.psql("pg", "SELECT 1", expect_ok=False).returncode, 0, "the old password still works")
+        self.assertEqual(self.aws_error("rds", "modify-db-instance", "--db-instance-identifier", "pg",
+                                        "--master-user-password", "short"), "InvalidParameterValue")
+        self.aws("rds", "modify-db-instance", "--db-instance-identifier", "pg", "--master-user-password", PASSWORD,
+                 "--apply-immediately")
+
         # RebootDBInstance restarts the server.
         before = self.postmaster_pid("pg")
         out = self.aws("rds", "reboot-db-instance", "--db-instance-identifier", "pg")["DBInstance"]
