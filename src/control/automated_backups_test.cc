@@ -19,6 +19,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// A sqlite instance with automated backups kept `retention_days`.
+CreateInstanceRequest SqliteInstance(const std::string& id, int retention_days) {
+  CreateInstanceRequest req;
+  req.id = id;
+  req.instance_class = "db.t3.micro";
+  req.engine = "sqlite";
+  req.backup_retention_days = retention_days;
+  return req;
+}
+
 class AutomatedBackupsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -104,11 +114,7 @@ class AutomatedBackupsTest : public ::testing::Test {
 };
 
 TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
-  CreateInstanceRequest req;
-  req.id = "app";
-  req.instance_class = "db.t3.micro";
-  req.engine = "sqlite";
-  req.backup_retention_days = 7;
+  auto req = SqliteInstance("app", 7);
   req.backup_window = "03:00-03:30";
   req.maintenance_window = "sun:05:00-sun:05:30";
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
@@ -186,11 +192,7 @@ TEST_F(AutomatedBackupsTest, TurningBackupsOffAndOnForgetsOldSnapshotsPlaceInThe
     q.snapshot_id = id;
     return cp_->DescribeSnapshots(q).value().at(0);
   };
-  CreateInstanceRequest req;
-  req.id = "app";
-  req.instance_class = "db.t3.micro";
-  req.engine = "sqlite";
-  req.backup_retention_days = 1;
+  auto req = SqliteInstance("app", 1);
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
   ASSERT_TRUE(Status("app", "available"));
   ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
@@ -333,11 +335,7 @@ class IncrementalSnapshotTest : public AutomatedBackupsTest {
 };
 
 TEST_F(IncrementalSnapshotTest, RandomPageUpdatesRestoreExactlyFromAnIncremental) {
-  CreateInstanceRequest req;
-  req.id = "app";
-  req.instance_class = "db.t3.micro";
-  req.engine = "sqlite";
-  req.backup_retention_days = 7;
+  auto req = SqliteInstance("app", 7);
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
   ASSERT_TRUE(Status("app", "available"));
   cp_->RunScheduler();  // capture starts, and the first base with it
@@ -402,11 +400,7 @@ TEST_F(IncrementalSnapshotTest, RandomPageUpdatesRestoreExactlyFromAnIncremental
 }
 
 TEST_F(IncrementalSnapshotTest, ABreakInTheChangeLogMakesTheNextSnapshotFull) {
-  CreateInstanceRequest req;
-  req.id = "app";
-  req.instance_class = "db.t3.micro";
-  req.engine = "sqlite";
-  req.backup_retention_days = 7;
+  auto req = SqliteInstance("app", 7);
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
   ASSERT_TRUE(Status("app", "available"));
   cp_->RunScheduler();

@@ -229,8 +229,7 @@ class PgCapture final : public ChangeCapture {
   }
 
   Status StreamError() {
-    std::string msg = PQerrorMessage(stream_.get());
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    std::string msg = TrimMessage(PQerrorMessage(stream_.get()));
     return Status(errors::kServiceUnavailable,
                   fmt::format("the WAL stream of {} ended: {}", spec_.id, msg.empty() ? "server closed it" : msg));
   }

@@ -15,12 +15,10 @@ Result<Conn> Connect(const InstanceSpec& spec, const std::string& database, bool
                         "application_name", nullptr};
   std::string host = SocketDir(spec).string(), port = std::to_string(spec.port);
   const char* values[] = {host.c_str(), port.c_str(),          user.c_str(), db.c_str(),
-                          replication ? "true" : nullptr, "10", "strata", nullptr};
-  if (!replication) values[4] = "false";
+                          replication ? "true" : "false", "10", "strata", nullptr};
   Conn conn(PQconnectdbParams(keys, values, 0));
   if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
-    std::string msg = conn ? PQerrorMessage(conn.get()) : "out of memory";
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    std::string msg = TrimMessage(conn ? PQerrorMessage(conn.get()) : "out of memory");
     return Status(errors::kServiceUnavailable, fmt::format("cannot connect to the PostgreSQL server of {}: {}",
                                                           spec.id, msg));
   }
@@ -33,8 +31,7 @@ Result<PgResult> Exec(PGconn* conn, const std::string& sql, const ErrorCode& cod
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_COPY_BOTH || st == PGRES_COPY_OUT) {
     return res;
   }
-  std::string msg = res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn);
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  std::string msg = TrimMessage(res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn));
   return Status(code, msg);
 }
 
@@ -80,6 +77,11 @@ std::string SegmentName(uint32_t timeline, uint64_t segment_number) {
   constexpr uint64_t kSegmentsPerId = 0x100000000ull / kWalSegmentBytes;
   return fmt::format("{:08X}{:08X}{:08X}", timeline, static_cast<uint32_t>(segment_number / kSegmentsPerId),
                      static_cast<uint32_t>(segment_number % kSegmentsPerId));
+}
+
+std::string TrimMessage(std::string msg) {
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return msg;
 }
 
 std::string LogTail(const InstanceSpec& spec, size_t lines) {

@@ -56,6 +56,9 @@ std::string SegmentName(uint32_t timeline, uint64_t segment_number);
 // after rewriting strata.conf with `extra_conf` appended (recovery settings).
 Status StartServer(const InstanceSpec& spec, const std::string& extra_conf = "");
 
+// libpq's and the tools' messages without their trailing newline.
+std::string TrimMessage(std::string msg);
+
 // The last lines of the server's log, for an error message.
 std::string LogTail(const InstanceSpec& spec, size_t lines = 8);
 

@@ -152,8 +152,7 @@ class PgSession final : public Session {
     }
     ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-      std::string msg = res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn_.get());
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      std::string msg = TrimMessage(res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn_.get()));
       return Status(errors::kDataBadRequest, msg);
     }
     StatementResult out;

@@ -48,8 +48,7 @@ Status RunTool(const std::string& tool, std::vector<std::string> args, const std
   args.insert(args.begin(), (bin / tool).string());
   ASSIGN_OR_RETURN(auto out, Run(args, user));
   if (out.exit_code != 0) {
-    std::string msg = out.output;
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    std::string msg = TrimMessage(out.output);
     return Status(errors::kInternalFailure, fmt::format("{} failed ({}): {}", tool, out.exit_code, msg));
   }
   return Status::Ok();

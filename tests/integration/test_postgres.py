@@ -213,7 +213,9 @@ class PostgresTest(StrataTestCase):
         load = subprocess.Popen([f"{PG_BIN}/pgbench", "-T", "8", "-c", "2", "-n", *target], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            time.sleep(1)  # let the load build up before the snapshot starts (not synchronization)
+            # The snapshot starts once the load is committing.
+            wait_until(lambda: int(self.psql("bench", "SELECT count(*) FROM pgbench_history")) > 100, timeout=30,
+                       what="pgbench committing")
             self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "bench",
                      "--db-snapshot-identifier", "under-load")
             self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "under-load")
