@@ -6,6 +6,10 @@
 //   repo_bench --dir /tmp/strata-bench --size-mib 1024
 //   repo_bench --rss-gib 10        # peak RSS while snapshotting a generated 10 GiB file
 //   repo_bench --encrypt ...       # the same with the repository encrypted (random key)
+//
+// A profile of one phase (full or restore) with perf:
+//   mkfifo /tmp/ctl
+//   perf record -g --control=fifo:/tmp/ctl -D -1 -o perf.data build/bin/repo_bench --profile full --perf-ctl /tmp/ctl
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -17,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include "repo/repo.h"
@@ -126,6 +131,20 @@ int RssTest(uint64_t gib, const fs::path& dir, bool encrypt) {
   return 0;
 }
 
+// Turns `perf record --control=fifo:PATH -D -1` on for the phase named by
+// --profile and off after it.
+struct PerfPhase {
+  PerfPhase(const std::string& ctl, const std::string& wanted, const char* phase) {
+    if (ctl.empty() || wanted != phase) return;
+    f = std::fopen(ctl.c_str(), "w");
+    if (f) std::fputs("enable\n", f), std::fflush(f);
+  }
+  ~PerfPhase() {
+    if (f) std::fputs("disable\n", f), std::fclose(f);
+  }
+  FILE* f = nullptr;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,7 +153,10 @@ int main(int argc, char** argv) {
   uint64_t rss_gib = 0;
   int days = 30;
   bool encrypt = false;
+  std::string profile, perf_ctl;
   CLI::App app{"repository benchmark"};
+  app.add_option("--profile", profile, "full or restore: the phase perf records (with --perf-ctl)");
+  app.add_option("--perf-ctl", perf_ctl, "the fifo of perf record --control");
   app.add_option("--dir", dir_s);
   app.add_option("--size-mib", size_mib);
   app.add_option("--rss-gib", rss_gib);
@@ -171,7 +193,9 @@ int main(int argc, char** argv) {
   auto repository =
       repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "repo")).value(), Options(encrypt)).value();
   auto t = std::chrono::steady_clock::now();
+  std::optional<PerfPhase> perf_full(std::in_place, perf_ctl, profile, "full");
   auto full = repository->CreateSnapshot("full", {}, {FileOf(db)}).value();
+  perf_full.reset();
   double full_s = Seconds(t);
 
   auto changed = ChangePages(db, pages, 0.01, 1);
@@ -190,8 +214,10 @@ int main(int argc, char** argv) {
   (void)reread;
 
   t = std::chrono::steady_clock::now();
+  std::optional<PerfPhase> perf_restore(std::in_place, perf_ctl, profile, "restore");
   if (!repository->RestoreSnapshot("inc", (dir / "restore").string()).ok()) return 1;
   Run(fmt::format("sync {}/restore/data.db", dir.string()));
+  perf_restore.reset();
   double restore_s = Seconds(t);
   if (Run(fmt::format("cmp -s {} {}/restore/data.db", db.string(), dir.string())) < 0) return 1;
 

@@ -245,9 +245,10 @@ class RecordingStore final : public BackupStore {
   std::mutex mu;
 
   Result<StoredSnapshot> PutSnapshot(const std::string& id, const std::map<std::string, std::string>& metadata,
-                                     const std::vector<engine::FileSource>& files, const IncrementalBase& base,
-                                     const Progress& progress, const LateFiles& late_files) override {
-    auto r = inner_->PutSnapshot(id, metadata, files, base, progress, late_files);
+                                     const std::vector<engine::FileSource>& files, uint32_t page_size,
+                                     const IncrementalBase& base, const Progress& progress,
+                                     const LateFiles& late_files) override {
+    auto r = inner_->PutSnapshot(id, metadata, files, page_size, base, progress, late_files);
     std::lock_guard lock(mu);
     if (r.ok()) puts[metadata.at("snapshot_id")] = {base, *r};
     return r;

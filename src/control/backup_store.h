@@ -52,12 +52,14 @@ class BackupStore {
  public:
   virtual ~BackupStore() = default;
   // Stores `files` (then `late_files`, if given) as snapshot `id`, reading
-  // only what `base` says may differ from its parent. Visible
+  // only what `base` says may differ from its parent, in chunks of the
+  // engine's `page_size` (at least 4 KiB) so that a changed page is a changed
+  // chunk. Visible
   // (and listed) only once every byte is durable; on failure nothing is left
   // that claims to be the snapshot.
   virtual Result<StoredSnapshot> PutSnapshot(const std::string& id,
                                              const std::map<std::string, std::string>& metadata,
-                                             const std::vector<engine::FileSource>& files,
+                                             const std::vector<engine::FileSource>& files, uint32_t page_size,
                                              const IncrementalBase& base, const Progress& progress,
                                              const LateFiles& late_files = nullptr) = 0;
   // Writes the snapshot's files under `target` (created if missing), every

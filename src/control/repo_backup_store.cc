@@ -1,7 +1,13 @@
 #include "control/repo_backup_store.h"
 
+#include <algorithm>
+
 namespace strata::control {
 namespace {
+
+// SQLite pages of 512 B-2 KiB share a 4 KiB chunk: smaller chunks would
+// grow every manifest (32 bytes per chunk) for no gain in dedup.
+constexpr uint32_t kMinChunkSize = 4096;
 
 int64_t Us(TimePoint t) { return t.time_since_epoch().count(); }
 TimePoint FromUs(int64_t us) { return TimePoint(std::chrono::microseconds(us)); }
@@ -11,8 +17,9 @@ class RepoBackupStore final : public BackupStore {
   explicit RepoBackupStore(std::shared_ptr<repo::Repository> r) : repo_(std::move(r)) {}
 
   Result<StoredSnapshot> PutSnapshot(const std::string& id, const std::map<std::string, std::string>& metadata,
-                                     const std::vector<engine::FileSource>& files, const IncrementalBase& base,
-                                     const Progress& progress, const LateFiles& late_files) override {
+                                     const std::vector<engine::FileSource>& files, uint32_t page_size,
+                                     const IncrementalBase& base, const Progress& progress,
+                                     const LateFiles& late_files) override {
     auto convert = [](const std::vector<engine::FileSource>& in) {
       std::vector<repo::FileSource> out;
       for (const auto& f : in) out.push_back({f.path, f.size, f.mode, f.read_at});
@@ -25,7 +32,10 @@ class RepoBackupStore final : public BackupStore {
         return convert(more);
       };
     }
-    repo::SnapshotOptions options{.progress = progress, .late_files = late, .parent_id = base.parent_id};
+    repo::SnapshotOptions options{.progress = progress,
+                                  .late_files = late,
+                                  .chunk_size = std::max<uint32_t>(page_size, kMinChunkSize),
+                                  .parent_id = base.parent_id};
     for (const auto& [path, ranges] : base.changed) {
       auto& out = options.changed[path];
       for (const auto& r : ranges) out.push_back({r.offset, r.length});

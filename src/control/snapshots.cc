@@ -121,8 +121,8 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
         });
       };
       RunAtBackgroundPriority([&] {
-        stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(), base,
-                                      progress, [&] { return (*view)->Complete(); });
+        stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(),
+                                      (*view)->PageSize(), base, progress, [&] { return (*view)->Complete(); });
       });
     }
   }

@@ -207,25 +207,33 @@ TEST_F(EncryptedRepo, AMovedObjectOrChunkDoesNotAuthenticate) {
   EXPECT_TRUE(st.Is(errors::kCorruption)) << st.ToString();
   EXPECT_FALSE(repo->Verify(false)->ok());
   ASSERT_TRUE(mem_->Put("snapshots/a", a_manifest).ok());
-  // In each pack (one per snapshot) the first two chunk blobs swapped: the
-  // same sizes (random pages stay raw), intact bytes, wrong places.
+  // The two packs (one frame of four chunks each) swapped: intact sealed
+  // frames in the wrong place. They authenticate, but no chunk taken from
+  // them matches its keyed id.
   auto packs = *mem_->List("packs/");
   ASSERT_EQ(packs.size(), 2u);
-  size_t blob = 512 + crypto::kSealOverhead;
   std::map<std::string, std::string> originals;
-  for (const auto& p : packs) {
-    std::string pack = *mem_->Get(p.key);
-    ASSERT_EQ(pack.size(), 4 * blob);
-    originals[p.key] = pack;
-    ASSERT_TRUE(mem_->Put(p.key, pack.substr(blob, blob) + pack.substr(0, blob) + pack.substr(2 * blob)).ok());
-  }
+  for (const auto& p : packs) originals[p.key] = *mem_->Get(p.key);
+  ASSERT_EQ(originals[packs[0].key].size(), 4 * 512 + crypto::kSealOverhead) << "one frame, stored raw";
+  ASSERT_TRUE(mem_->Put(packs[0].key, originals[packs[1].key]).ok());
+  ASSERT_TRUE(mem_->Put(packs[1].key, originals[packs[0].key]).ok());
   st = repo->RestoreSnapshot("a", (dir_ / "a2").string());
   EXPECT_TRUE(st.Is(errors::kCorruption)) << st.ToString();
-  EXPECT_NE(st.message().find("data.db at offset 0 is corrupt (chunk does not authenticate)"), std::string::npos)
+  EXPECT_NE(st.message().find("data.db at offset 0 is corrupt (hash mismatch)"), std::string::npos)
       << st.message();
   auto report = repo->Verify(false);
   ASSERT_TRUE(report.ok());
-  EXPECT_EQ(report->problems.size(), 4u);
+  EXPECT_EQ(report->problems.size(), 8u);
+  // A sealed frame with one bit flipped does not authenticate.
+  std::string flipped = originals[packs[0].key];
+  flipped[flipped.size() / 2] ^= 1;
+  ASSERT_TRUE(mem_->Put(packs[0].key, flipped).ok());
+  ASSERT_TRUE(mem_->Put(packs[1].key, originals[packs[1].key]).ok());
+  st = repo->RestoreSnapshot("a", (dir_ / "a3").string());
+  auto st_b = repo->RestoreSnapshot("b", (dir_ / "b3").string());
+  EXPECT_TRUE(!st.ok() || !st_b.ok());
+  std::string msg = st.ok() ? st_b.message() : st.message();
+  EXPECT_NE(msg.find("chunk does not authenticate"), std::string::npos) << msg;
   for (const auto& [k, v] : originals) ASSERT_TRUE(mem_->Put(k, v).ok());
   EXPECT_TRUE(repo->Verify(false)->ok());
 }

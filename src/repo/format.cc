@@ -9,9 +9,11 @@
 namespace strata::repo {
 namespace {
 
-constexpr std::string_view kIndexMagic = "SIDX0001";
+constexpr std::string_view kIndexMagicV1 = "SIDX0001";
+constexpr std::string_view kIndexMagic = "SIDX0002";
 constexpr std::string_view kManifestMagic = "SMAN0001";
-constexpr size_t kEntrySize = 32 + 8 + 4 + 4 + 1;
+constexpr size_t kEntrySizeV1 = 32 + 8 + 4 + 4 + 1;
+constexpr size_t kEntrySize = kEntrySizeV1 + 4 + 4;
 
 void PutU32(std::string& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -71,17 +73,21 @@ std::string EncodeIndex(const std::vector<IndexEntry>& entries) {
     PutU32(out, e.stored_size);
     PutU32(out, e.raw_size);
     out.push_back(static_cast<char>(e.codec));
+    PutU32(out, e.frame_raw_size);
+    PutU32(out, e.in_frame);
   }
   Seal(out);
   return out;
 }
 
 Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
-  ASSIGN_OR_RETURN(auto body, Unseal(bytes, kIndexMagic, "index"));
-  if (body.size() % kEntrySize != 0) return Status(errors::kCorruption, "index has a partial entry");
-  std::vector<IndexEntry> out(body.size() / kEntrySize);
+  const bool v1 = bytes.substr(0, kIndexMagicV1.size()) == kIndexMagicV1;
+  const size_t entry_size = v1 ? kEntrySizeV1 : kEntrySize;
+  ASSIGN_OR_RETURN(auto body, Unseal(bytes, v1 ? kIndexMagicV1 : kIndexMagic, "index"));
+  if (body.size() % entry_size != 0) return Status(errors::kCorruption, "index has a partial entry");
+  std::vector<IndexEntry> out(body.size() / entry_size);
   for (size_t i = 0; i < out.size(); ++i) {
-    const char* p = body.data() + i * kEntrySize;
+    const char* p = body.data() + i * entry_size;
     std::memcpy(out[i].hash.data(), p, 32);
     out[i].offset = GetU64(p + 32);
     out[i].stored_size = GetU32(p + 40);
@@ -89,6 +95,16 @@ Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
     uint8_t codec = static_cast<uint8_t>(p[48]);
     if (codec > 1) return Status(errors::kCorruption, "index names an unknown codec");
     out[i].codec = static_cast<Codec>(codec);
+    if (v1) {
+      out[i].frame_raw_size = out[i].raw_size;
+      out[i].framed = false;
+    } else {
+      out[i].frame_raw_size = GetU32(p + 49);
+      out[i].in_frame = GetU32(p + 53);
+      if (out[i].in_frame > out[i].frame_raw_size || out[i].raw_size > out[i].frame_raw_size - out[i].in_frame) {
+        return Status(errors::kCorruption, "index places a chunk outside its frame");
+      }
+    }
   }
   return out;
 }

@@ -31,12 +31,21 @@ std::string ToHex(const Hash& h);
 
 enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
 
+// A chunk's place in a pack. Chunks are stored in frames: runs of chunks
+// compressed (and sealed) together, because zstd on 4 KiB alone compresses
+// database pages half as well and half as fast as on tens of KiB. Every chunk
+// of a frame has an entry with the frame's offset, stored size and codec.
+// Format-1 indexes (SIDX0001) hold one chunk per frame, sealed under the
+// chunk's own id (`framed` false).
 struct IndexEntry {
   Hash hash{};
-  uint64_t offset = 0;
-  uint32_t stored_size = 0;
-  uint32_t raw_size = 0;
+  uint64_t offset = 0;       // the frame's, in the pack
+  uint32_t stored_size = 0;  // the frame's
+  uint32_t raw_size = 0;     // the chunk's
   Codec codec = Codec::kRaw;
+  uint32_t frame_raw_size = 0;  // the frame's decoded size
+  uint32_t in_frame = 0;        // the chunk's offset in the decoded frame
+  bool framed = true;
 };
 
 std::string EncodeIndex(const std::vector<IndexEntry>& entries);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -28,16 +29,24 @@ namespace {
 // Format 1: SHA-256 chunk ids, nothing encrypted. Format 2: the same objects,
 // HMAC-SHA256 chunk ids, every blob and object sealed (AES-256-GCM). An
 // encrypted repository says 2 so that a Strata that predates encryption
-// refuses it clearly instead of failing on every object.
-constexpr int kFormatPlain = 1;
-constexpr int kFormatEncrypted = 2;
+// refuses it clearly instead of failing on every object. Formats 3 and 4 are
+// 1 and 2 with chunks stored in frames (SIDX0002 indexes), which a Strata
+// from before frames must refuse as well; a repository of format 1 or 2 is
+// read as it is and its config raised by 2 when it is opened, before
+// anything is written into it.
+constexpr int kFormatPlainV1 = 1;
+constexpr int kFormatEncryptedV1 = 2;
+constexpr int kFormatPlain = 3;
+constexpr int kFormatEncrypted = 4;
 // The wrapped-keys object's own version, so its layout can change (key
 // rotation, more wrapped keys) without a new repository format.
 constexpr int kKeysFormat = 1;
 // An encrypted index, manifest or change-log segment: this magic, then the
 // sealed (nonce, ciphertext, tag) plain encoding of the object.
 constexpr std::string_view kSealedObjectMagic = "SENC0001";
-constexpr uint64_t kMaxRestoreRun = 4ull << 20;  // coalesce adjacent chunks into reads up to this
+constexpr uint64_t kMaxRestoreRun = 4ull << 20;  // coalesce adjacent frames into reads up to this
+constexpr size_t kRestoreLookahead = 1024;
+constexpr uint64_t kNoFrame = UINT64_MAX;        // chunks looked at to extend one read
 constexpr double kRewriteBelowLiveFraction = 0.5;
 
 std::string PackKey(const std::string& id) { return "packs/" + id; }
@@ -51,6 +60,9 @@ std::string KeysKey(const std::string& key_id) { return "keys/" + key_id; }
 std::string ChunkAad(const Hash& id) {
   return "strata chunk v1 " + std::string(reinterpret_cast<const char*>(id.data()), id.size());
 }
+// Frames are sealed alike wherever they sit: every chunk taken from one is
+// checked against its keyed id, which a frame moved or swapped fails.
+constexpr std::string_view kFrameAad = "strata frame v1";
 std::string ObjectAad(const std::string& key) { return "strata object v1 " + key; }
 std::string KeysContext(const std::string& key_id) { return "strata repository keys v1 " + key_id; }
 
@@ -62,17 +74,34 @@ bool ValidSnapshotId(const std::string& id) {
   return id != "." && id != "..";
 }
 
+// Where a chunk is: its frame (pack, offset, stored size, codec, decoded
+// size) and its place in the decoded frame. See IndexEntry.
 struct Location {
   uint32_t pack = 0;  // index into Impl::pack_ids
   uint64_t offset = 0;
   uint32_t stored_size = 0;
   uint32_t raw_size = 0;
   Codec codec = Codec::kRaw;
+  uint32_t frame_raw_size = 0;
+  uint32_t in_frame = 0;
+  bool framed = true;
+
+  static Location Of(uint32_t pack, const IndexEntry& e) {
+    return Location{pack, e.offset, e.stored_size, e.raw_size, e.codec, e.frame_raw_size, e.in_frame, e.framed};
+  }
+  // The chunk's part of its frame's stored bytes, for sizes and accounting.
+  uint64_t StoredShare() const {
+    return frame_raw_size == 0 ? stored_size : uint64_t{stored_size} * raw_size / frame_raw_size;
+  }
+  uint64_t FrameKey() const { return (uint64_t{pack} << 40) | offset; }
 };
 
-// Runs fn(i) for i in [0, n) on `threads` threads, each taking a contiguous stripe.
-void ParallelFor(size_t n, int threads, const std::function<void(size_t begin, size_t end)>& fn) {
-  if (threads <= 1 || n < 64) {
+// Runs fn(i) for i in [0, n) on `threads` threads, each taking a contiguous
+// stripe; serially when n is below `serial_below` (threads cost more than
+// they save on little work).
+void ParallelFor(size_t n, int threads, const std::function<void(size_t begin, size_t end)>& fn,
+                 size_t serial_below = 64) {
+  if (threads <= 1 || n < serial_below) {
     fn(0, n);
     return;
   }
@@ -110,14 +139,47 @@ ZSTD_DCtx* ThreadDCtx() {
 }
 
 Result<std::string> Decompress(const Location& loc, std::string_view stored) {
-  if (loc.codec == Codec::kRaw) return std::string(stored);
-  std::string out(loc.raw_size, '\0');
+  if (loc.codec == Codec::kRaw) {
+    if (stored.size() != loc.frame_raw_size) return Status(errors::kCorruption, "frame has the wrong size");
+    return std::string(stored);
+  }
+  std::string out(loc.frame_raw_size, '\0');
   size_t n = ZSTD_decompressDCtx(ThreadDCtx(), out.data(), out.size(), stored.data(), stored.size());
-  if (ZSTD_isError(n) || n != loc.raw_size) {
+  if (ZSTD_isError(n) || n != loc.frame_raw_size) {
     return Status(errors::kCorruption, "chunk does not decompress");
   }
   return out;
 }
+
+// Decoded frames a restore thread has read, oldest dropped first once they
+// pass a byte budget. A failed decode is kept too, so every chunk of a bad
+// frame reports it.
+class FrameCache {
+ public:
+  const Result<std::string>* Get(const Location& loc) const {
+    auto it = frames_.find(loc.FrameKey());
+    return it == frames_.end() ? nullptr : &it->second;
+  }
+  void Put(const Location& loc, Result<std::string> frame) {
+    uint64_t key = loc.FrameKey();
+    if (frames_.count(key)) return;
+    bytes_ += frame.ok() ? frame->size() : 0;
+    frames_.emplace(key, std::move(frame));
+    order_.push_back(key);
+    while (bytes_ > kBudget && order_.size() > 1) {
+      auto it = frames_.find(order_.front());
+      bytes_ -= it->second.ok() ? it->second->size() : 0;
+      frames_.erase(it);
+      order_.pop_front();
+    }
+  }
+
+ private:
+  static constexpr uint64_t kBudget = 16ull << 20;
+  std::unordered_map<uint64_t, Result<std::string>> frames_;
+  std::deque<uint64_t> order_;
+  uint64_t bytes_ = 0;
+};
 
 }  // namespace
 
@@ -156,13 +218,49 @@ class Repository::Impl {
     return h.ok() && *h == id;
   }
 
-  // A chunk's plain bytes from its stored blob: authenticated (encrypted)
-  // and decompressed. Any failure is kCorruption.
-  Result<std::string> DecodeChunk(const Hash& id, const Location& loc, std::string_view stored) const {
+  // A frame's plain bytes from its stored form: authenticated (encrypted)
+  // and decompressed. `id` is any chunk of it (a format-1 chunk is sealed
+  // under its own id). Any failure is kCorruption. The caller checks each
+  // chunk it takes against its id.
+  Result<std::string> DecodeFrame(const Hash& id, const Location& loc, std::string_view stored) const {
     if (!enc) return Decompress(loc, stored);
-    auto opened = crypto::Open(enc->data_key, stored, ChunkAad(id));
+    auto opened = crypto::Open(enc->data_key, stored, loc.framed ? std::string(kFrameAad) : ChunkAad(id));
     if (!opened.ok()) return Status(errors::kCorruption, "chunk does not authenticate");
     return Decompress(loc, *opened);
+  }
+  // The chunk at `loc` in its decoded frame, if it is what `id` names.
+  static std::optional<std::string_view> ChunkIn(const std::string& frame, const Location& loc) {
+    if (loc.in_frame > frame.size() || loc.raw_size > frame.size() - loc.in_frame) return std::nullopt;
+    return std::string_view(frame).substr(loc.in_frame, loc.raw_size);
+  }
+
+  // A frame ready for a pack: the chunks it holds, in order, and its stored form.
+  struct EncodedFrame {
+    Status status;  // not OK: sealing failed, and the operation with it
+    std::vector<std::pair<Hash, uint32_t>> chunks;  // id, raw size
+    std::string stored;
+    Codec codec = Codec::kRaw;
+    uint32_t raw_size = 0;
+  };
+  // Compress first, then seal: ciphertext does not compress.
+  void EncodeFrame(std::string_view raw, EncodedFrame& out) const {
+    out.raw_size = static_cast<uint32_t>(raw.size());
+    std::string z(ZSTD_compressBound(raw.size()), '\0');
+    size_t n = ZSTD_compressCCtx(ThreadCCtx(), z.data(), z.size(), raw.data(), raw.size(), options.zstd_level);
+    if (!ZSTD_isError(n) && n < raw.size()) {
+      z.resize(n);
+      out.stored = std::move(z);
+      out.codec = Codec::kZstd;
+    } else {
+      out.stored = std::string(raw);
+      out.codec = Codec::kRaw;
+    }
+    if (enc) {
+      std::string sealed;
+      sealed.reserve(out.stored.size() + crypto::kSealOverhead);
+      out.status = crypto::SealTo(enc->data_key, out.stored, kFrameAad, sealed);
+      out.stored = std::move(sealed);
+    }
   }
 
   // The stored form of an index, manifest or change-log segment under `key`.
@@ -207,9 +305,7 @@ class Repository::Impl {
   void AddPackLocked(const std::string& pack_id, const std::vector<IndexEntry>& entries) {
     uint32_t p = static_cast<uint32_t>(pack_ids.size());
     pack_ids.push_back(pack_id);
-    for (const auto& e : entries) {
-      chunks.try_emplace(e.hash, Location{p, e.offset, e.stored_size, e.raw_size, e.codec});
-    }
+    for (const auto& e : entries) chunks.try_emplace(e.hash, Location::Of(p, e));
   }
 
   bool Known(const Hash& h) {
@@ -217,11 +313,42 @@ class Repository::Impl {
     return chunks.count(h) > 0;
   }
 
-  std::optional<std::pair<std::string, Location>> Find(const Hash& h) {
+  std::optional<Location> Find(const Hash& h) {
     std::lock_guard lock(map_mu);
     auto it = chunks.find(h);
     if (it == chunks.end()) return std::nullopt;
-    return std::make_pair(pack_ids[it->second.pack], it->second);
+    return it->second;
+  }
+  std::string PackId(uint32_t pack) {
+    std::lock_guard lock(map_mu);
+    return pack_ids[pack];
+  }
+
+  // Reads the frame of chunk i (at `loc`) into the cache, and with it, in
+  // the same ranged read, the frames right after it in its pack that the
+  // next chunks of [i, end) need.
+  void ReadFrames(const std::vector<Hash>& ids, size_t i, size_t end, const Location& loc, FrameCache& cache) {
+    uint64_t start = loc.offset, stop = loc.offset + loc.stored_size, decoded = loc.frame_raw_size;
+    std::vector<std::pair<Hash, Location>> frames{{ids[i], loc}};
+    for (size_t j = i + 1, looked = 0;
+         j < end && looked < kRestoreLookahead && stop - start < kMaxRestoreRun && decoded < kMaxRestoreRun;
+         ++j, ++looked) {
+      auto next = Find(ids[j]);
+      if (!next) break;
+      if (next->pack != loc.pack || cache.Get(*next) || (next->offset >= start && next->offset < stop)) continue;
+      if (next->offset != stop) break;
+      frames.emplace_back(ids[j], *next);
+      stop += next->stored_size;
+      decoded += next->frame_raw_size;
+    }
+    auto bytes = store->GetRange(PackKey(PackId(loc.pack)), start, stop - start);
+    for (const auto& [id, at] : frames) {
+      if (!bytes.ok()) {
+        cache.Put(at, bytes.status());
+        continue;
+      }
+      cache.Put(at, DecodeFrame(id, at, std::string_view(*bytes).substr(at.offset - start, at.stored_size)));
+    }
   }
 
   Result<Manifest> ReadManifest(const std::string& id) {
@@ -249,12 +376,17 @@ class Repository::Impl {
     explicit PackWriter(Impl* repo) : repo_(repo) {}
     ~PackWriter() { (void)Wait(); }
     bool Pending(const Hash& h) const { return pending_.count(h) > 0 || in_flight_.count(h) > 0; }
-    Status Add(const Hash& h, std::string stored, uint32_t raw_size, Codec codec) {
-      IndexEntry e{h, data_.size(), static_cast<uint32_t>(stored.size()), raw_size, codec};
-      data_ += stored;
-      entries_.push_back(e);
-      pending_.insert(h);
-      added_bytes_ += stored.size();
+    Status Add(EncodedFrame frame) {
+      RETURN_IF_ERROR(frame.status);
+      uint32_t in_frame = 0;
+      for (const auto& [h, raw_size] : frame.chunks) {
+        entries_.push_back(IndexEntry{h, data_.size(), static_cast<uint32_t>(frame.stored.size()), raw_size,
+                                      frame.codec, frame.raw_size, in_frame, true});
+        in_frame += raw_size;
+        pending_.insert(h);
+      }
+      data_ += frame.stored;
+      added_bytes_ += frame.stored.size();
       if (data_.size() >= repo_->options.pack_target_bytes) return StartFlush();
       return Status::Ok();
     }
@@ -306,43 +438,35 @@ class Repository::Impl {
     uint64_t added_bytes_ = 0;
   };
 
-  // Prepared chunk of a batch: its hash, and its stored form when new.
-  struct Prepared {
-    Status status;  // not OK: hashing or sealing failed, and the snapshot with it
-    Hash hash{};
-    bool known = false;
-    std::string stored;
-    uint32_t raw_size = 0;
-    Codec codec = Codec::kRaw;
-  };
-
-  // Compress first, then seal: ciphertext does not compress.
-  void Prepare(std::string_view raw, Prepared& out) {
-    auto id = ChunkId(raw);
-    if (!id.ok()) {
-      out.status = id.status();
-      return;
+  // Groups chunks, in the order given, into frames of up to
+  // options.frame_bytes and encodes them on `threads` threads.
+  std::vector<EncodedFrame> EncodeFrames(const std::vector<std::pair<Hash, std::string_view>>& chunks) const {
+    std::vector<std::pair<size_t, size_t>> spans;  // [first, last) of chunks
+    uint64_t fill = 0;
+    for (size_t k = 0; k < chunks.size(); ++k) {
+      if (spans.empty() || fill + chunks[k].second.size() > options.frame_bytes) {
+        spans.emplace_back(k, k);
+        fill = 0;
+      }
+      ++spans.back().second;
+      fill += chunks[k].second.size();
     }
-    out.hash = *id;
-    out.raw_size = static_cast<uint32_t>(raw.size());
-    out.known = Known(out.hash);
-    if (out.known) return;
-    std::string z(ZSTD_compressBound(raw.size()), '\0');
-    size_t n = ZSTD_compressCCtx(ThreadCCtx(), z.data(), z.size(), raw.data(), raw.size(), options.zstd_level);
-    if (!ZSTD_isError(n) && n < raw.size()) {
-      z.resize(n);
-      out.stored = std::move(z);
-      out.codec = Codec::kZstd;
-    } else {
-      out.stored = std::string(raw);
-      out.codec = Codec::kRaw;
-    }
-    if (enc) {
-      std::string sealed;
-      sealed.reserve(out.stored.size() + crypto::kSealOverhead);
-      out.status = crypto::SealTo(enc->data_key, out.stored, ChunkAad(out.hash), sealed);
-      out.stored = std::move(sealed);
-    }
+    std::vector<EncodedFrame> out(spans.size());
+    ParallelFor(
+        spans.size(), options.threads,
+        [&](size_t lo, size_t hi) {
+          std::string raw;
+          for (size_t f = lo; f < hi; ++f) {
+            raw.clear();
+            for (size_t k = spans[f].first; k < spans[f].second; ++k) {
+              raw += chunks[k].second;
+              out[f].chunks.emplace_back(chunks[k].first, static_cast<uint32_t>(chunks[k].second.size()));
+            }
+            EncodeFrame(raw, out[f]);
+          }
+        },
+        2);
+    return out;
   }
 };
 
@@ -362,12 +486,13 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ob
   if (config.ok()) {
     auto j = nlohmann::json::parse(*config, nullptr, false);
     int version = j.is_object() ? j.value("format_version", 0) : 0;
-    if (version != kFormatPlain && version != kFormatEncrypted) {
-      return Status(errors::kCorruption, fmt::format("{} holds no Strata repository of format {} or {}",
-                                                     impl->store->Describe(), kFormatPlain, kFormatEncrypted));
+    if (version < kFormatPlainV1 || version > kFormatEncrypted) {
+      return Status(errors::kCorruption, fmt::format("{} holds no Strata repository of format {} to {}",
+                                                     impl->store->Describe(), kFormatPlainV1, kFormatEncrypted));
     }
     impl->chunk_size = j.value("chunk_size", 4096u);
-    if (version == kFormatEncrypted) {
+    const bool encrypted = version == kFormatEncrypted || version == kFormatEncryptedV1;
+    if (encrypted) {
       std::vector<std::string> key_ids;
       try {
         key_ids = j.at("encryption").at("key_ids").get<std::vector<std::string>>();
@@ -392,6 +517,10 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ob
         return Status(errors::kCorruption, fmt::format("{}: config says unencrypted but {} holds wrapped keys",
                                                        impl->store->Describe(), keys[0].key));
       }
+    }
+    if (version == kFormatPlainV1 || version == kFormatEncryptedV1) {
+      j["format_version"] = encrypted ? kFormatEncrypted : kFormatPlain;
+      RETURN_IF_ERROR(impl->store->Put("config", j.dump(2)));
     }
   } else if (config.status().Is(errors::kObjectNotFound)) {
     impl->chunk_size = options.chunk_size;
@@ -497,7 +626,11 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
   ASSIGN_OR_RETURN(auto exists, impl_->store->Stat(ManifestKey(id)));
   if (exists) return Status(errors::kInvalidParameterValue, fmt::format("snapshot {} already exists", id));
 
-  const uint32_t cs = impl_->chunk_size;
+  const uint32_t cs = options.chunk_size ? options.chunk_size : impl_->chunk_size;
+  if (cs < 512 || cs > (1u << 20) || (cs & (cs - 1))) {
+    return Status(errors::kInvalidParameterValue,
+                  fmt::format("chunk size {} is not a power of two from 512 B to 1 MiB", cs));
+  }
   const uint64_t batch = std::max<uint64_t>(cs, impl_->options.batch_bytes / cs * cs);
   uint64_t total = 0;
   for (const auto& f : files) total += f.size;
@@ -625,18 +758,29 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
           at += n;
         }
       }
-      std::vector<Impl::Prepared> prepared(raw.size());
+      std::vector<Hash> ids(raw.size());
+      std::vector<Status> id_status(raw.size());
       ParallelFor(raw.size(), impl_->options.threads, [&](size_t lo, size_t hi) {
-        for (size_t k = lo; k < hi; ++k) impl_->Prepare(raw[k].second, prepared[k]);
+        for (size_t k = lo; k < hi; ++k) {
+          auto id = impl_->ChunkId(raw[k].second);
+          if (id.ok()) ids[k] = *id;
+          else id_status[k] = id.status();
+        }
       });
-      for (size_t k = 0; k < prepared.size(); ++k) {
-        auto& p = prepared[k];
-        RETURN_IF_ERROR(p.status);
-        mf.chunks[raw[k].first] = p.hash;
-        if (p.known || writer.Pending(p.hash) || impl_->Known(p.hash)) continue;
-        ++stats.new_chunks;
-        RETURN_IF_ERROR(writer.Add(p.hash, std::move(p.stored), p.raw_size, p.codec));
+      // The batch's new chunks, each once, in file order: they go into frames together.
+      std::vector<std::pair<Hash, std::string_view>> fresh;
+      std::unordered_set<Hash, HashHasher> fresh_ids;
+      {
+        std::lock_guard lock(impl_->map_mu);
+        for (size_t k = 0; k < raw.size(); ++k) {
+          RETURN_IF_ERROR(id_status[k]);
+          mf.chunks[raw[k].first] = ids[k];
+          if (impl_->chunks.count(ids[k]) || writer.Pending(ids[k]) || !fresh_ids.insert(ids[k]).second) continue;
+          fresh.emplace_back(ids[k], raw[k].second);
+        }
       }
+      stats.new_chunks += fresh.size();
+      for (auto& frame : impl_->EncodeFrames(fresh)) RETURN_IF_ERROR(writer.Add(std::move(frame)));
       stats.read_bytes += buf.size();
       done_bytes += buf.size();
       if (progress && total) progress(static_cast<int>(std::min<uint64_t>(99, done_bytes * 99 / total)));
@@ -689,10 +833,27 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
     };
     const uint32_t cs = m.chunk_size;
     ParallelFor(f.chunks.size(), impl_->options.threads, [&](size_t b, size_t e) {
+      FrameCache cache;
       std::string existing_buf;
-      size_t i = b;
-      while (i < e) {
-        {
+      // Chunks decoded and checked, waiting to be written at out_at.
+      std::string out;
+      uint64_t out_at = 0;
+      auto flush = [&]() -> bool {
+        if (out.empty()) return true;
+        if (::pwrite(fd, out.data(), out.size(), static_cast<off_t>(out_at)) != static_cast<ssize_t>(out.size())) {
+          fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(), strerror(errno))));
+          return false;
+        }
+        // Writeback starts now, while the next frames decode, instead of all
+        // of it waiting for the sync at the end.
+        (void)::sync_file_range(fd, static_cast<off_t>(out_at), static_cast<off_t>(out.size()), SYNC_FILE_RANGE_WRITE);
+        done_bytes += out.size();
+        out.clear();
+        if (progress && total) progress(static_cast<int>(done_bytes * 99 / total));
+        return true;
+      };
+      for (size_t i = b; i < e; ++i) {
+        if (i % 256 == 0) {
           std::lock_guard lock(err_mu);
           if (!first_error.ok()) return;
         }
@@ -702,55 +863,39 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
           existing_buf.resize(want);
           if (::pread(fd, existing_buf.data(), want, static_cast<off_t>(off)) == static_cast<ssize_t>(want) &&
               impl_->ChunkMatches(f.chunks[i], existing_buf)) {
+            if (!flush()) return;
             done_bytes += want;
-            ++i;
             continue;
           }
         }
-        auto first = impl_->Find(f.chunks[i]);
-        if (!first) {
+        auto loc = impl_->Find(f.chunks[i]);
+        if (!loc) {
           fail(Status(errors::kCorruption, fmt::format("snapshot {}: chunk {} of {} at offset {} is missing",
                                                        id, ToHex(f.chunks[i]).substr(0, 16), f.path, off)));
           return;
         }
-        // Extend the run while the next chunks sit right after this one in the same pack.
-        size_t j = i + 1;
-        uint64_t run_end = first->second.offset + first->second.stored_size;
-        std::vector<Location> locs{first->second};
-        while (j < e && run_end - first->second.offset < kMaxRestoreRun && !existing) {
-          auto next = impl_->Find(f.chunks[j]);
-          if (!next || next->first != first->first || next->second.offset != run_end) break;
-          locs.push_back(next->second);
-          run_end += next->second.stored_size;
-          ++j;
+        const Result<std::string>* frame = cache.Get(*loc);
+        if (!frame) {
+          impl_->ReadFrames(f.chunks, i, e, *loc, cache);
+          frame = cache.Get(*loc);
         }
-        auto bytes = impl_->store->GetRange(PackKey(first->first), first->second.offset,
-                                            run_end - first->second.offset);
-        if (!bytes.ok()) {
-          fail(bytes.status().WithContext(fmt::format("snapshot {}: {} at offset {}", id, f.path, off)));
+        if (frame && !frame->ok() && !frame->status().Is(errors::kCorruption)) {
+          fail(frame->status().WithContext(fmt::format("snapshot {}: {} at offset {}", id, f.path, off)));
           return;
         }
-        std::string out;
-        for (size_t k = 0; k < locs.size(); ++k) {
-          std::string_view stored(bytes->data() + (locs[k].offset - first->second.offset), locs[k].stored_size);
-          auto raw = impl_->DecodeChunk(f.chunks[i + k], locs[k], stored);
-          uint64_t coff = uint64_t{i + k} * cs;
-          if (!raw.ok() || !impl_->ChunkMatches(f.chunks[i + k], *raw)) {
-            fail(Status(errors::kCorruption,
-                        fmt::format("snapshot {}: chunk of {} at offset {} is corrupt ({})", id, f.path, coff,
-                                    raw.ok() ? "hash mismatch" : raw.status().message())));
-            return;
-          }
-          out += *raw;
-        }
-        if (::pwrite(fd, out.data(), out.size(), static_cast<off_t>(off)) != static_cast<ssize_t>(out.size())) {
-          fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(), strerror(errno))));
+        std::optional<std::string_view> chunk;
+        if (frame && frame->ok()) chunk = Impl::ChunkIn(**frame, *loc);
+        if (!chunk || chunk->size() != want || !impl_->ChunkMatches(f.chunks[i], *chunk)) {
+          std::string why = !frame ? "not read" : !frame->ok() ? frame->status().message() : "hash mismatch";
+          fail(Status(errors::kCorruption,
+                      fmt::format("snapshot {}: chunk of {} at offset {} is corrupt ({})", id, f.path, off, why)));
           return;
         }
-        done_bytes += out.size();
-        i = j;
-        if (progress && total) progress(static_cast<int>(done_bytes * 99 / total));
+        if (out.empty()) out_at = off;
+        out += *chunk;
+        if (out.size() >= kMaxRestoreRun && !flush()) return;
       }
+      flush();
     });
     ::close(fd);
     RETURN_IF_ERROR(first_error);
@@ -927,11 +1072,19 @@ Result<VerifyReport> Repository::Verify(bool quick) {
       report.problems.push_back({"unreadable pack: " + bytes.status().message(), PackKey(pack), {}});
       continue;
     }
+    // A frame's entries are adjacent in its index: each frame is decoded once.
+    uint64_t frame_at = kNoFrame;
+    Result<std::string> frame = std::string();
     for (const auto& e : entries) {
       ++report.chunks_checked;
-      Location loc{0, e.offset, e.stored_size, e.raw_size, e.codec};
-      auto raw = impl_->DecodeChunk(e.hash, loc, std::string_view(*bytes).substr(e.offset, e.stored_size));
-      if (raw.ok() && impl_->ChunkMatches(e.hash, *raw)) {
+      Location loc = Location::Of(0, e);
+      if (frame_at != e.offset || !e.framed) {
+        frame = impl_->DecodeFrame(e.hash, loc, std::string_view(*bytes).substr(e.offset, e.stored_size));
+        frame_at = e.offset;
+      }
+      std::optional<std::string_view> chunk;
+      if (frame.ok()) chunk = Impl::ChunkIn(*frame, loc);
+      if (chunk && impl_->ChunkMatches(e.hash, *chunk)) {
         present.insert(e.hash);
       } else if (users.count(e.hash)) {
         report.problems.push_back({"corrupt chunk " + ToHex(e.hash).substr(0, 16), PackKey(pack), users[e.hash]});
@@ -984,20 +1137,49 @@ Result<GcStats> Repository::CollectGarbage() {
     if (!entries.ok() && !entries.status().Is(errors::kCorruption)) return entries.status();
     if (!entries.ok()) continue;  // leave it for an operator to see in verify
     uint64_t live_bytes = 0, all_bytes = 0;
+    uint64_t frame_at = kNoFrame;
     for (const auto& e : *entries) {
-      all_bytes += e.stored_size;
-      if (live.count(e.hash)) live_bytes += e.stored_size;
+      if (frame_at != e.offset || !e.framed) all_bytes += e.stored_size;
+      frame_at = e.offset;
+      if (live.count(e.hash)) live_bytes += Location::Of(0, e).StoredShare();
     }
     if (live_bytes == all_bytes) continue;
     if (live_bytes > 0 && live_bytes >= all_bytes * kRewriteBelowLiveFraction) continue;
     if (live_bytes > 0) {
-      // Mostly dead: copy the live chunks into a new pack before dropping this one.
+      // Mostly dead: the live chunks, decoded and checked, go into new frames
+      // and packs before this one is dropped. A pack with a bad frame stays,
+      // for verify to report.
       ASSIGN_OR_RETURN(auto data, impl_->store->Get(PackKey(pack)));
+      std::vector<std::pair<Hash, std::string>> keep;
+      bool intact = true;
+      frame_at = kNoFrame;
+      Result<std::string> frame = std::string();
       for (const auto& e : *entries) {
         if (!live.count(e.hash) || rewritten.count(e.hash)) continue;
-        rewritten.insert(e.hash);
-        RETURN_IF_ERROR(rewriter.Add(e.hash, data.substr(e.offset, e.stored_size), e.raw_size, e.codec));
+        Location loc = Location::Of(0, e);
+        if (e.offset + e.stored_size > data.size()) {
+          intact = false;
+          break;
+        }
+        if (frame_at != e.offset || !e.framed) {
+          frame = impl_->DecodeFrame(e.hash, loc, std::string_view(data).substr(e.offset, e.stored_size));
+          frame_at = e.offset;
+        }
+        std::optional<std::string_view> chunk;
+        if (frame.ok()) chunk = Impl::ChunkIn(*frame, loc);
+        if (!chunk || !impl_->ChunkMatches(e.hash, *chunk)) {
+          intact = false;
+          break;
+        }
+        keep.emplace_back(e.hash, std::string(*chunk));
       }
+      if (!intact) continue;
+      std::vector<std::pair<Hash, std::string_view>> chunks;
+      for (const auto& [h, bytes] : keep) {
+        chunks.emplace_back(h, bytes);
+        rewritten.insert(h);
+      }
+      for (auto& f : impl_->EncodeFrames(chunks)) RETURN_IF_ERROR(rewriter.Add(std::move(f)));
       ++stats.packs_rewritten;
     } else {
       ++stats.packs_deleted;
@@ -1061,7 +1243,7 @@ Result<std::vector<SnapshotSize>> Repository::SnapshotSizes() {
   for (size_t i = 0; i < out.size(); ++i) {
     for (const auto& h : used[i]) {
       auto it = impl_->chunks.find(h);
-      uint64_t stored = it == impl_->chunks.end() ? 0 : it->second.stored_size;
+      uint64_t stored = it == impl_->chunks.end() ? 0 : it->second.StoredShare();
       out[i].referenced_bytes += stored;
       if (refs[h] == 1) out[i].unique_bytes += stored;
     }

@@ -12,11 +12,13 @@
 //
 // Layout in the object store (see docs/repository.md):
 //   config                 format version and chunking settings (JSON);
-//                          format 2: encrypted, with the key id(s)
+//                          format 4 (2 before frames): encrypted, with the key id(s)
 //   keys/<key-id>          encrypted repositories: the data and chunk-id
 //                          keys, wrapped by the keyring's key <key-id>
-//   packs/<id>             chunk blobs back to back
-//   index/<id>             the pack's entries (hash, offset, sizes), checksummed
+//   packs/<id>             frames back to back: runs of consecutive new
+//                          chunks compressed (and sealed) together
+//   index/<id>             the pack's entries (hash, frame offset and sizes,
+//                          place in the frame), checksummed
 //   snapshots/<id>         a manifest, checksummed
 //   log/<stream>/<seq>-<first>-<last>
 //                          a change-log segment: the engine's log records for
@@ -30,8 +32,9 @@
 //   leaves unreferenced packs (collected by garbage collection), never a
 //   listed snapshot with missing data.
 // - Every chunk's hash is checked when it is read back (restore, verify);
-//   encrypted, every blob and object is also authenticated (GCM tag) under an
-//   AAD naming its chunk id or object key, so a swapped blob is corrupt too.
+//   encrypted, every frame and object is also authenticated (GCM tag), an
+//   object under an AAD naming its key; a frame moved elsewhere authenticates
+//   but yields chunks that fail their keyed ids, so it is corrupt too.
 //
 // repo/ knows nothing of engines or HTTP.
 // Thread safety: all methods may be called concurrently. Backups and
@@ -95,6 +98,14 @@ struct RepoOptions {
   // size of what changed. An existing repository keeps its own.
   uint32_t chunk_size = 4096;
   int zstd_level = 1;
+  // New chunks are compressed (and sealed) in frames of up to this many
+  // bytes of consecutive chunks. On pgbench's files, zstd -1 stores 30.5 MiB
+  // per 320 MiB in 4 KiB pieces, 17.9 in 64 KiB frames, 16.2 in 256 KiB and
+  // 15.6 in 1 MiB ones (15.5 compressing each file whole, as pgBackRest
+  // does), and runs 1.4-1.7x faster on frames than on 4 KiB. Restore decodes
+  // a frame once for all its chunks, but a delta restore decodes a whole
+  // frame for one chunk: 256 KiB keeps that small.
+  uint32_t frame_bytes = 256u << 10;
   uint64_t pack_target_bytes = 32ull << 20;
   int threads = 2;
   // Bytes of file data read ahead per batch (memory stays near 2 batches + 1 pack).
@@ -140,6 +151,10 @@ struct ByteRange {
 struct SnapshotOptions {
   ProgressFn progress = nullptr;
   LateFilesFn late_files = nullptr;
+  // The snapshot's chunk size (a power of two, 512 B to 1 MiB), best the
+  // engine's page size; 0: the repository's. Chunks of different sizes do
+  // not deduplicate against each other.
+  uint32_t chunk_size = 0;
   // An incremental snapshot: a file listed in `changed` is taken from
   // snapshot `parent_id` except for the listed ranges (aligned outward to
   // whole chunks), which are read, as is everything past the end of the
