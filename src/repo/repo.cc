@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
+#include "repo/chunk_index.h"
 #include "repo/crypto.h"
 #include "repo/format.h"
 
@@ -45,8 +46,8 @@ constexpr int kKeysFormat = 1;
 // sealed (nonce, ciphertext, tag) plain encoding of the object.
 constexpr std::string_view kSealedObjectMagic = "SENC0001";
 constexpr uint64_t kMaxRestoreRun = 4ull << 20;  // coalesce adjacent frames into reads up to this
-constexpr size_t kRestoreLookahead = 1024;
-constexpr uint64_t kNoFrame = UINT64_MAX;        // chunks looked at to extend one read
+constexpr size_t kRestoreLookahead = 1024;       // chunks looked at to extend one read
+constexpr uint64_t kNoFrame = UINT64_MAX;
 constexpr double kRewriteBelowLiveFraction = 0.5;
 
 std::string PackKey(const std::string& id) { return "packs/" + id; }
@@ -73,28 +74,6 @@ bool ValidSnapshotId(const std::string& id) {
   }
   return id != "." && id != "..";
 }
-
-// Where a chunk is: its frame (pack, offset, stored size, codec, decoded
-// size) and its place in the decoded frame. See IndexEntry.
-struct Location {
-  uint32_t pack = 0;  // index into Impl::pack_ids
-  uint64_t offset = 0;
-  uint32_t stored_size = 0;
-  uint32_t raw_size = 0;
-  Codec codec = Codec::kRaw;
-  uint32_t frame_raw_size = 0;
-  uint32_t in_frame = 0;
-  bool framed = true;
-
-  static Location Of(uint32_t pack, const IndexEntry& e) {
-    return Location{pack, e.offset, e.stored_size, e.raw_size, e.codec, e.frame_raw_size, e.in_frame, e.framed};
-  }
-  // The chunk's part of its frame's stored bytes, for sizes and accounting.
-  uint64_t StoredShare() const {
-    return frame_raw_size == 0 ? stored_size : uint64_t{stored_size} * raw_size / frame_raw_size;
-  }
-  uint64_t FrameKey() const { return (uint64_t{pack} << 40) | offset; }
-};
 
 // Runs fn(i) for i in [0, n) on `threads` threads, each taking a contiguous
 // stripe; serially when n is below `serial_below` (threads cost more than
@@ -197,7 +176,7 @@ class Repository::Impl {
 
   std::mutex map_mu;
   std::vector<std::string> pack_ids;
-  std::unordered_map<Hash, Location, HashHasher> chunks;
+  ChunkIndex chunks;
 
   // Set once at open for an encrypted repository; null: unencrypted.
   struct Encryption {
@@ -292,7 +271,7 @@ class Repository::Impl {
     ASSIGN_OR_RETURN(auto list, store->List("index/"));
     std::lock_guard lock(map_mu);
     pack_ids.clear();
-    chunks.clear();
+    chunks.Clear();
     for (const auto& obj : list) {
       auto entries = ReadIndex(obj.key);
       if (!entries.ok() && !entries.status().Is(errors::kCorruption)) return entries.status();
@@ -305,19 +284,17 @@ class Repository::Impl {
   void AddPackLocked(const std::string& pack_id, const std::vector<IndexEntry>& entries) {
     uint32_t p = static_cast<uint32_t>(pack_ids.size());
     pack_ids.push_back(pack_id);
-    for (const auto& e : entries) chunks.try_emplace(e.hash, Location::Of(p, e));
+    chunks.AddPack(p, entries);
   }
 
   bool Known(const Hash& h) {
     std::lock_guard lock(map_mu);
-    return chunks.count(h) > 0;
+    return chunks.Contains(h);
   }
 
   std::optional<Location> Find(const Hash& h) {
     std::lock_guard lock(map_mu);
-    auto it = chunks.find(h);
-    if (it == chunks.end()) return std::nullopt;
-    return it->second;
+    return chunks.Find(h);
   }
   std::string PackId(uint32_t pack) {
     std::lock_guard lock(map_mu);
@@ -385,6 +362,8 @@ class Repository::Impl {
         in_frame += raw_size;
         pending_.insert(h);
       }
+      // One allocation per pack, not a doubling string that ends at twice the pack size.
+      if (data_.empty()) data_.reserve(repo_->options.pack_target_bytes + repo_->options.frame_bytes + 64);
       data_ += frame.stored;
       added_bytes_ += frame.stored.size();
       if (data_.size() >= repo_->options.pack_target_bytes) return StartFlush();
@@ -775,7 +754,7 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
         for (size_t k = 0; k < raw.size(); ++k) {
           RETURN_IF_ERROR(id_status[k]);
           mf.chunks[raw[k].first] = ids[k];
-          if (impl_->chunks.count(ids[k]) || writer.Pending(ids[k]) || !fresh_ids.insert(ids[k]).second) continue;
+          if (impl_->chunks.Contains(ids[k]) || writer.Pending(ids[k]) || !fresh_ids.insert(ids[k]).second) continue;
           fresh.emplace_back(ids[k], raw[k].second);
         }
       }
@@ -1242,8 +1221,8 @@ Result<std::vector<SnapshotSize>> Repository::SnapshotSizes() {
   std::lock_guard lock(impl_->map_mu);
   for (size_t i = 0; i < out.size(); ++i) {
     for (const auto& h : used[i]) {
-      auto it = impl_->chunks.find(h);
-      uint64_t stored = it == impl_->chunks.end() ? 0 : it->second.StoredShare();
+      auto loc = impl_->chunks.Find(h);
+      uint64_t stored = loc ? loc->StoredShare() : 0;
       out[i].referenced_bytes += stored;
       if (refs[h] == 1) out[i].unique_bytes += stored;
     }
