@@ -3,6 +3,8 @@
 #include <openssl/sha.h>
 #include <zstd.h>
 
+#include <memory>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -110,12 +112,24 @@ Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
 }
 
 constexpr std::string_view kLogMagic = "SLOG0001";
+constexpr size_t kParallelLogBytes = 4 << 20;
 
 std::string EncodeLogSegment(std::string_view payload) {
   std::string out(kLogMagic);
   PutU64(out, payload.size());
   std::string z(ZSTD_compressBound(payload.size()), '\0');
-  size_t n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), 1);
+  size_t n = 0;
+  if (payload.size() >= kParallelLogBytes) {
+    // A backlog drains as fast as zstd compresses it: large segments are
+    // compressed on two threads (zstd's own workers), as fast as two
+    // pgBackRest archive processes.
+    std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, 1);
+    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_nbWorkers, 2);  // an error (no thread support) leaves it at 0
+    n = ZSTD_compress2(cctx.get(), z.data(), z.size(), payload.data(), payload.size());
+  } else {
+    n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), 1);
+  }
   z.resize(ZSTD_isError(n) ? 0 : n);
   out += z;
   Seal(out);
