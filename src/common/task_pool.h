@@ -32,7 +32,8 @@ class TaskPool {
   bool stopping_ = false;
 };
 
-// Runs fn on a new thread at a lower CPU priority (nice +10) and waits for it.
+// Runs fn on a new thread at the lowest CPU priority (SCHED_IDLE; nice +10
+// where that is refused) and waits for it.
 // Threads fn starts inherit the priority, so bulk work (a snapshot's hashing
 // and compression) yields the CPU to the database's own writers.
 void RunAtBackgroundPriority(const std::function<void()>& fn);

@@ -1,0 +1,34 @@
+#include "common/task_pool.h"
+
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <atomic>
+#include <thread>
+
+namespace strata {
+namespace {
+
+TEST(RunAtBackgroundPriority, RunsAtIdlePriorityAndSoDoThreadsItStarts) {
+  int outer = -1, inner = -1;
+  RunAtBackgroundPriority([&] {
+    outer = ::sched_getscheduler(0);
+    std::thread t([&] { inner = ::sched_getscheduler(0); });
+    t.join();
+  });
+  EXPECT_EQ(outer, SCHED_IDLE);
+  EXPECT_EQ(inner, SCHED_IDLE);
+  EXPECT_NE(::sched_getscheduler(0), SCHED_IDLE) << "the caller keeps its own priority";
+}
+
+TEST(TaskPool, RunsEveryQueuedTaskBeforeShutdownReturns) {
+  std::atomic<int> ran{0};
+  TaskPool pool(2);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(pool.Submit([&] { ++ran; }));
+  pool.Shutdown();
+  EXPECT_EQ(ran.load(), 100);
+  EXPECT_FALSE(pool.Submit([] {}));
+}
+
+}  // namespace
+}  // namespace strata
