@@ -69,14 +69,12 @@ void ControlPlane::Shutdown() {
   impl_->StopScheduler();
   if (impl_->workers) impl_->workers->Shutdown();
   impl_->StopAllCaptures();
-  if (impl_->config.stop_servers_on_shutdown) {
-    // Servers stop cleanly with stratad and start again with it (Recover).
-    for (const auto& r : impl_->catalog->ListInstances()) {
-      engine::Engine* e = engine::FindEngine(r.engine);
-      if (!e || !e->UsesPort() || r.status == "deleting") continue;
-      if (Status st = e->Stop(SpecOf(r)); !st.ok()) {
-        log::Warn("stopping the server failed", {{"instance", r.id}, {"error", st.ToString()}});
-      }
+  // Engine servers (postgres) stop cleanly with stratad and start again with it (Recover).
+  for (const auto& r : impl_->catalog->ListInstances()) {
+    engine::Engine* e = engine::FindEngine(r.engine);
+    if (!e || !e->UsesPort() || r.status == "deleting") continue;
+    if (Status st = e->Stop(SpecOf(r)); !st.ok()) {
+      log::Warn("stopping the server failed", {{"instance", r.id}, {"error", st.ToString()}});
     }
   }
   std::lock_guard lock(impl_->tx_mu);

@@ -32,8 +32,6 @@ struct Config {
   const Clock* clock = nullptr;  // not owned; must outlive the ControlPlane
   int worker_threads = 2;
   int manual_snapshot_quota = 100;  // RDS's default per region
-  // Engine servers (postgres) stop with the control plane and start with it.
-  bool stop_servers_on_shutdown = true;
   // The backup repository encrypts at rest (reported as Encrypted / StorageEncrypted).
   bool backups_encrypted = false;
 };
