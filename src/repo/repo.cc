@@ -84,13 +84,16 @@ void ParallelFor(size_t n, int threads, const std::function<void(size_t begin, s
     fn(0, n);
     return;
   }
+  // The first stripe runs on the calling thread, which keeps its
+  // thread-local zstd contexts and buffers from one call to the next.
   std::vector<std::thread> pool;
   size_t per = (n + threads - 1) / threads;
-  for (int t = 0; t < threads; ++t) {
+  for (int t = 1; t < threads; ++t) {
     size_t b = t * per, e = std::min(n, b + per);
     if (b >= e) break;
     pool.emplace_back([&fn, b, e] { fn(b, e); });
   }
+  fn(0, std::min(n, per));
   for (auto& th : pool) th.join();
 }
 
