@@ -16,6 +16,8 @@ constexpr std::string_view kIndexMagic = "SIDX0002";
 constexpr std::string_view kManifestMagic = "SMAN0001";
 constexpr size_t kEntrySizeV1 = 32 + 8 + 4 + 4 + 1;
 constexpr size_t kEntrySize = kEntrySizeV1 + 4 + 4;
+constexpr uint32_t kMaxChunkBytes = 1u << 20;  // the largest chunk size a repository accepts
+constexpr uint32_t kMaxFrameBytes = 64u << 20;
 
 void PutU32(std::string& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -106,6 +108,12 @@ Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
       if (out[i].in_frame > out[i].frame_raw_size || out[i].raw_size > out[i].frame_raw_size - out[i].in_frame) {
         return Status(errors::kCorruption, "index places a chunk outside its frame");
       }
+    }
+    // Sizes a restore allocates: an index that passed its checksum but was
+    // written wrong must fail as corrupt, not exhaust memory.
+    if (out[i].raw_size > kMaxChunkBytes || out[i].frame_raw_size > kMaxFrameBytes ||
+        out[i].stored_size > kMaxFrameBytes + 1024) {
+      return Status(errors::kCorruption, "index names a chunk or frame larger than any Strata writes");
     }
   }
   return out;

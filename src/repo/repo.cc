@@ -33,8 +33,8 @@ namespace {
 // refuses it clearly instead of failing on every object. Formats 3 and 4 are
 // 1 and 2 with chunks stored in frames (SIDX0002 indexes), which a Strata
 // from before frames must refuse as well; a repository of format 1 or 2 is
-// read as it is and its config raised by 2 when it is opened, before
-// anything is written into it.
+// read as it is, and its config is raised by 2 before the first frame is
+// written into it.
 constexpr int kFormatPlainV1 = 1;
 constexpr int kFormatEncryptedV1 = 2;
 constexpr int kFormatPlain = 3;
@@ -173,6 +173,19 @@ class Repository::Impl {
 
   // Backups and restores hold it shared; garbage collection exclusive.
   std::shared_mutex gc_mu;
+
+  // A format-1/2 repository's config, raised to 3/4; stored by RaiseFormat.
+  std::mutex config_mu;
+  std::string raised_config;
+  // Before anything writes a frame: a repository that holds frames must say
+  // so, so that a Strata from before frames refuses it.
+  Status RaiseFormat() {
+    std::lock_guard lock(config_mu);
+    if (raised_config.empty()) return Status::Ok();
+    RETURN_IF_ERROR(store->Put("config", raised_config));
+    raised_config.clear();
+    return Status::Ok();
+  }
 
   std::mutex log_mu;
   std::map<std::string, uint64_t> next_seq;  // per stream; 0: not read yet
@@ -503,8 +516,10 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ob
       }
     }
     if (version == kFormatPlainV1 || version == kFormatEncryptedV1) {
+      // Raised before the first frame is written, not here: a repository
+      // opened to restore or verify may be read-only.
       j["format_version"] = encrypted ? kFormatEncrypted : kFormatPlain;
-      RETURN_IF_ERROR(impl->store->Put("config", j.dump(2)));
+      impl->raised_config = j.dump(2);
     }
   } else if (config.status().Is(errors::kObjectNotFound)) {
     impl->chunk_size = options.chunk_size;
@@ -609,6 +624,7 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
   std::shared_lock gc_guard(impl_->gc_mu);
   ASSIGN_OR_RETURN(auto exists, impl_->store->Stat(ManifestKey(id)));
   if (exists) return Status(errors::kInvalidParameterValue, fmt::format("snapshot {} already exists", id));
+  RETURN_IF_ERROR(impl_->RaiseFormat());
 
   const uint32_t cs = options.chunk_size ? options.chunk_size : impl_->chunk_size;
   if (cs < 512 || cs > (1u << 20) || (cs & (cs - 1))) {
@@ -754,14 +770,13 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
       // The batch's new chunks, each once, in file order: they go into frames together.
       std::vector<std::pair<Hash, std::string_view>> fresh;
       std::unordered_set<Hash, HashHasher> fresh_ids;
-      {
-        std::lock_guard lock(impl_->map_mu);
-        for (size_t k = 0; k < raw.size(); ++k) {
-          RETURN_IF_ERROR(id_status[k]);
-          mf.chunks[raw[k].first] = ids[k];
-          if (impl_->chunks.Contains(ids[k]) || writer.Pending(ids[k]) || !fresh_ids.insert(ids[k]).second) continue;
-          fresh.emplace_back(ids[k], raw[k].second);
-        }
+      // The index lock is taken per chunk: this thread runs at idle
+      // priority and must not hold it long enough to stall a restore.
+      for (size_t k = 0; k < raw.size(); ++k) {
+        RETURN_IF_ERROR(id_status[k]);
+        mf.chunks[raw[k].first] = ids[k];
+        if (writer.Pending(ids[k]) || !fresh_ids.insert(ids[k]).second || impl_->Known(ids[k])) continue;
+        fresh.emplace_back(ids[k], raw[k].second);
       }
       stats.new_chunks += fresh.size();
       for (auto& frame : impl_->EncodeFrames(fresh)) RETURN_IF_ERROR(writer.Add(std::move(frame)));
@@ -1097,6 +1112,7 @@ Result<VerifyReport> Repository::Verify(bool quick) {
 
 Result<GcStats> Repository::CollectGarbage() {
   std::unique_lock gc_guard(impl_->gc_mu);
+  RETURN_IF_ERROR(impl_->RaiseFormat());
   GcStats stats;
   std::unordered_set<Hash, HashHasher> live;
   ASSIGN_OR_RETURN(auto ids, ListSnapshots());
@@ -1120,16 +1136,24 @@ Result<GcStats> Repository::CollectGarbage() {
     auto entries = impl_->ReadIndex(obj.key);
     if (!entries.ok() && !entries.status().Is(errors::kCorruption)) return entries.status();
     if (!entries.ok()) continue;  // leave it for an operator to see in verify
+    // Whether a pack is dead is counted in chunks: a live chunk's share of
+    // its frame's bytes can round to nothing (a 3-byte file tail), and a pack
+    // with one live chunk must never be taken for dead. Bytes only weigh a
+    // rewrite.
     uint64_t live_bytes = 0, all_bytes = 0;
+    size_t live_chunks = 0;
     uint64_t frame_at = kNoFrame;
     for (const auto& e : *entries) {
       if (frame_at != e.offset || !e.framed) all_bytes += e.stored_size;
       frame_at = e.offset;
-      if (live.count(e.hash)) live_bytes += Location::Of(0, e).StoredShare();
+      if (live.count(e.hash)) {
+        ++live_chunks;
+        live_bytes += std::max<uint64_t>(1, Location::Of(0, e).StoredShare());
+      }
     }
-    if (live_bytes == all_bytes) continue;
-    if (live_bytes > 0 && live_bytes >= all_bytes * kRewriteBelowLiveFraction) continue;
-    if (live_bytes > 0) {
+    if (live_chunks == entries->size()) continue;
+    if (live_chunks > 0 && live_bytes >= all_bytes * kRewriteBelowLiveFraction) continue;
+    if (live_chunks > 0) {
       // Mostly dead: the live chunks, decoded and checked, go into new frames
       // and packs before this one is dropped. A pack with a bad frame stays,
       // for verify to report.
@@ -1168,7 +1192,7 @@ Result<GcStats> Repository::CollectGarbage() {
     } else {
       ++stats.packs_deleted;
     }
-    stats.bytes_freed += all_bytes - live_bytes;
+    stats.bytes_freed += all_bytes - std::min(all_bytes, live_bytes);
     to_delete.push_back(pack);
   }
   RETURN_IF_ERROR(rewriter.Finish());

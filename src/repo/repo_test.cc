@@ -346,6 +346,29 @@ TEST_P(RepoTest, GarbageCollectionRewritesMostlyDeadPacks) {
   EXPECT_EQ(ReadFile(dir_ / "out" / "data.db"), b.bytes);
 }
 
+// A file's short tail is one chunk of a frame whose share of the frame's
+// bytes rounds to nothing; when it is the pack's only live chunk, the pack
+// is still alive.
+TEST_P(RepoTest, GarbageCollectionKeepsAPackWhoseOnlyLiveChunkIsATinyTail) {
+  opts_.pack_target_bytes = 1 << 30;  // one pack per snapshot
+  Reopen();
+  std::string tail = "end";
+  MemFile a{"data.db", std::string(512 * 5, 'a') + tail};
+  MemFile b{"data.db", std::string(512 * 5, 'b') + tail};
+  ASSERT_TRUE(repo_->CreateSnapshot("a", {}, {a.Source()}).ok());
+  auto sb = repo_->CreateSnapshot("b", {}, {b.Source()});
+  ASSERT_TRUE(sb.ok());
+  ASSERT_EQ(sb->new_chunks, 1u) << "b stores its own page and takes a's tail";
+  ASSERT_TRUE(repo_->DeleteSnapshot("a").ok());
+  auto gc = repo_->CollectGarbage();
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  auto report = repo_->Verify(false);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok()) << "b's tail chunk, stored with a, was collected";
+  ASSERT_TRUE(repo_->RestoreSnapshot("b", (dir_ / "out").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "out" / "data.db"), b.bytes);
+}
+
 TEST_P(RepoTest, ACrashAtAnyStepLeavesAConsistentRepository) {
   MemFile base{"data.db", MixedData(200, 512, 6)};
   MemFile next{"data.db", MixedData(200, 512, 8)};
@@ -529,14 +552,20 @@ TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {
   ASSERT_TRUE(store->Put("snapshots/old", EncodeManifest(m)).ok());
 
   auto repo = std::move(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), opts)).value();
-  EXPECT_NE(store->Get("config")->find(R"("format_version": 3)"), std::string::npos)
-      << "raised on open, so that a Strata from before frames refuses the repository";
   ASSERT_TRUE(repo->RestoreSnapshot("old", (dir / "out").string()).ok());
   EXPECT_EQ(ReadFile(dir / "out" / "data.db"), page1 + page0);
   auto report = repo->Verify(false);
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok());
   EXPECT_EQ(report->chunks_checked, 2u);
+  EXPECT_NE(store->Get("config")->find(R"("format_version": 1)"), std::string::npos)
+      << "reading leaves the repository as it was (it may be read-only)";
+  MemFile more{"data.db", page1 + std::string(512, 'z')};
+  ASSERT_TRUE(repo->CreateSnapshot("new", {}, {more.Source()}).ok());
+  EXPECT_NE(store->Get("config")->find(R"("format_version": 3)"), std::string::npos)
+      << "raised before the first frame, so that a Strata from before frames refuses the repository";
+  ASSERT_TRUE(repo->RestoreSnapshot("new", (dir / "out2").string()).ok());
+  EXPECT_EQ(ReadFile(dir / "out2" / "data.db"), more.bytes);
   fs::remove_all(dir);
 }
 
