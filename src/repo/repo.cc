@@ -229,6 +229,33 @@ class Repository::Impl {
     return std::string_view(frame).substr(loc.in_frame, loc.raw_size);
   }
 
+  // Walks a pack's index entries in order, decoding each frame once for all
+  // its chunks (a frame's entries are adjacent in its index).
+  class PackChunks {
+   public:
+    PackChunks(const Impl& repo, std::string_view pack) : repo_(repo), pack_(pack) {}
+    // The chunk `e` names, decoded and checked against its id; nullopt when
+    // its frame is outside the pack, does not decode, or the bytes differ.
+    std::optional<std::string_view> Chunk(const IndexEntry& e) {
+      if (e.offset > pack_.size() || e.stored_size > pack_.size() - e.offset) return std::nullopt;
+      Location loc = Location::Of(0, e);
+      if (frame_at_ != e.offset || !e.framed) {
+        frame_ = repo_.DecodeFrame(e.hash, loc, pack_.substr(e.offset, e.stored_size));
+        frame_at_ = e.offset;
+      }
+      if (!frame_.ok()) return std::nullopt;
+      auto chunk = ChunkIn(*frame_, loc);
+      if (!chunk || !repo_.ChunkMatches(e.hash, *chunk)) return std::nullopt;
+      return chunk;
+    }
+
+   private:
+    const Impl& repo_;
+    std::string_view pack_;
+    uint64_t frame_at_ = kNoFrame;
+    Result<std::string> frame_ = std::string();
+  };
+
   // A frame ready for a pack: the chunks it holds, in order, and its stored form.
   struct EncodedFrame {
     Status status;  // not OK: sealing failed, and the operation with it
@@ -1071,19 +1098,10 @@ Result<VerifyReport> Repository::Verify(bool quick) {
       report.problems.push_back({"unreadable pack: " + bytes.status().message(), PackKey(pack), {}});
       continue;
     }
-    // A frame's entries are adjacent in its index: each frame is decoded once.
-    uint64_t frame_at = kNoFrame;
-    Result<std::string> frame = std::string();
+    Impl::PackChunks chunks(*impl_, *bytes);
     for (const auto& e : entries) {
       ++report.chunks_checked;
-      Location loc = Location::Of(0, e);
-      if (frame_at != e.offset || !e.framed) {
-        frame = impl_->DecodeFrame(e.hash, loc, std::string_view(*bytes).substr(e.offset, e.stored_size));
-        frame_at = e.offset;
-      }
-      std::optional<std::string_view> chunk;
-      if (frame.ok()) chunk = Impl::ChunkIn(*frame, loc);
-      if (chunk && impl_->ChunkMatches(e.hash, *chunk)) {
+      if (chunks.Chunk(e)) {
         present.insert(e.hash);
       } else if (users.count(e.hash)) {
         report.problems.push_back({"corrupt chunk " + ToHex(e.hash).substr(0, 16), PackKey(pack), users[e.hash]});
@@ -1160,22 +1178,11 @@ Result<GcStats> Repository::CollectGarbage() {
       ASSIGN_OR_RETURN(auto data, impl_->store->Get(PackKey(pack)));
       std::vector<std::pair<Hash, std::string>> keep;
       bool intact = true;
-      frame_at = kNoFrame;
-      Result<std::string> frame = std::string();
+      Impl::PackChunks chunks_of_pack(*impl_, data);
       for (const auto& e : *entries) {
         if (!live.count(e.hash) || rewritten.count(e.hash)) continue;
-        Location loc = Location::Of(0, e);
-        if (e.offset + e.stored_size > data.size()) {
-          intact = false;
-          break;
-        }
-        if (frame_at != e.offset || !e.framed) {
-          frame = impl_->DecodeFrame(e.hash, loc, std::string_view(data).substr(e.offset, e.stored_size));
-          frame_at = e.offset;
-        }
-        std::optional<std::string_view> chunk;
-        if (frame.ok()) chunk = Impl::ChunkIn(*frame, loc);
-        if (!chunk || !impl_->ChunkMatches(e.hash, *chunk)) {
+        auto chunk = chunks_of_pack.Chunk(e);
+        if (!chunk) {
           intact = false;
           break;
         }

@@ -86,6 +86,9 @@ class InstanceLifecycle(StrataTestCase):
                                         "--backup-retention-period", "3"), "DBInstanceNotFound")
         self.assertEqual(self.aws_error("rds", "modify-db-instance", "--db-instance-identifier", "dup",
                                         "--preferred-backup-window", "bad"), "InvalidParameterValue")
+        # A sqlite instance has no master password to change.
+        self.assertEqual(self.aws_error("rds", "modify-db-instance", "--db-instance-identifier", "dup",
+                                        "--master-user-password", "long-enough-1"), "InvalidParameterCombination")
         self.assertEqual(self.aws_error("rds", "delete-db-instance", "--db-instance-identifier", "dup",
                                         "--skip-final-snapshot", "--final-db-snapshot-identifier", "x"),
                          "InvalidParameterCombination")
