@@ -66,7 +66,10 @@ struct S3Config {
   std::string region = "us-east-1";
   bool path_style = true;  // BUCKET in the path (RGW, MinIO); false: BUCKET.host
   sigv4::Credentials credentials;
-  int max_attempts = 5;
+  // Attempts per request before the operation fails; with the backoff below
+  // (100 ms doubling, capped at 5 s, full jitter) 10 attempts ride out about
+  // 10-20 s of throttling or a restarting endpoint.
+  int max_attempts = 10;
   // A transfer slower than 1 KiB/s for this long is cut and retried.
   int stall_timeout_seconds = 30;
   // Objects larger than this go up by multipart upload, in parts of this size

@@ -15,7 +15,13 @@ ENDPOINT = os.environ.get("S3_ENDPOINT")
 class FaultyProxy:
     """Forwards to the S3 endpoint, but answers every 5th request with 503
     SlowDown, every 7th with 500, cuts every 11th GET mid-body (or drops the
-    connection of a PUT without answering), and stalls every 13th for 3 s."""
+    connection of a PUT without answering), and stalls every 13th for 3 s.
+
+    A request (method, path and range) is faulted at most MAX_FAULTS_PER_REQUEST
+    times, so the schedule tests that stratad retries, not how many retries a
+    run of unlucky interleavings of its parallel requests happens to need."""
+
+    MAX_FAULTS_PER_REQUEST = 2
 
     def __init__(self, upstream):
         import http.client
@@ -26,6 +32,7 @@ class FaultyProxy:
         proxy = self
         self.count = 0
         self.faults = 0
+        self.faults_by_request = {}
         self.lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -37,9 +44,14 @@ class FaultyProxy:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                key = (self.command, self.path, self.headers.get("Range"))
                 with proxy.lock:
                     proxy.count += 1
                     n = proxy.count
+                    if proxy.faults_by_request.get(key, 0) >= FaultyProxy.MAX_FAULTS_PER_REQUEST:
+                        n = 1  # this request has had its share: let it through
+                    elif n % 5 == 0 or n % 7 == 0 or n % 11 == 0 or n % 13 == 0:
+                        proxy.faults_by_request[key] = proxy.faults_by_request.get(key, 0) + 1
                 if n % 5 == 0 or n % 7 == 0:
                     with proxy.lock:
                         proxy.faults += 1
@@ -79,7 +91,13 @@ class FaultyProxy:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _handle
+            def _serve(self):
+                try:
+                    self._handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # stratad cut a stalled transfer: expected
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _serve
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
