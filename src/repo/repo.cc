@@ -6,7 +6,10 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cmath>
+#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -23,6 +26,7 @@
 #include "repo/chunk_index.h"
 #include "repo/crypto.h"
 #include "repo/format.h"
+#include "repo/workers.h"
 
 namespace strata::repo {
 namespace {
@@ -75,26 +79,38 @@ bool ValidSnapshotId(const std::string& id) {
   return id != "." && id != "..";
 }
 
-// Runs fn(i) for i in [0, n) on `threads` threads, each taking a contiguous
-// stripe; serially when n is below `serial_below` (threads cost more than
-// they save on little work).
-void ParallelFor(size_t n, int threads, const std::function<void(size_t begin, size_t end)>& fn,
-                 size_t serial_below = 64) {
-  if (threads <= 1 || n < serial_below) {
-    fn(0, n);
-    return;
+// A stretch of whole chunks [first, first + count) of a file, read in one call.
+struct Piece {
+  uint64_t first = 0;
+  uint64_t count = 0;
+};
+
+// Whether zstd will find little to take out of a chunk: the bytes of a
+// sample (16 of every 64, at most 1 KiB) carry more than 7.2 bits of entropy
+// each. Random pages (encrypted or compressed columns, blobs, UUID indexes)
+// measure about 7.8, text and numbers 3 to 6. Such chunks go into frames of
+// their own: zstd passes over a frame of random bytes at several GB/s, but
+// mixed into text it searches them for matches and Huffman-codes them, which
+// on half-random pages halved its speed and cost a little ratio too. Only
+// the grouping depends on it, never what is stored.
+bool LooksIncompressible(std::string_view chunk) {
+  if (chunk.size() < 256) return false;
+  static const auto kTerms = [] {
+    // c * log2(c) for every count a sample can reach
+    std::array<float, 1025> t{};
+    for (size_t c = 1; c < t.size(); ++c) t[c] = static_cast<float>(c * std::log2(static_cast<double>(c)));
+    return t;
+  }();
+  const size_t stride = std::max<size_t>(64, chunk.size() / 64);
+  uint16_t counts[256] = {};
+  size_t n = 0;
+  for (size_t at = 0; at + 16 <= chunk.size() && n < 1024; at += stride, n += 16) {
+    for (size_t i = 0; i < 16; ++i) ++counts[static_cast<uint8_t>(chunk[at + i])];
   }
-  // The first stripe runs on the calling thread, which keeps its
-  // thread-local zstd contexts and buffers from one call to the next.
-  std::vector<std::thread> pool;
-  size_t per = (n + threads - 1) / threads;
-  for (int t = 1; t < threads; ++t) {
-    size_t b = t * per, e = std::min(n, b + per);
-    if (b >= e) break;
-    pool.emplace_back([&fn, b, e] { fn(b, e); });
-  }
-  fn(0, std::min(n, per));
-  for (auto& th : pool) th.join();
+  float sum = 0;
+  for (uint16_t c : counts) sum += kTerms[c];
+  const float bits = std::log2(static_cast<float>(n)) - sum / static_cast<float>(n);
+  return bits > 7.2f;
 }
 
 // Reads [offset, offset + n) into out; fewer bytes only at the end of the file.
@@ -120,37 +136,53 @@ ZSTD_DCtx* ThreadDCtx() {
   return ctx.get();
 }
 
-Result<std::string> Decompress(const Location& loc, std::string_view stored) {
+// Decodes into `out`, whose buffer is reused: a restore decodes a GiB in
+// frames of 256 KiB, and a fresh buffer for each was page faults and zeroing.
+Status Decompress(const Location& loc, std::string_view stored, std::string& out) {
   if (loc.codec == Codec::kRaw) {
     if (stored.size() != loc.frame_raw_size) return Status(errors::kCorruption, "frame has the wrong size");
-    return std::string(stored);
+    out.assign(stored);
+    return Status::Ok();
   }
-  std::string out(loc.frame_raw_size, '\0');
+  out.resize(loc.frame_raw_size);
   size_t n = ZSTD_decompressDCtx(ThreadDCtx(), out.data(), out.size(), stored.data(), stored.size());
   if (ZSTD_isError(n) || n != loc.frame_raw_size) {
     return Status(errors::kCorruption, "chunk does not decompress");
   }
-  return out;
+  return Status::Ok();
 }
 
 // Decoded frames a restore thread has read, oldest dropped first once they
 // pass a byte budget. A failed decode is kept too, so every chunk of a bad
-// frame reports it.
+// frame reports it. The buffers of dropped frames are handed out again.
 class FrameCache {
  public:
   const Result<std::string>* Get(const Location& loc) const {
     auto it = frames_.find(loc.FrameKey());
     return it == frames_.end() ? nullptr : &it->second;
   }
+  // A buffer to decode the next frame into.
+  std::string Buffer() {
+    if (spare_.empty()) return std::string();
+    std::string b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
+  }
   void Put(const Location& loc, Result<std::string> frame) {
     uint64_t key = loc.FrameKey();
-    if (frames_.count(key)) return;
+    if (frames_.count(key)) {
+      if (frame.ok()) spare_.push_back(std::move(*frame));
+      return;
+    }
     bytes_ += frame.ok() ? frame->size() : 0;
     frames_.emplace(key, std::move(frame));
     order_.push_back(key);
     while (bytes_ > kBudget && order_.size() > 1) {
       auto it = frames_.find(order_.front());
-      bytes_ -= it->second.ok() ? it->second->size() : 0;
+      if (it->second.ok()) {
+        bytes_ -= it->second->size();
+        spare_.push_back(std::move(*it->second));
+      }
       frames_.erase(it);
       order_.pop_front();
     }
@@ -160,6 +192,7 @@ class FrameCache {
   static constexpr uint64_t kBudget = 16ull << 20;
   std::unordered_map<uint64_t, Result<std::string>> frames_;
   std::deque<uint64_t> order_;
+  std::vector<std::string> spare_;
   uint64_t bytes_ = 0;
 };
 
@@ -190,7 +223,9 @@ class Repository::Impl {
   std::mutex log_mu;
   std::map<std::string, uint64_t> next_seq;  // per stream; 0: not read yet
 
-  std::mutex map_mu;
+  // Lookups take it shared (a snapshot's workers look up ids side by side);
+  // adding a pack takes it exclusive.
+  std::shared_mutex map_mu;
   std::vector<std::string> pack_ids;
   ChunkIndex chunks;
 
@@ -217,11 +252,16 @@ class Repository::Impl {
   // and decompressed. `id` is any chunk of it (a format-1 chunk is sealed
   // under its own id). Any failure is kCorruption. The caller checks each
   // chunk it takes against its id.
-  Result<std::string> DecodeFrame(const Hash& id, const Location& loc, std::string_view stored) const {
-    if (!enc) return Decompress(loc, stored);
-    auto opened = crypto::Open(enc->data_key, stored, loc.framed ? std::string(kFrameAad) : ChunkAad(id));
-    if (!opened.ok()) return Status(errors::kCorruption, "chunk does not authenticate");
-    return Decompress(loc, *opened);
+  Result<std::string> DecodeFrame(const Hash& id, const Location& loc, std::string_view stored,
+                                  std::string buffer = {}) const {
+    if (enc) {
+      auto opened = crypto::Open(enc->data_key, stored, loc.framed ? std::string(kFrameAad) : ChunkAad(id));
+      if (!opened.ok()) return Status(errors::kCorruption, "chunk does not authenticate");
+      RETURN_IF_ERROR(Decompress(loc, *opened, buffer));
+      return buffer;
+    }
+    RETURN_IF_ERROR(Decompress(loc, stored, buffer));
+    return buffer;
   }
   // The chunk at `loc` in its decoded frame, if it is what `id` names.
   static std::optional<std::string_view> ChunkIn(const std::string& frame, const Location& loc) {
@@ -240,7 +280,8 @@ class Repository::Impl {
       if (e.offset > pack_.size() || e.stored_size > pack_.size() - e.offset) return std::nullopt;
       Location loc = Location::Of(0, e);
       if (frame_at_ != e.offset || !e.framed) {
-        frame_ = repo_.DecodeFrame(e.hash, loc, pack_.substr(e.offset, e.stored_size));
+        frame_ = repo_.DecodeFrame(e.hash, loc, pack_.substr(e.offset, e.stored_size),
+                                   frame_.ok() ? std::move(*frame_) : std::string());
         frame_at_ = e.offset;
       }
       if (!frame_.ok()) return std::nullopt;
@@ -256,7 +297,8 @@ class Repository::Impl {
     Result<std::string> frame_ = std::string();
   };
 
-  // A frame ready for a pack: the chunks it holds, in order, and its stored form.
+  // A frame ready for a pack: the chunks it holds, in order, and its stored
+  // form. Kept from batch to batch, so its buffers are reused.
   struct EncodedFrame {
     Status status;  // not OK: sealing failed, and the operation with it
     std::vector<std::pair<Hash, uint32_t>> chunks;  // id, raw size
@@ -266,25 +308,25 @@ class Repository::Impl {
   };
   // Compress first, then seal: ciphertext does not compress.
   void EncodeFrame(std::string_view raw, EncodedFrame& out) const {
+    out.status = Status::Ok();
     out.raw_size = static_cast<uint32_t>(raw.size());
     // Compressed into a buffer the thread keeps: a fresh one per frame cost
     // page faults and zeroing worth a tenth of a snapshot's time.
     thread_local std::string z;
     if (z.size() < ZSTD_compressBound(raw.size())) z.resize(ZSTD_compressBound(raw.size()));
     size_t n = ZSTD_compressCCtx(ThreadCCtx(), z.data(), z.size(), raw.data(), raw.size(), options.zstd_level);
+    std::string_view plain = raw;
+    out.codec = Codec::kRaw;
     if (!ZSTD_isError(n) && n < raw.size()) {
-      out.stored.assign(z.data(), n);
+      plain = std::string_view(z.data(), n);
       out.codec = Codec::kZstd;
-    } else {
-      out.stored = std::string(raw);
-      out.codec = Codec::kRaw;
     }
-    if (enc) {
-      std::string sealed;
-      sealed.reserve(out.stored.size() + crypto::kSealOverhead);
-      out.status = crypto::SealTo(enc->data_key, out.stored, kFrameAad, sealed);
-      out.stored = std::move(sealed);
+    if (!enc) {
+      out.stored.assign(plain);
+      return;
     }
+    out.stored.clear();
+    out.status = crypto::SealTo(enc->data_key, plain, kFrameAad, out.stored);
   }
 
   // The stored form of an index, manifest or change-log segment under `key`.
@@ -333,16 +375,16 @@ class Repository::Impl {
   }
 
   bool Known(const Hash& h) {
-    std::lock_guard lock(map_mu);
+    std::shared_lock lock(map_mu);
     return chunks.Contains(h);
   }
 
   std::optional<Location> Find(const Hash& h) {
-    std::lock_guard lock(map_mu);
+    std::shared_lock lock(map_mu);
     return chunks.Find(h);
   }
   std::string PackId(uint32_t pack) {
-    std::lock_guard lock(map_mu);
+    std::shared_lock lock(map_mu);
     return pack_ids[pack];
   }
 
@@ -369,7 +411,8 @@ class Repository::Impl {
         cache.Put(at, bytes.status());
         continue;
       }
-      cache.Put(at, DecodeFrame(id, at, std::string_view(*bytes).substr(at.offset - start, at.stored_size)));
+      cache.Put(at, DecodeFrame(id, at, std::string_view(*bytes).substr(at.offset - start, at.stored_size),
+                                cache.Buffer()));
     }
   }
 
@@ -389,109 +432,251 @@ class Repository::Impl {
     return store->Put(ManifestKey(m.id), bytes);
   }
 
-  // Accumulates new chunks into one pack. A full pack is stored (pack, then
-  // index) on a background thread while the next one fills, so disk writes
-  // overlap hashing and compression; at most one store is in flight.
-  // Finish() waits for it and reports the first error.
+  // Streams new chunks into packs. Frames are appended to a block of
+  // kBlockBytes; a full block goes to the writer's store thread, which
+  // appends it to the pack's object writer, and at the pack's end commits
+  // the pack, then writes its index and indexes its chunks (the index only
+  // after the pack is durable). Disk writes so overlap hashing and
+  // compression, and the snapshot waits for the store only when
+  // kQueuedBlocks blocks are waiting already: memory stays at a few blocks,
+  // recycled, whatever the size of the snapshot or of a pack.
+  // Finish() waits until every pack is indexed and reports the first error.
   class PackWriter {
    public:
-    explicit PackWriter(Impl* repo) : repo_(repo) {}
-    ~PackWriter() { (void)Wait(); }
-    bool Pending(const Hash& h) const { return pending_.count(h) > 0 || in_flight_.count(h) > 0; }
-    Status Add(EncodedFrame frame) {
+    explicit PackWriter(Impl* repo)
+        : repo_(repo), block_bytes_(std::min<uint64_t>(kBlockBytes, repo->options.pack_target_bytes)) {
+      store_thread_ = std::thread([this] { StoreLoop(); });
+    }
+    ~PackWriter() {
+      {
+        std::lock_guard lock(mu_);
+        // Abandoned before Finish (the operation failed): what is queued is
+        // dropped, and a pack begun is never committed.
+        if (status_.ok() && (!queue_.empty() || busy_)) status_ = Status(errors::kIoError, "pack writer abandoned");
+        stopping_ = true;
+      }
+      wake_.notify_all();
+      store_thread_.join();
+    }
+
+    // Claims chunk `h` for this writer, to be Added: false when the
+    // repository has it, or it is claimed already (by another lane of the
+    // snapshot): then the caller only names it. A claimed chunk counts as
+    // stored until its pack is indexed, and as known after.
+    bool Claim(const Hash& h) {
+      std::lock_guard lock(mu_);
+      // Under mu_, and the store thread indexes a pack before it drops the
+      // pack's claims: a chunk is never both unclaimed and unknown between.
+      if (pending_.count(h) || repo_->Known(h)) return false;
+      pending_.insert(h);
+      return true;
+    }
+
+    // Thread-safe: lanes of one snapshot add side by side.
+    Status Add(const EncodedFrame& frame) {
       RETURN_IF_ERROR(frame.status);
+      std::lock_guard add_lock(add_mu_);
+      {
+        std::lock_guard lock(mu_);
+        RETURN_IF_ERROR(status_);
+      }
       uint32_t in_frame = 0;
       for (const auto& [h, raw_size] : frame.chunks) {
-        entries_.push_back(IndexEntry{h, data_.size(), static_cast<uint32_t>(frame.stored.size()), raw_size,
+        entries_.push_back(IndexEntry{h, pack_bytes_, static_cast<uint32_t>(frame.stored.size()), raw_size,
                                       frame.codec, frame.raw_size, in_frame, true});
         in_frame += raw_size;
-        pending_.insert(h);
       }
-      // One allocation per pack, not a doubling string that ends at twice the pack size.
-      if (data_.empty()) data_.reserve(repo_->options.pack_target_bytes + repo_->options.frame_bytes + 64);
-      data_ += frame.stored;
+      if (block_.bytes.capacity() < block_bytes_) block_.bytes.reserve(block_bytes_ + repo_->options.frame_bytes + 64);
+      block_.bytes += frame.stored;
+      pack_bytes_ += frame.stored.size();
       added_bytes_ += frame.stored.size();
-      if (data_.size() >= repo_->options.pack_target_bytes) return StartFlush();
+      if (pack_bytes_ >= repo_->options.pack_target_bytes) return Send(true);
+      if (block_.bytes.size() >= block_bytes_) return Send(false);
       return Status::Ok();
     }
-    // Stores everything added so far and waits until it is durable.
+    // Ends the pack being written and waits until every pack is indexed.
     Status Finish() {
-      RETURN_IF_ERROR(StartFlush());
-      return Wait();
+      {
+        std::lock_guard add_lock(add_mu_);
+        if (pack_bytes_ > 0) RETURN_IF_ERROR(Send(true));
+      }
+      std::unique_lock lock(mu_);
+      idle_.wait(lock, [this] { return queue_.empty() && !busy_; });
+      return status_;
     }
-    uint64_t added_bytes() const { return added_bytes_; }
+    uint64_t added_bytes() {
+      std::lock_guard add_lock(add_mu_);
+      return added_bytes_;
+    }
 
    private:
-    Status StartFlush() {
-      RETURN_IF_ERROR(Wait());
-      if (entries_.empty()) return Status::Ok();
-      in_flight_ = std::move(pending_);
-      pending_.clear();
-      flusher_ = std::thread([this, data = std::move(data_), entries = std::move(entries_)]() {
-        std::string id = RandomHex(16);
-        Status st = repo_->store->Put(PackKey(id), data);
-        if (st.ok()) {
-          auto index = repo_->SealObject(IndexKey(id), EncodeIndex(entries));
-          st = index.ok() ? repo_->store->Put(IndexKey(id), *index) : index.status();
-        }
-        if (st.ok()) {
-          std::lock_guard lock(repo_->map_mu);
-          repo_->AddPackLocked(id, entries);
-        }
-        flush_status_ = st;
-      });
-      data_.clear();
-      entries_.clear();
+    static constexpr uint64_t kBlockBytes = 4ull << 20;
+    static constexpr size_t kQueuedBlocks = 3;
+
+    struct Block {
+      std::string bytes;
+      bool ends_pack = false;
+      std::vector<IndexEntry> entries;  // the pack's, on the block that ends it
+    };
+
+    // Hands the current block to the store thread, waiting while the queue
+    // is full. Called under add_mu_.
+    Status Send(bool ends_pack) {
+      block_.ends_pack = ends_pack;
+      if (ends_pack) {
+        block_.entries = std::move(entries_);
+        entries_.clear();
+        pack_bytes_ = 0;
+      }
+      std::unique_lock lock(mu_);
+      idle_.wait(lock, [this] { return queue_.size() < kQueuedBlocks; });
+      RETURN_IF_ERROR(status_);
+      queue_.push_back(std::move(block_));
+      block_ = Block{};
+      if (!spare_.empty()) {
+        block_.bytes = std::move(spare_.back());
+        spare_.pop_back();
+      }
+      lock.unlock();
+      wake_.notify_one();
       return Status::Ok();
     }
-    Status Wait() {
-      if (flusher_.joinable()) flusher_.join();
-      in_flight_.clear();
-      Status st = flush_status_;
-      flush_status_ = Status::Ok();
-      return st;
+
+    void StoreLoop() {
+      std::unique_ptr<storage::ObjectWriter> pack;
+      std::string pack_id;
+      for (;;) {
+        Block block;
+        {
+          std::unique_lock lock(mu_);
+          wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+          if (queue_.empty()) return;  // stopping, and nothing left
+          block = std::move(queue_.front());
+          queue_.pop_front();
+          busy_ = true;
+        }
+        Status st = Store(block, pack, pack_id);
+        block.bytes.clear();
+        std::lock_guard lock(mu_);
+        if (!st.ok() && status_.ok()) status_ = st;
+        // A failed pack is not indexed: its chunks stay pending, so nothing
+        // this snapshot writes later names them; the snapshot fails anyway.
+        spare_.push_back(std::move(block.bytes));
+        busy_ = false;
+        idle_.notify_all();
+      }
+    }
+
+    Status Store(const Block& block, std::unique_ptr<storage::ObjectWriter>& pack, std::string& pack_id) {
+      {
+        std::lock_guard lock(mu_);
+        if (!status_.ok()) {
+          pack.reset();  // an uncommitted writer leaves nothing
+          return Status::Ok();
+        }
+      }
+      if (!pack) {
+        pack_id = RandomHex(16);
+        ASSIGN_OR_RETURN(pack, repo_->store->NewWriter(PackKey(pack_id)));
+      }
+      Status st = pack->Append(block.bytes);
+      if (st.ok() && block.ends_pack) st = pack->Commit();
+      if (!st.ok() || !block.ends_pack) {
+        if (!st.ok()) pack.reset();
+        return st;
+      }
+      pack.reset();
+      ASSIGN_OR_RETURN(auto index, repo_->SealObject(IndexKey(pack_id), EncodeIndex(block.entries)));
+      RETURN_IF_ERROR(repo_->store->Put(IndexKey(pack_id), index));
+      {
+        std::lock_guard lock(repo_->map_mu);
+        repo_->AddPackLocked(pack_id, block.entries);
+      }
+      std::lock_guard lock(mu_);
+      for (const auto& e : block.entries) pending_.erase(e.hash);
+      return Status::Ok();
     }
 
     Impl* repo_;
-    std::string data_;
+    const uint64_t block_bytes_;
+    // The adding side, under add_mu_: the block filling and its pack.
+    std::mutex add_mu_;
+    Block block_;
     std::vector<IndexEntry> entries_;
-    std::unordered_set<Hash, HashHasher> pending_;
-    std::unordered_set<Hash, HashHasher> in_flight_;
-    std::thread flusher_;
-    Status flush_status_;
+    uint64_t pack_bytes_ = 0;
     uint64_t added_bytes_ = 0;
+    // Shared with the store thread, under mu_.
+    mutable std::mutex mu_;
+    std::condition_variable wake_, idle_;
+    std::deque<Block> queue_;
+    std::vector<std::string> spare_;
+    std::unordered_set<Hash, HashHasher> pending_;
+    Status status_;
+    bool busy_ = false;
+    bool stopping_ = false;
+    std::thread store_thread_;
   };
 
-  // Groups chunks, in the order given, into frames of up to
-  // options.frame_bytes and encodes them on `threads` threads.
-  std::vector<EncodedFrame> EncodeFrames(const std::vector<std::pair<Hash, std::string_view>>& chunks) const {
-    std::vector<std::pair<size_t, size_t>> spans;  // [first, last) of chunks
-    uint64_t fill = 0;
-    for (size_t k = 0; k < chunks.size(); ++k) {
-      if (spans.empty() || fill + chunks[k].second.size() > options.frame_bytes) {
-        spans.emplace_back(k, k);
-        fill = 0;
-      }
-      ++spans.back().second;
-      fill += chunks[k].second.size();
+  // Groups chunks into frames of up to options.frame_bytes, in the order
+  // given, those that look incompressible apart from the rest, and encodes
+  // them on the workers into frames[0, count); returns count. A frame's
+  // chunks are in order, and frames are in the order of their first chunk,
+  // so a restore still reads a stretch of a file from adjacent frames.
+  // `frames` keeps its buffers from call to call.
+  // `incompressible[k]`: LooksIncompressible(chunks[k]), if the caller has
+  // it already; empty: worked out here. `workers` null: all on this thread.
+  size_t EncodeFrames(const std::vector<std::pair<Hash, std::string_view>>& chunks, Workers* workers,
+                      std::vector<EncodedFrame>& frames, std::vector<uint8_t> incompressible = {}) const {
+    auto run = [workers](size_t n, const std::function<void(size_t, size_t)>& fn, size_t serial_below) {
+      if (workers) workers->For(n, fn, serial_below);
+      else fn(0, n);
+    };
+    if (incompressible.size() != chunks.size()) {
+      incompressible.assign(chunks.size(), 0);
+      run(
+          chunks.size(),
+          [&](size_t lo, size_t hi) {
+            for (size_t k = lo; k < hi; ++k) incompressible[k] = LooksIncompressible(chunks[k].second);
+          },
+          64);
     }
-    std::vector<EncodedFrame> out(spans.size());
-    ParallelFor(
-        spans.size(), options.threads,
+    struct Span {
+      std::vector<size_t> members;
+      uint64_t fill = 0;
+    };
+    std::vector<Span> spans;
+    std::array<size_t, 2> open = {SIZE_MAX, SIZE_MAX};  // the span each kind is filling
+    for (size_t k = 0; k < chunks.size(); ++k) {
+      size_t& at = open[incompressible[k]];
+      if (at == SIZE_MAX || spans[at].fill + chunks[k].second.size() > options.frame_bytes) {
+        at = spans.size();
+        spans.emplace_back();
+      }
+      spans[at].members.push_back(k);
+      spans[at].fill += chunks[k].second.size();
+    }
+    if (frames.size() < spans.size()) frames.resize(spans.size());
+    run(
+        spans.size(),
         [&](size_t lo, size_t hi) {
-          std::string raw;
+          thread_local std::string raw;
           for (size_t f = lo; f < hi; ++f) {
             raw.clear();
-            for (size_t k = spans[f].first; k < spans[f].second; ++k) {
+            frames[f].chunks.clear();
+            for (size_t k : spans[f].members) {
               raw += chunks[k].second;
-              out[f].chunks.emplace_back(chunks[k].first, static_cast<uint32_t>(chunks[k].second.size()));
+              frames[f].chunks.emplace_back(chunks[k].first, static_cast<uint32_t>(chunks[k].second.size()));
             }
-            EncodeFrame(raw, out[f]);
+            EncodeFrame(raw, frames[f]);
           }
         },
         2);
-    return out;
+    return spans.size();
   }
+
+  struct Lane;
+  Status StoreUnit(const FileSource& f, uint32_t cs, const std::vector<Piece>& pieces,
+                   std::vector<Hash>& chunks, PackWriter& writer, Lane& lane);
 };
 
 Repository::Repository(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -640,6 +825,83 @@ Status Repository::Impl::UnlockKeys(const std::vector<std::string>& key_ids, Key
   return first;
 }
 
+namespace {
+
+// A snapshot's unit of work: up to a batch of one file's chunks to read.
+struct Unit {
+  size_t file = 0;  // in the manifest
+  std::vector<Piece> pieces;
+};
+
+}  // namespace
+
+// What one lane of a snapshot keeps from unit to unit: buffers reused, so
+// a lane touches the same memory over and over.
+struct Repository::Impl::Lane {
+  std::string buf;
+  std::vector<std::pair<uint64_t, std::string_view>> raw;  // chunk index in the file, bytes
+  std::vector<Hash> ids;
+  std::vector<uint8_t> traits;
+  std::vector<std::pair<Hash, std::string_view>> fresh;
+  std::vector<uint8_t> fresh_incompressible;
+  std::unordered_set<Hash, HashHasher> fresh_ids;
+  std::vector<EncodedFrame> frames;
+  uint64_t new_chunks = 0;
+  uint64_t read_bytes = 0;
+};
+
+// Reads, hashes, deduplicates and stores one unit: its chunk ids go into
+// `chunks` (the file's manifest list), its new chunks to `writer`.
+Status Repository::Impl::StoreUnit(const FileSource& f, uint32_t cs, const std::vector<Piece>& pieces,
+                                   std::vector<Hash>& chunks, PackWriter& writer, Lane& lane) {
+  uint64_t bytes = 0;
+  for (const auto& p : pieces) bytes += std::min<uint64_t>(p.count * cs, f.size - p.first * cs);
+  lane.buf.resize(bytes);
+  lane.raw.clear();
+  uint64_t at = 0;
+  for (const auto& p : pieces) {
+    const uint64_t off = p.first * cs;
+    const uint64_t want = std::min<uint64_t>(p.count * cs, f.size - off);
+    ASSIGN_OR_RETURN(size_t done, ReadFully(f, off, lane.buf.data() + at, want));
+    if (done != want) {
+      return Status(errors::kIoError, fmt::format("{} shrank while being read: {} bytes at {}", f.path, done, off));
+    }
+    for (uint64_t i = p.first, in = 0; i < p.first + p.count; ++i, in += cs) {
+      lane.raw.emplace_back(i, std::string_view(lane.buf.data() + at + in, std::min<uint64_t>(cs, want - in)));
+    }
+    at += want;
+  }
+  lane.read_bytes += bytes;
+  // Each chunk's id, and for one the repository does not have, whether it
+  // looks compressible. The index lock is taken per chunk: this thread runs
+  // at idle priority and must not hold it long enough to stall a restore.
+  enum : uint8_t { kKnown = 1, kIncompressible = 2 };
+  const size_t n = lane.raw.size();
+  lane.ids.resize(n);
+  lane.traits.assign(n, 0);
+  for (size_t k = 0; k < n; ++k) {
+    ASSIGN_OR_RETURN(lane.ids[k], ChunkId(lane.raw[k].second));
+    chunks[lane.raw[k].first] = lane.ids[k];
+    if (Known(lane.ids[k])) lane.traits[k] = kKnown;
+    else if (LooksIncompressible(lane.raw[k].second)) lane.traits[k] = kIncompressible;
+  }
+  // The unit's new chunks, each once, in file order: they go into frames together.
+  lane.fresh.clear();
+  lane.fresh_incompressible.clear();
+  lane.fresh_ids.clear();
+  for (size_t k = 0; k < n; ++k) {
+    if ((lane.traits[k] & kKnown) || !lane.fresh_ids.insert(lane.ids[k]).second || !writer.Claim(lane.ids[k])) {
+      continue;
+    }
+    lane.fresh.emplace_back(lane.ids[k], lane.raw[k].second);
+    lane.fresh_incompressible.push_back(lane.traits[k] == kIncompressible);
+  }
+  lane.new_chunks += lane.fresh.size();
+  const size_t nframes = EncodeFrames(lane.fresh, nullptr, lane.frames, lane.fresh_incompressible);
+  for (size_t k = 0; k < nframes; ++k) RETURN_IF_ERROR(writer.Add(lane.frames[k]));
+  return Status::Ok();
+}
+
 Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
                                                  const std::map<std::string, std::string>& metadata,
                                                  const std::vector<FileSource>& files,
@@ -680,23 +942,22 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
   m.metadata = metadata;
   SnapshotStats stats;
   Impl::PackWriter writer(impl_.get());
-  uint64_t done_bytes = 0;
+  const int threads = std::max(1, impl_->options.threads);
+  Workers workers(threads);
+  std::vector<Impl::Lane> lanes(threads);
+  std::atomic<uint64_t> done_bytes{0};
 
-  // A stretch of whole chunks [first, first + count) read in one call.
-  struct Piece {
-    uint64_t first = 0;
-    uint64_t count = 0;
-  };
-  std::string buf, next_buf;
-  auto add_file = [&](const FileSource& f) -> Status {
-    ManifestFile mf{f.path, f.size, f.mode, {}};
+  // Plans a file: its manifest entry, the chunks taken from the parent
+  // without reading (outside every changed range, and whole and inside the
+  // parent's file: a tail chunk is reused only when the size did not
+  // change), and units for the rest.
+  auto plan_file = [&](const FileSource& f, std::vector<Unit>& units) {
+    const size_t fi = m.files.size();
+    m.files.push_back(ManifestFile{f.path, f.size, f.mode, {}});
+    ManifestFile& mf = m.files.back();
     const uint64_t nchunks = (f.size + cs - 1) / cs;
     mf.chunks.resize(nchunks);
-    auto chunk_bytes = [&](uint64_t i) { return std::min<uint64_t>(cs, f.size - i * cs); };
-
-    // Which chunks are the parent's: outside every changed range, and whole
-    // and inside the parent's file (a tail chunk is reused only when the
-    // size did not change). The rest is read, in pieces of at most `batch`.
+    stats.chunks += nchunks;
     std::vector<bool> reuse;
     const ManifestFile* pf = nullptr;
     if (parent) {
@@ -715,115 +976,82 @@ Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,
         for (uint64_t i = 0; i < nchunks; ++i) {
           if (reuse[i] && !impl_->Known(pf->chunks[i])) reuse[i] = false;
         }
+        stats.parent_used = true;
       }
     }
-    std::vector<std::vector<Piece>> batches;
-    uint64_t batch_fill = batch;  // bytes in batches.back(); starts "full" to open the first
+    uint64_t fill = batch;  // bytes in units.back(); starts "full" to open the first
     uint64_t reused_bytes = 0;
-    for (uint64_t i = 0; i < nchunks;) {
+    for (uint64_t i = 0; i < nchunks; ++i) {
       if (pf && reuse[i]) {
         mf.chunks[i] = pf->chunks[i];
         ++stats.parent_chunks;
-        reused_bytes += chunk_bytes(i);
-        ++i;
+        reused_bytes += std::min<uint64_t>(cs, f.size - i * cs);
         continue;
       }
-      if (batch_fill + cs > batch) {
-        batches.emplace_back();
-        batch_fill = 0;
+      if (fill + cs > batch) {
+        units.push_back(Unit{fi, {}});
+        fill = 0;
       }
-      // Extend the current piece while chunks are to be read and the batch has room.
-      auto& pieces = batches.back();
+      // Extend the unit's last piece while chunks are to be read.
+      auto& pieces = units.back().pieces;
       if (pieces.empty() || pieces.back().first + pieces.back().count != i) pieces.push_back({i, 0});
       ++pieces.back().count;
-      batch_fill += cs;
-      ++i;
-    }
-    if (pf) stats.parent_used = true;
-
-    // The next batch is read on its own thread while this one is processed.
-    auto read_batch = [&f, cs](const std::vector<Piece>& pieces, std::string& into) -> Status {
-      uint64_t bytes = 0;
-      for (const auto& p : pieces) bytes += std::min<uint64_t>(p.count * cs, f.size - p.first * cs);
-      into.resize(bytes);
-      uint64_t at = 0;
-      for (const auto& p : pieces) {
-        uint64_t off = p.first * cs;
-        uint64_t want = std::min<uint64_t>(p.count * cs, f.size - off);
-        ASSIGN_OR_RETURN(size_t done, ReadFully(f, off, into.data() + at, want));
-        if (done != want) {
-          return Status(errors::kIoError,
-                        fmt::format("{} shrank while being read: {} bytes at {}", f.path, done, off));
-        }
-        at += want;
-      }
-      return Status::Ok();
-    };
-    Status next_status;
-    std::thread reader;
-    if (!batches.empty()) RETURN_IF_ERROR(read_batch(batches[0], buf));
-    for (size_t b = 0; b < batches.size(); ++b) {
-      if (reader.joinable()) reader.join();
-      RETURN_IF_ERROR(next_status);
-      if (b > 0) std::swap(buf, next_buf);
-      if (b + 1 < batches.size()) {
-        reader = std::thread([&, next = b + 1] { next_status = read_batch(batches[next], next_buf); });
-      }
-      struct JoinReader {
-        std::thread& t;
-        ~JoinReader() {
-          if (t.joinable()) t.join();
-        }
-      } join_reader{reader};
-      // The batch's chunks: their index in the file and their bytes in buf.
-      std::vector<std::pair<uint64_t, std::string_view>> raw;
-      uint64_t at = 0;
-      for (const auto& p : batches[b]) {
-        for (uint64_t i = p.first; i < p.first + p.count; ++i) {
-          uint64_t n = chunk_bytes(i);
-          raw.emplace_back(i, std::string_view(buf.data() + at, n));
-          at += n;
-        }
-      }
-      std::vector<Hash> ids(raw.size());
-      std::vector<Status> id_status(raw.size());
-      ParallelFor(raw.size(), impl_->options.threads, [&](size_t lo, size_t hi) {
-        for (size_t k = lo; k < hi; ++k) {
-          auto id = impl_->ChunkId(raw[k].second);
-          if (id.ok()) ids[k] = *id;
-          else id_status[k] = id.status();
-        }
-      });
-      // The batch's new chunks, each once, in file order: they go into frames together.
-      std::vector<std::pair<Hash, std::string_view>> fresh;
-      std::unordered_set<Hash, HashHasher> fresh_ids;
-      // The index lock is taken per chunk: this thread runs at idle
-      // priority and must not hold it long enough to stall a restore.
-      for (size_t k = 0; k < raw.size(); ++k) {
-        RETURN_IF_ERROR(id_status[k]);
-        mf.chunks[raw[k].first] = ids[k];
-        if (writer.Pending(ids[k]) || !fresh_ids.insert(ids[k]).second || impl_->Known(ids[k])) continue;
-        fresh.emplace_back(ids[k], raw[k].second);
-      }
-      stats.new_chunks += fresh.size();
-      for (auto& frame : impl_->EncodeFrames(fresh)) RETURN_IF_ERROR(writer.Add(std::move(frame)));
-      stats.read_bytes += buf.size();
-      done_bytes += buf.size();
-      if (progress && total) progress(static_cast<int>(std::min<uint64_t>(99, done_bytes * 99 / total)));
+      fill += cs;
     }
     done_bytes += reused_bytes;
-    stats.chunks += nchunks;
-    m.files.push_back(std::move(mf));
-    return Status::Ok();
   };
-  for (const auto& f : files) RETURN_IF_ERROR(add_file(f));
+
+  // Every lane takes the next unit until none is left: no lane waits for
+  // another between units, and the engine's file reads overlap the other
+  // lane's hashing and compression. Only the calling thread reports progress.
+  auto run = [&](const std::vector<FileSource>& sources, const std::vector<Unit>& units) -> Status {
+    std::atomic<size_t> next{0};
+    std::mutex error_mu;
+    Status first_error;
+    std::atomic<bool> failed{false};
+    workers.For(
+        lanes.size(),
+        [&](size_t lo, size_t hi) {
+          for (size_t l = lo; l < hi; ++l) {
+            for (size_t u; !failed && (u = next++) < units.size();) {
+              const Unit& unit = units[u];
+              const FileSource& f = sources[unit.file - (m.files.size() - sources.size())];
+              Status st = impl_->StoreUnit(f, cs, unit.pieces, m.files[unit.file].chunks, writer, lanes[l]);
+              if (!st.ok()) {
+                std::lock_guard lock(error_mu);
+                if (first_error.ok()) first_error = st;
+                failed = true;
+                break;
+              }
+              uint64_t bytes = 0;
+              for (const auto& p : unit.pieces) bytes += std::min<uint64_t>(p.count * cs, f.size - p.first * cs);
+              uint64_t done = done_bytes += bytes;
+              if (l == 0 && progress && total) progress(static_cast<int>(std::min<uint64_t>(99, done * 99 / total)));
+            }
+          }
+        },
+        1);
+    return first_error;
+  };
+  std::vector<Unit> units;
+  for (const auto& f : files) plan_file(f, units);
+  RETURN_IF_ERROR(run(files, units));
   if (options.late_files) {
     ASSIGN_OR_RETURN(auto more, options.late_files());
-    for (const auto& f : more) RETURN_IF_ERROR(add_file(f));
+    units.clear();
+    for (const auto& f : more) {
+      total += f.size;
+      plan_file(f, units);
+    }
+    RETURN_IF_ERROR(run(more, units));
   }
   RETURN_IF_ERROR(writer.Finish());
   // The manifest goes last: only now is every chunk it names durable.
   RETURN_IF_ERROR(impl_->WriteManifest(m));
+  for (const auto& lane : lanes) {
+    stats.new_chunks += lane.new_chunks;
+    stats.read_bytes += lane.read_bytes;
+  }
   stats.logical_bytes = m.LogicalBytes();
   stats.stored_bytes = writer.added_bytes();
   if (progress) progress(100);
@@ -836,6 +1064,7 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
   ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
   const uint64_t total = m.LogicalBytes();
   std::atomic<uint64_t> done_bytes{0};
+  Workers workers(impl_->options.threads);
   for (const auto& f : m.files) {
     std::filesystem::path path = std::filesystem::path(target_dir) / f.path;
     std::error_code ec;
@@ -858,7 +1087,7 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
       if (first_error.ok()) first_error = std::move(s);
     };
     const uint32_t cs = m.chunk_size;
-    ParallelFor(f.chunks.size(), impl_->options.threads, [&](size_t b, size_t e) {
+    workers.For(f.chunks.size(), [&](size_t b, size_t e) {
       FrameCache cache;
       std::string existing_buf;
       // Chunks decoded and checked, waiting to be written at out_at.
@@ -1146,6 +1375,8 @@ Result<GcStats> Repository::CollectGarbage() {
   ASSIGN_OR_RETURN(auto packs, impl_->store->List("packs/"));
   std::set<std::string> indexed;
   Impl::PackWriter rewriter(impl_.get());
+  Workers workers(impl_->options.threads);
+  std::vector<Impl::EncodedFrame> frames;
   std::unordered_set<Hash, HashHasher> rewritten;
   std::vector<std::string> to_delete;
   for (const auto& obj : indexes) {
@@ -1194,7 +1425,8 @@ Result<GcStats> Repository::CollectGarbage() {
         chunks.emplace_back(h, bytes);
         rewritten.insert(h);
       }
-      for (auto& f : impl_->EncodeFrames(chunks)) RETURN_IF_ERROR(rewriter.Add(std::move(f)));
+      const size_t nframes = impl_->EncodeFrames(chunks, &workers, frames);
+      for (size_t k = 0; k < nframes; ++k) RETURN_IF_ERROR(rewriter.Add(frames[k]));
       ++stats.packs_rewritten;
     } else {
       ++stats.packs_deleted;
@@ -1233,7 +1465,7 @@ Result<RepoStats> Repository::Stats() {
   ASSIGN_OR_RETURN(auto logs, impl_->store->List("log/"));
   s.log_segments = logs.size();
   for (const auto& l : logs) s.log_bytes += l.size;
-  std::lock_guard lock(impl_->map_mu);
+  std::shared_lock lock(impl_->map_mu);
   s.chunks = impl_->chunks.size();
   return s;
 }
@@ -1254,7 +1486,7 @@ Result<std::vector<SnapshotSize>> Repository::SnapshotSizes() {
     out.push_back({id, m->LogicalBytes(), 0, 0});
     used.push_back(std::move(mine));
   }
-  std::lock_guard lock(impl_->map_mu);
+  std::shared_lock lock(impl_->map_mu);
   for (size_t i = 0; i < out.size(); ++i) {
     for (const auto& h : used[i]) {
       auto loc = impl_->chunks.Find(h);

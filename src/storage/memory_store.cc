@@ -1,3 +1,4 @@
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -85,6 +86,53 @@ Status FaultInjectingStore::Put(const std::string& key, std::string_view bytes) 
   }
   return inner_->Put(key, bytes);
 }
+namespace {
+
+// The inner store's writer, each call an operation of the plan. It keeps the
+// first torn_bytes appended, to leave them under the key if Commit is the
+// call that fails.
+class FaultInjectingWriter final : public ObjectWriter {
+ public:
+  FaultInjectingWriter(std::unique_ptr<ObjectWriter> inner, ObjectStore* store, std::string key,
+                       std::function<Status()> tick, size_t torn_bytes)
+      : inner_(std::move(inner)), store_(store), key_(std::move(key)), tick_(std::move(tick)), torn_(torn_bytes) {}
+  Status Append(std::string_view bytes) override {
+    RETURN_IF_ERROR(tick_());
+    if (head_.size() < torn_) head_ += bytes.substr(0, torn_ - head_.size());
+    return inner_->Append(bytes);
+  }
+  Status Commit() override {
+    Status st = tick_();
+    if (!st.ok()) {
+      if (torn_ > 0) (void)store_->Put(key_, head_);
+      return st;
+    }
+    return inner_->Commit();
+  }
+
+ private:
+  std::unique_ptr<ObjectWriter> inner_;
+  ObjectStore* store_;
+  std::string key_;
+  std::function<Status()> tick_;
+  size_t torn_;
+  std::string head_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ObjectWriter>> FaultInjectingStore::NewWriter(const std::string& key) {
+  RETURN_IF_ERROR(Tick());
+  ASSIGN_OR_RETURN(auto inner, inner_->NewWriter(key));
+  size_t torn;
+  {
+    std::lock_guard lock(mu_);
+    torn = plan_.torn_bytes;
+  }
+  return std::unique_ptr<ObjectWriter>(
+      std::make_unique<FaultInjectingWriter>(std::move(inner), inner_, key, [this] { return Tick(); }, torn));
+}
+
 Result<std::string> FaultInjectingStore::Get(const std::string& key) {
   RETURN_IF_ERROR(Tick());
   return inner_->Get(key);

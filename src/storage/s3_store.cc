@@ -118,16 +118,111 @@ class S3Store final : public ObjectStore {
     return Failure("PUT", key, r);
   }
 
-  // Large objects go up in parts, up to 4 at once; the object appears only
-  // when CompleteMultipartUpload succeeds, and a failed upload is aborted.
-  Status PutMultipart(const std::string& key, std::string_view bytes) {
+  // Streams an object: held until it passes the multipart threshold, then
+  // sent in parts of multipart_part_size as they fill, one at a time; the
+  // object appears only when CompleteMultipartUpload succeeds. An upload
+  // that fails or is never committed is aborted.
+  class Writer final : public ObjectWriter {
+   public:
+    Writer(S3Store* store, std::string key) : store_(store), key_(std::move(key)) {}
+    ~Writer() override {
+      if (!upload_query_.empty() && !committed_) store_->AbortUpload(key_, upload_query_);
+    }
+    Status Append(std::string_view bytes) override {
+      if (failed_) return Status(errors::kIoError, "S3 upload of " + key_ + " failed before");
+      held_ += bytes;
+      if (upload_query_.empty() && held_.size() <= store_->config_.multipart_threshold) return Status::Ok();
+      if (upload_query_.empty()) {
+        auto query = store_->StartUpload(key_);
+        if (!query.ok()) return Fail(query.status());
+        upload_query_ = *query;
+      }
+      const size_t part = store_->config_.multipart_part_size;
+      size_t sent = 0;
+      while (held_.size() - sent >= part) {
+        RETURN_IF_ERROR(SendPart(std::string_view(held_).substr(sent, part)));
+        sent += part;
+      }
+      held_.erase(0, sent);
+      return Status::Ok();
+    }
+    Status Commit() override {
+      if (failed_) return Status(errors::kIoError, "S3 upload of " + key_ + " failed before");
+      if (upload_query_.empty()) {
+        Status st = store_->Put(key_, held_);
+        committed_ = st.ok();
+        return st;
+      }
+      if (!held_.empty()) RETURN_IF_ERROR(SendPart(held_));
+      RETURN_IF_ERROR(Fail(store_->CompleteUpload(key_, upload_query_, etags_)));
+      committed_ = true;
+      return Status::Ok();
+    }
+
+   private:
+    Status SendPart(std::string_view bytes) {
+      auto etag = store_->UploadPart(key_, upload_query_, etags_.size() + 1, bytes);
+      if (!etag.ok()) return Fail(etag.status());
+      etags_.push_back(*etag);
+      return Status::Ok();
+    }
+    Status Fail(Status st) {
+      if (!st.ok()) failed_ = true;
+      return st;
+    }
+    S3Store* store_;
+    std::string key_;
+    std::string held_;
+    std::string upload_query_;  // "uploadId=..." once the upload has begun
+    std::vector<std::string> etags_;
+    bool failed_ = false;
+    bool committed_ = false;
+  };
+
+  Result<std::unique_ptr<ObjectWriter>> NewWriter(const std::string& key) override {
+    return std::unique_ptr<ObjectWriter>(std::make_unique<Writer>(this, key));
+  }
+
+  // The query naming a new multipart upload of `key` ("uploadId=...").
+  Result<std::string> StartUpload(const std::string& key) {
     ASSIGN_OR_RETURN(auto init, Send("POST", ObjectPath(key), "uploads=", {}, ""));
     if (init.status != 200) return Failure("CREATE MULTIPART", key, init);
     pugi::xml_document doc;
     doc.load_string(init.body.c_str());
     std::string upload_id = doc.child("InitiateMultipartUploadResult").child_value("UploadId");
     if (upload_id.empty()) return Status(errors::kIoError, "S3 multipart upload: no UploadId for " + key);
-    std::string id_query = "uploadId=" + sigv4::UriEncode(upload_id, false);
+    return "uploadId=" + sigv4::UriEncode(upload_id, false);
+  }
+  // The part's ETag.
+  Result<std::string> UploadPart(const std::string& key, const std::string& id_query, size_t number,
+                                 std::string_view bytes) {
+    ASSIGN_OR_RETURN(auto r, Send("PUT", ObjectPath(key), fmt::format("partNumber={}&{}", number, id_query),
+                                  {{"Content-MD5", Base64Md5(bytes)}}, bytes));
+    if (r.status != 200) return Failure("UPLOAD PART", key, r);
+    return r.Header("ETag");
+  }
+  Status CompleteUpload(const std::string& key, const std::string& id_query, const std::vector<std::string>& etags) {
+    std::string xml = "<CompleteMultipartUpload>";
+    for (size_t i = 0; i < etags.size(); ++i) {
+      xml += fmt::format("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", i + 1, etags[i]);
+    }
+    xml += "</CompleteMultipartUpload>";
+    ASSIGN_OR_RETURN(auto done, Send("POST", ObjectPath(key), id_query, {}, xml));
+    // 200 can still carry an error document (S3 documents this for Complete).
+    if (done.status != 200 || done.body.find("<Error>") != std::string::npos) {
+      return Failure("COMPLETE MULTIPART", key, done);
+    }
+    return Status::Ok();
+  }
+  // Frees the parts of an upload that will not complete.
+  void AbortUpload(const std::string& key, const std::string& id_query) {
+    (void)Send("DELETE", ObjectPath(key), id_query, {}, "");
+  }
+
+  // Large objects go up in parts, up to 4 at once; the object appears only
+  // when CompleteMultipartUpload succeeds, and a failed upload is aborted.
+  Status PutMultipart(const std::string& key, std::string_view bytes) {
+    ASSIGN_OR_RETURN(std::string id_query, StartUpload(key));
     const size_t part = config_.multipart_part_size;
     const size_t parts = (bytes.size() + part - 1) / part;
     std::vector<std::string> etags(parts);
@@ -135,12 +230,9 @@ class S3Store final : public ObjectStore {
     std::atomic<size_t> next{0};
     auto worker = [&] {
       for (size_t i; (i = next++) < parts;) {
-        std::string_view chunk = bytes.substr(i * part, part);
-        auto r = Send("PUT", ObjectPath(key), fmt::format("partNumber={}&{}", i + 1, id_query),
-                      {{"Content-MD5", Base64Md5(chunk)}}, chunk);
-        if (!r.ok()) results[i] = r.status();
-        else if (r->status != 200) results[i] = Failure("UPLOAD PART", key, *r);
-        else etags[i] = r->Header("ETag");
+        auto etag = UploadPart(key, id_query, i + 1, bytes.substr(i * part, part));
+        if (etag.ok()) etags[i] = *etag;
+        else results[i] = etag.status();
       }
     };
     std::vector<std::thread> threads;
@@ -149,18 +241,8 @@ class S3Store final : public ObjectStore {
     Status failed = Status::Ok();
     for (const auto& st : results)
       if (!st.ok() && failed.ok()) failed = st;
-    if (failed.ok()) {
-      std::string xml = "<CompleteMultipartUpload>";
-      for (size_t i = 0; i < parts; ++i) {
-        xml += fmt::format("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", i + 1, etags[i]);
-      }
-      xml += "</CompleteMultipartUpload>";
-      auto done = Send("POST", ObjectPath(key), id_query, {}, xml);
-      // 200 can still carry an error document (S3 documents this for Complete).
-      if (!done.ok()) failed = done.status();
-      else if (done->status != 200 || done->body.find("<Error>") != std::string::npos) failed = Failure("COMPLETE MULTIPART", key, *done);
-    }
-    if (!failed.ok()) (void)Send("DELETE", ObjectPath(key), id_query, {}, "");  // abort: frees the parts
+    if (failed.ok()) failed = CompleteUpload(key, id_query, etags);
+    if (!failed.ok()) AbortUpload(key, id_query);
     return failed;
   }
 

@@ -33,10 +33,28 @@ struct ObjectInfo {
   uint64_t size = 0;
 };
 
+// One object written in pieces (a pack of tens of MiB, the manifest of a
+// large database), so that neither the writer nor the store holds it whole.
+// The object appears under its key only when Commit() returns OK, complete
+// and durable exactly as after Put. A writer destroyed uncommitted, or after
+// an Append or Commit failed, leaves nothing under the key (a posix temp file
+// is removed, an S3 multipart upload aborted).
+// Thread safety: a writer is used by one thread at a time.
+class ObjectWriter {
+ public:
+  virtual ~ObjectWriter() = default;
+  virtual Status Append(std::string_view bytes) = 0;
+  virtual Status Commit() = 0;
+};
+
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
   virtual Status Put(const std::string& key, std::string_view bytes) = 0;
+  // A writer for `key` (see ObjectWriter). The default holds the bytes and
+  // Puts them on Commit: right for the memory store; drivers that can
+  // stream (posix, S3) do.
+  virtual Result<std::unique_ptr<ObjectWriter>> NewWriter(const std::string& key);
   virtual Result<std::string> Get(const std::string& key) = 0;
   virtual Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length) = 0;
   virtual Result<std::vector<ObjectInfo>> List(const std::string& prefix) = 0;
@@ -95,7 +113,8 @@ std::unique_ptr<ObjectStore> NewMemoryStore();
 
 // Test hooks: a store wrapper that fails or "crashes" on command.
 struct FaultPlan {
-  // Operations (Put/Get/GetRange/List/Delete/Stat) that succeed before the
+  // Operations (Put/Get/GetRange/List/Delete/Stat, and a writer's open,
+  // appends and commit) that succeed before the
   // wrapper starts failing; -1: never.
   int64_t fail_after_ops = -1;
   // After the first failure: true = every later op fails too (a crash: the
@@ -112,6 +131,9 @@ class FaultInjectingStore final : public ObjectStore {
  public:
   FaultInjectingStore(ObjectStore* inner, FaultPlan plan) : inner_(inner), plan_(plan) {}
   Status Put(const std::string& key, std::string_view bytes) override;
+  // NewWriter, each Append and Commit count as operations; a failing Commit
+  // tears as a failing Put does.
+  Result<std::unique_ptr<ObjectWriter>> NewWriter(const std::string& key) override;
   Result<std::string> Get(const std::string& key) override;
   Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length) override;
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override;

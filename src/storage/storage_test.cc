@@ -76,6 +76,52 @@ TEST_P(StoreTest, PutGetRangeListDelete) {
   }
 }
 
+// Bytes of an object `n` long that differ at every offset.
+std::string Pattern(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>(((i + seed) * 2654435761u) >> 13);
+  return out;
+}
+
+TEST_P(StoreTest, AWriterShowsNothingUntilCommitThenAllOfIt) {
+  // Sizes around the posix driver's 1 MiB direct-write steps and 4 KiB
+  // alignment: below a step, exactly one, and ragged tails.
+  for (size_t size : {size_t{0}, size_t{100}, size_t{1} << 20, (size_t{3} << 20) + 4097, (size_t{5} << 20) - 1}) {
+    std::string key = fmt::format("packs/w{}", size);
+    std::string bytes = Pattern(size, static_cast<uint32_t>(size));
+    auto writer = store_->NewWriter(key);
+    ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+    // Appended in uneven pieces, as a pack writer does.
+    for (size_t at = 0; at < size;) {
+      size_t n = std::min<size_t>(size - at, 300000 + at % 7);
+      ASSERT_TRUE((*writer)->Append(std::string_view(bytes).substr(at, n)).ok());
+      at += n;
+    }
+    EXPECT_FALSE(store_->Stat(key)->has_value()) << "visible before commit: " << size;
+    ASSERT_TRUE((*writer)->Commit().ok()) << size;
+    EXPECT_EQ(**store_->Stat(key), size);
+    EXPECT_TRUE(*store_->Get(key) == bytes) << size;
+    if (size > 10) {
+      EXPECT_EQ(*store_->GetRange(key, size - 10, 10), bytes.substr(size - 10));
+    }
+  }
+}
+
+TEST_P(StoreTest, AWriterDroppedUncommittedLeavesNothing) {
+  {
+    auto writer = store_->NewWriter("packs/dropped");
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->Append(Pattern(3 << 20, 1)).ok());
+  }
+  EXPECT_FALSE(store_->Stat("packs/dropped")->has_value());
+  EXPECT_TRUE(store_->List("packs/")->empty());
+  if (GetParam() == "posix") {
+    size_t files = 0;
+    for (auto& e : std::filesystem::recursive_directory_iterator(dir_)) files += e.is_regular_file();
+    EXPECT_EQ(files, 0u) << "the temp file is removed";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Drivers, StoreTest, ::testing::Values("posix", "memory", "s3"));
 
 TEST(S3Store, ListsPastAThousandKeysAndExplainsAMissingBucket) {
@@ -105,6 +151,15 @@ TEST(S3Store, ListsPastAThousandKeysAndExplainsAMissingBucket) {
   EXPECT_EQ(**(*parts)->Stat("big"), big.size());
   EXPECT_TRUE(*(*parts)->Get("big") == big);
   EXPECT_EQ(*(*parts)->GetRange("big", (5 << 20) - 3, 6), big.substr((5 << 20) - 3, 6));
+  // The same streamed: parts go up as they fill, the object appears at commit.
+  auto writer = (*parts)->NewWriter("streamed");
+  ASSERT_TRUE(writer.ok());
+  for (size_t at = 0; at < big.size(); at += 1 << 20) {
+    ASSERT_TRUE((*writer)->Append(std::string_view(big).substr(at, 1 << 20)).ok());
+  }
+  EXPECT_FALSE((*parts)->Stat("streamed")->has_value());
+  ASSERT_TRUE((*writer)->Commit().ok());
+  EXPECT_TRUE(*(*parts)->Get("streamed") == big);
   cfg.bucket = "no-such-bucket-" + RandomHex(4);
   auto missing = OpenS3Store(cfg);
   ASSERT_FALSE(missing.ok());
@@ -135,6 +190,14 @@ TEST(FaultInjectingStore, FailsAfterNAndStaysDownOnCrash) {
   EXPECT_FALSE(f.Put("d", "12345").ok());
   EXPECT_EQ(*mem->Get("d"), "12") << "torn write";
   EXPECT_TRUE(f.Put("e", "x").ok()) << "a transient fault passes";
+  // A writer's open, appends and commit are operations too; a failed commit tears.
+  f.Rearm({.fail_after_ops = 3, .crash = false, .torn_bytes = 3});
+  auto w = f.NewWriter("g");
+  ASSERT_TRUE(w.ok());
+  EXPECT_TRUE((*w)->Append("ab").ok());
+  EXPECT_TRUE((*w)->Append("cd").ok());
+  EXPECT_FALSE((*w)->Commit().ok());
+  EXPECT_EQ(*mem->Get("g"), "abc") << "torn commit";
 }
 
 }  // namespace
