@@ -7,7 +7,7 @@
 //   repo_bench --rss-gib 10        # peak RSS while snapshotting a generated 10 GiB file
 //   repo_bench --encrypt ...       # the same with the repository encrypted (random key)
 //
-// A profile of one phase (full or restore) with perf:
+// A profile of one phase (full, incremental or restore) with perf:
 //   mkfifo /tmp/ctl
 //   perf record -g --control=fifo:/tmp/ctl -D -1 -o perf.data build/bin/repo_bench --profile full --perf-ctl /tmp/ctl
 #include <sys/resource.h>
@@ -25,6 +25,7 @@
 #include <optional>
 #include <random>
 
+#include "common/allocator.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
 
@@ -149,6 +150,7 @@ struct PerfPhase {
 }  // namespace
 
 int main(int argc, char** argv) {
+  KeepFreedMemoryForReuse();  // as stratad does
   std::string dir_s = "/tmp/strata-bench";
   uint64_t size_mib = 1024;
   uint64_t rss_gib = 0;
@@ -156,7 +158,7 @@ int main(int argc, char** argv) {
   bool encrypt = false;
   std::string profile, perf_ctl;
   CLI::App app{"repository benchmark"};
-  app.add_option("--profile", profile, "full or restore: the phase perf records (with --perf-ctl)");
+  app.add_option("--profile", profile, "full, incremental or restore: the phase perf records (with --perf-ctl)");
   app.add_option("--perf-ctl", perf_ctl, "the fifo of perf record --control");
   app.add_option("--dir", dir_s);
   app.add_option("--size-mib", size_mib);
@@ -212,9 +214,11 @@ int main(int argc, char** argv) {
   // Incremental with the changed ranges (what an engine's change log gives):
   // reads those pages and the parent's manifest.
   t = std::chrono::steady_clock::now();
+  std::optional<PerfPhase> perf_inc(std::in_place, perf_ctl, profile, "incremental");
   auto inc = repository
                  ->CreateSnapshot("inc", {}, {FileOf(db)}, {.parent_id = "full", .changed = {{"data.db", changed}}})
                  .value();
+  perf_inc.reset();
   double inc_s = Seconds(t);
   // The same without ranges: re-reads and re-hashes the whole file (its new
   // chunks are stored already, so only the time is comparable).

@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "cmd/repo_key.h"
 #include "catalog/catalog.h"
+#include "common/allocator.h"
 #include "common/clock.h"
 #include "common/credentials.h"
 #include "common/log.h"
@@ -105,6 +106,7 @@ Status WriteFileAtomically(const fs::path& path, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  strata::KeepFreedMemoryForReuse();
   Options opt;
   CLI::App app{"stratad: the Strata server (Amazon RDS-compatible backup and restore)"};
   app.set_config("--config", "", "Read these settings from a TOML/INI file");

@@ -127,6 +127,49 @@ Result<std::string> Open(const SecretKey& key, std::string_view sealed, std::str
   return out;
 }
 
+Result<std::unique_ptr<StreamSealer>> StreamSealer::Begin(const SecretKey& key, std::string_view aad,
+                                                          std::string& out) {
+  std::unique_ptr<StreamSealer> s(new StreamSealer());
+  auto* ctx = EVP_CIPHER_CTX_new();
+  s->ctx_ = ctx;
+  uint8_t nonce[kNonceBytes];
+  if (RAND_bytes(nonce, sizeof nonce) != 1) return OpenSslFailure("RAND_bytes");
+  if (!ctx || !Aes256Gcm() || EVP_EncryptInit_ex2(ctx, Aes256Gcm(), key.data(), nonce, nullptr) != 1) {
+    return OpenSslFailure("AES-256-GCM init");
+  }
+  int n = 0;
+  if (!aad.empty() && EVP_EncryptUpdate(ctx, nullptr, &n, U8(aad), static_cast<int>(aad.size())) != 1) {
+    return OpenSslFailure("AES-256-GCM aad");
+  }
+  out.append(reinterpret_cast<const char*>(nonce), sizeof nonce);
+  return s;
+}
+
+StreamSealer::~StreamSealer() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_)); }
+
+Status StreamSealer::Update(std::string_view plain, std::string& out) {
+  auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_);
+  size_t start = out.size();
+  out.resize(start + plain.size());
+  uint8_t* c = reinterpret_cast<uint8_t*>(out.data() + start);
+  for (size_t done = 0; done < plain.size(); done += kPiece) {
+    int len = static_cast<int>(std::min(kPiece, plain.size() - done)), n = 0;
+    if (EVP_EncryptUpdate(ctx, c + done, &n, U8(plain) + done, len) != 1) return OpenSslFailure("AES-256-GCM");
+  }
+  return Status::Ok();
+}
+
+Status StreamSealer::Finish(std::string& out) {
+  auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_);
+  uint8_t tag[kTagBytes];
+  int n = 0;
+  if (EVP_EncryptFinal_ex(ctx, tag, &n) != 1 || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes, tag) != 1) {
+    return OpenSslFailure("AES-256-GCM final");
+  }
+  out.append(reinterpret_cast<const char*>(tag), sizeof tag);
+  return Status::Ok();
+}
+
 HmacSha256::HmacSha256() = default;
 
 HmacSha256::~HmacSha256() {

@@ -59,6 +59,26 @@ Result<std::string> Seal(const SecretKey& key, std::string_view plain, std::stri
 // authenticate under this key and AAD (tampered, swapped, or another key).
 Result<std::string> Open(const SecretKey& key, std::string_view sealed, std::string_view aad);
 
+// Seals a stream in pieces into exactly the blob Seal gives (nonce |
+// ciphertext | tag), so an object too large to hold twice (a manifest) is
+// sealed as it is written. Open reads it back whole.
+class StreamSealer {
+ public:
+  // Appends the nonce to `out`.
+  static Result<std::unique_ptr<StreamSealer>> Begin(const SecretKey& key, std::string_view aad, std::string& out);
+  ~StreamSealer();
+  StreamSealer(const StreamSealer&) = delete;
+  StreamSealer& operator=(const StreamSealer&) = delete;
+  // Appends the ciphertext of `plain` to `out`.
+  Status Update(std::string_view plain, std::string& out);
+  // Appends the tag; the sealer is spent.
+  Status Finish(std::string& out);
+
+ private:
+  StreamSealer() = default;
+  void* ctx_ = nullptr;  // EVP_CIPHER_CTX
+};
+
 // HMAC-SHA256(key, data), RFC 2104. The keyed inner and outer SHA-256 states
 // are computed once per key, so a 4 KiB chunk costs two SHA-256 passes plus
 // two context copies, not a MAC fetch and key set-up.

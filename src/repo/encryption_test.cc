@@ -299,5 +299,51 @@ TEST(RepoCrypto, SealOpenAndHmacAgreeWithOpenSsl) {
   }
 }
 
+TEST(RepoCrypto, AStreamSealedInPiecesOpensAsOneSeal) {
+  crypto::SecretKey key(RandomBytes(32, 11));
+  std::string plain = RandomBytes(3 << 20, 12);
+  std::string sealed;
+  auto sealer = crypto::StreamSealer::Begin(key, "object aad", sealed);
+  ASSERT_TRUE(sealer.ok());
+  for (size_t at = 0; at < plain.size(); at += 700001) {
+    ASSERT_TRUE((*sealer)->Update(std::string_view(plain).substr(at, 700001), sealed).ok());
+  }
+  ASSERT_TRUE((*sealer)->Finish(sealed).ok());
+  EXPECT_EQ(sealed.size(), plain.size() + crypto::kSealOverhead);
+  auto opened = crypto::Open(key, sealed, "object aad");
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_TRUE(*opened == plain);
+  EXPECT_TRUE(crypto::Open(key, sealed, "other aad").status().Is(errors::kCorruption));
+  sealed[sealed.size() / 2] ^= 1;
+  EXPECT_TRUE(crypto::Open(key, sealed, "object aad").status().Is(errors::kCorruption));
+}
+
+TEST(RepoFormat, AManifestStreamedInPiecesIsTheOneEncodedWhole) {
+  Manifest m;
+  m.id = "s";
+  m.chunk_size = 4096;
+  m.metadata = {{"engine", "sqlite"}};
+  for (int f = 0; f < 3; ++f) {
+    ManifestFile mf{"file" + std::to_string(f), 4096ull * 50000, 0600, {}};
+    mf.chunks.resize(50000);
+    for (size_t i = 0; i < mf.chunks.size(); ++i) mf.chunks[i] = Sha256(std::to_string(f * 100000 + i));
+    m.files.push_back(mf);
+  }
+  std::string pieces;
+  size_t calls = 0;
+  ASSERT_TRUE(EncodeManifestTo(m, [&](std::string_view p) {
+                ++calls;
+                EXPECT_LT(p.size(), (size_t{1} << 20) + 64);
+                pieces += p;
+                return Status::Ok();
+              }).ok());
+  EXPECT_GT(calls, 4u);
+  auto decoded = DecodeManifest(pieces);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(decoded->ChunkCount(), 150000u);
+  EXPECT_EQ(decoded->files[2].chunks[49999], m.files[2].chunks[49999]);
+  EXPECT_EQ(pieces, EncodeManifest(m));
+}
+
 }  // namespace
 }  // namespace strata::repo

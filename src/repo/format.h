@@ -6,6 +6,7 @@
 #include <array>
 #include <cstring>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -28,6 +29,20 @@ struct HashHasher {
 
 Hash Sha256(std::string_view data);
 std::string ToHex(const Hash& h);
+
+// SHA-256 of bytes given in pieces.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void Update(std::string_view data);
+  Hash Final();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
 
 enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
 
@@ -72,6 +87,10 @@ std::string EncodeLogSegment(std::string_view payload);
 Result<std::string> DecodeLogSegment(std::string_view bytes);
 
 std::string EncodeManifest(const Manifest& m);
+// The same bytes handed to `sink` in pieces of about 1 MiB, checksum last:
+// a manifest of a large database (32 bytes per chunk) is written without
+// being held twice. The first failing sink call's status is returned.
+Status EncodeManifestTo(const Manifest& m, const std::function<Status(std::string_view)>& sink);
 Result<Manifest> DecodeManifest(std::string_view bytes);
 
 }  // namespace strata::repo

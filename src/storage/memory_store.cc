@@ -141,6 +141,10 @@ Result<std::string> FaultInjectingStore::GetRange(const std::string& key, uint64
   RETURN_IF_ERROR(Tick());
   return inner_->GetRange(key, o, n);
 }
+Status FaultInjectingStore::GetRangeInto(const std::string& key, uint64_t o, uint64_t n, std::string& out) {
+  RETURN_IF_ERROR(Tick());
+  return inner_->GetRangeInto(key, o, n, out);
+}
 Result<std::vector<ObjectInfo>> FaultInjectingStore::List(const std::string& prefix) {
   RETURN_IF_ERROR(Tick());
   return inner_->List(prefix);

@@ -57,6 +57,13 @@ class ObjectStore {
   virtual Result<std::unique_ptr<ObjectWriter>> NewWriter(const std::string& key);
   virtual Result<std::string> Get(const std::string& key) = 0;
   virtual Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length) = 0;
+  // GetRange into `out`, whose buffer is reused: a restore reads a GiB in
+  // ranges of MiBs, and a fresh buffer for each costs page faults. The
+  // default calls GetRange.
+  virtual Status GetRangeInto(const std::string& key, uint64_t offset, uint64_t length, std::string& out) {
+    ASSIGN_OR_RETURN(out, GetRange(key, offset, length));
+    return Status::Ok();
+  }
   virtual Result<std::vector<ObjectInfo>> List(const std::string& prefix) = 0;
   virtual Status Delete(const std::string& key) = 0;
   // Deletes many keys (missing ones are fine); drivers with a batch call
@@ -136,6 +143,7 @@ class FaultInjectingStore final : public ObjectStore {
   Result<std::unique_ptr<ObjectWriter>> NewWriter(const std::string& key) override;
   Result<std::string> Get(const std::string& key) override;
   Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length) override;
+  Status GetRangeInto(const std::string& key, uint64_t offset, uint64_t length, std::string& out) override;
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override;
   Status Delete(const std::string& key) override;
   Result<std::optional<uint64_t>> Stat(const std::string& key) override;
