@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <thread>
 #include <random>
 
@@ -591,6 +592,36 @@ TEST(RepoFormat, ConsecutiveNewChunksShareAFrame) {
   fs::path out = fs::temp_directory_path() / ("strata-frames-" + RandomHex(6));
   ASSERT_TRUE(repo->RestoreSnapshot("framed", out.string()).ok());
   EXPECT_EQ(ReadFile(out / "data.db"), text);
+  fs::remove_all(out);
+}
+
+TEST(RepoFormat, RandomChunksGoIntoFramesApartFromCompressibleOnes) {
+  auto mem = storage::NewMemoryStore();
+  auto* store = mem.get();
+  auto repo = std::move(Repository::Open(std::move(mem), RepoOptions{.chunk_size = 4096, .frame_bytes = 64 << 10}))
+                  .value();
+  MemFile a{"data.db", MixedData(64, 4096, 12)};  // text and random pages, alternating
+  ASSERT_TRUE(repo->CreateSnapshot("s", {}, {a.Source()}).ok());
+  auto index_keys = *store->List("index/");
+  ASSERT_EQ(index_keys.size(), 1u);
+  auto entries = DecodeIndex(*store->Get(index_keys[0].key));
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 32u + 7u);  // every random page; the text pages repeat every 7
+  // Every frame holds one kind: raw frames only random pages, zstd frames
+  // only text pages; no frame mixes them.
+  std::map<uint64_t, std::set<bool>> kinds;  // frame offset -> is each member a random page
+  for (const auto& e : *entries) {
+    size_t page = 0;
+    for (; page < 64; ++page)
+      if (Sha256(std::string_view(a.bytes).substr(page * 4096, 4096)) == e.hash) break;
+    ASSERT_LT(page, 64u);
+    kinds[e.offset].insert(page % 2 == 1);
+    EXPECT_EQ(e.codec, page % 2 ? Codec::kRaw : Codec::kZstd) << "page " << page;
+  }
+  for (const auto& [offset, k] : kinds) EXPECT_EQ(k.size(), 1u) << "frame at " << offset << " mixes kinds";
+  fs::path out = fs::temp_directory_path() / ("strata-kinds-" + RandomHex(6));
+  ASSERT_TRUE(repo->RestoreSnapshot("s", out.string()).ok());
+  EXPECT_EQ(ReadFile(out / "data.db"), a.bytes);
   fs::remove_all(out);
 }
 
