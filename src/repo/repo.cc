@@ -10,9 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -55,8 +53,6 @@ constexpr std::string_view kSealedObjectMagic = "SENC0001";
 constexpr uint64_t kMaxRestoreRun = 4ull << 20;  // coalesce adjacent frames into reads up to this
 constexpr size_t kRestoreLookahead = 1024;       // chunks looked at to extend one read
 constexpr uint64_t kNoFrame = UINT64_MAX;
-constexpr uint64_t kDirectAlign = 4096;
-constexpr uint64_t kDirectRestoreAtLeast = 1 << 20;  // smaller files restore buffered
 constexpr double kRewriteBelowLiveFraction = 0.5;
 
 std::string PackKey(const std::string& id) { return "packs/" + id; }
@@ -83,48 +79,6 @@ bool ValidSnapshotId(const std::string& id) {
   }
   return id != "." && id != "..";
 }
-
-// Bytes in memory aligned for O_DIRECT, grown as needed and kept.
-class AlignedBuffer {
- public:
-  AlignedBuffer() = default;
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  ~AlignedBuffer() { std::free(data_); }
-  const char* data() const { return data_; }
-  size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
-  void Clear() { size_ = 0; }
-  void Append(std::string_view bytes) {
-    Reserve(size_ + bytes.size());
-    std::memcpy(data_ + size_, bytes.data(), bytes.size());
-    size_ += bytes.size();
-  }
-  // Zeros up to the next multiple of `align` past the end; returns that size
-  // (the contents' size stays as it was).
-  size_t PadTo(size_t align) {
-    size_t padded = (size_ + align - 1) / align * align;
-    Reserve(padded);
-    std::memset(data_ + size_, 0, padded - size_);
-    return padded;
-  }
-
- private:
-  void Reserve(size_t n) {
-    if (n <= capacity_) return;
-    size_t cap = std::max<size_t>(n, capacity_ * 2);
-    cap = (cap + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-    void* mem = nullptr;
-    if (::posix_memalign(&mem, kDirectAlign, cap) != 0) throw std::bad_alloc();
-    if (size_) std::memcpy(mem, data_, size_);
-    std::free(data_);
-    data_ = static_cast<char*>(mem);
-    capacity_ = cap;
-  }
-  char* data_ = nullptr;
-  size_t size_ = 0;
-  size_t capacity_ = 0;
-};
 
 // A stretch of whole chunks [first, first + count) of a file, read in one call.
 struct Piece {
@@ -537,26 +491,17 @@ class Repository::Impl {
       return true;
     }
 
-    // Thread-safe: lanes of one snapshot add side by side.
-    Status Add(const EncodedFrame& frame) {
-      RETURN_IF_ERROR(frame.status);
+    // Appends frames[0, n) to the pack, together: frames of one unit stay
+    // adjacent even while other lanes add theirs, so a restore reads a
+    // stretch of a file in one ranged read. Thread-safe.
+    Status Add(const std::vector<EncodedFrame>& frames, size_t n) {
+      for (size_t k = 0; k < n; ++k) RETURN_IF_ERROR(frames[k].status);
       std::lock_guard add_lock(add_mu_);
       {
         std::lock_guard lock(mu_);
         RETURN_IF_ERROR(status_);
       }
-      uint32_t in_frame = 0;
-      for (const auto& [h, raw_size] : frame.chunks) {
-        entries_.push_back(IndexEntry{h, pack_bytes_, static_cast<uint32_t>(frame.stored.size()), raw_size,
-                                      frame.codec, frame.raw_size, in_frame, true});
-        in_frame += raw_size;
-      }
-      if (block_.bytes.capacity() < block_bytes_) block_.bytes.reserve(block_bytes_ + repo_->options.frame_bytes + 64);
-      block_.bytes += frame.stored;
-      pack_bytes_ += frame.stored.size();
-      added_bytes_ += frame.stored.size();
-      if (pack_bytes_ >= repo_->options.pack_target_bytes) return Send(true);
-      if (block_.bytes.size() >= block_bytes_) return Send(false);
+      for (size_t k = 0; k < n; ++k) RETURN_IF_ERROR(AddLocked(frames[k]));
       return Status::Ok();
     }
     // Ends the pack being written and waits until every pack is indexed.
@@ -577,6 +522,23 @@ class Repository::Impl {
    private:
     static constexpr uint64_t kBlockBytes = 4ull << 20;
     static constexpr size_t kQueuedBlocks = 3;
+
+    // Called under add_mu_.
+    Status AddLocked(const EncodedFrame& frame) {
+      uint32_t in_frame = 0;
+      for (const auto& [h, raw_size] : frame.chunks) {
+        entries_.push_back(IndexEntry{h, pack_bytes_, static_cast<uint32_t>(frame.stored.size()), raw_size,
+                                      frame.codec, frame.raw_size, in_frame, true});
+        in_frame += raw_size;
+      }
+      if (block_.bytes.capacity() < block_bytes_) block_.bytes.reserve(block_bytes_ + repo_->options.frame_bytes + 64);
+      block_.bytes += frame.stored;
+      pack_bytes_ += frame.stored.size();
+      added_bytes_ += frame.stored.size();
+      if (pack_bytes_ >= repo_->options.pack_target_bytes) return Send(true);
+      if (block_.bytes.size() >= block_bytes_) return Send(false);
+      return Status::Ok();
+    }
 
     struct Block {
       std::string bytes;
@@ -963,7 +925,7 @@ Status Repository::Impl::StoreUnit(const FileSource& f, uint32_t cs, const std::
   }
   lane.new_chunks += lane.fresh.size();
   const size_t nframes = EncodeFrames(lane.fresh, nullptr, lane.frames, lane.fresh_incompressible);
-  for (size_t k = 0; k < nframes; ++k) RETURN_IF_ERROR(writer.Add(lane.frames[k]));
+  return writer.Add(lane.frames, nframes);
   return Status::Ok();
 }
 
@@ -1134,6 +1096,9 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
   ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
   const uint64_t total = m.LogicalBytes();
   std::atomic<uint64_t> done_bytes{0};
+  // Twice the snapshot's threads: a restore's threads wait on the store's
+  // reads and the target's writes about as long as they decode, and
+  // an S3 read waits longer.
   Workers workers(impl_->options.threads * 2);
   for (const auto& f : m.files) {
     std::filesystem::path path = std::filesystem::path(target_dir) / f.path;
@@ -1149,15 +1114,6 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
       return Status(errors::kIoError, fmt::format("truncate {}: {}", path.string(), strerror(errno)));
     }
     const uint32_t cs = m.chunk_size;
-    // A new file of whole aligned chunks is written with O_DIRECT, from
-    // buffers each thread keeps: page-cache pages for a GiB written once
-    // cost more than the disk (most of a restore's time on the benchmark
-    // VM), and the data goes to the database's own cache when it reads it.
-    // The last chunk is padded to the alignment and the file cut back after.
-    int direct_fd = -1;
-    if (!existing && cs % kDirectAlign == 0 && f.size >= kDirectRestoreAtLeast) {
-      direct_fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT);
-    }
     // Each thread takes a contiguous stripe of chunks and reads adjacent chunks
     // of one pack in a single ranged read.
     std::mutex err_mu;
@@ -1170,28 +1126,23 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
       FrameCache cache;
       std::string existing_buf;
       // Chunks decoded and checked, waiting to be written at out_at.
-      thread_local AlignedBuffer out;
-      out.Clear();
+      // Written buffered, not direct: the restored database is checked
+      // (PRAGMA quick_check, pg_amcheck) and used at once, and read back
+      // cold that was 4 KiB random reads from disk, 4x the whole restore.
+      thread_local std::string out;
+      out.clear();
       uint64_t out_at = 0;
       auto flush = [&]() -> bool {
         if (out.empty()) return true;
-        bool ok;
-        if (direct_fd >= 0) {
-          const size_t n = out.PadTo(kDirectAlign);
-          ok = ::pwrite(direct_fd, out.data(), n, static_cast<off_t>(out_at)) == static_cast<ssize_t>(n);
-        } else {
-          ok = ::pwrite(fd, out.data(), out.size(), static_cast<off_t>(out_at)) == static_cast<ssize_t>(out.size());
-          // Writeback starts now, while the next frames decode, instead of
-          // all of it waiting for the sync at the end.
-          (void)::sync_file_range(fd, static_cast<off_t>(out_at), static_cast<off_t>(out.size()),
-                                  SYNC_FILE_RANGE_WRITE);
-        }
-        if (!ok) {
+        if (::pwrite(fd, out.data(), out.size(), static_cast<off_t>(out_at)) != static_cast<ssize_t>(out.size())) {
           fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(), strerror(errno))));
           return false;
         }
+        // Writeback starts now, while the next frames decode, instead of all
+        // of it waiting for the sync at the end.
+        (void)::sync_file_range(fd, static_cast<off_t>(out_at), static_cast<off_t>(out.size()), SYNC_FILE_RANGE_WRITE);
         done_bytes += out.size();
-        out.Clear();
+        out.clear();
         if (progress && total) progress(static_cast<int>(done_bytes * 99 / total));
         return true;
       };
@@ -1235,17 +1186,11 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
           return;
         }
         if (out.empty()) out_at = off;
-        out.Append(*chunk);
+        out += *chunk;
         if (out.size() >= kMaxRestoreRun && !flush()) return;
       }
       flush();
     });
-    if (direct_fd >= 0) {
-      ::close(direct_fd);
-      if (first_error.ok() && ::ftruncate(fd, static_cast<off_t>(f.size)) != 0) {
-        fail(Status(errors::kIoError, fmt::format("truncate {}: {}", path.string(), strerror(errno))));
-      }
-    }
     ::close(fd);
     RETURN_IF_ERROR(first_error);
   }
@@ -1520,7 +1465,7 @@ Result<GcStats> Repository::CollectGarbage() {
         rewritten.insert(h);
       }
       const size_t nframes = impl_->EncodeFrames(chunks, &workers, frames);
-      for (size_t k = 0; k < nframes; ++k) RETURN_IF_ERROR(rewriter.Add(frames[k]));
+      RETURN_IF_ERROR(rewriter.Add(frames, nframes));
       ++stats.packs_rewritten;
     } else {
       ++stats.packs_deleted;
