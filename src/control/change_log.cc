@@ -22,15 +22,17 @@ bool Get(std::string_view& in, T& v) {
 
 }  // namespace
 
-std::string EncodeLogRecords(const std::vector<LogRecord>& records) {
-  std::string out;
+void EncodeLogRecords(const std::vector<LogRecord>& records, std::string& out) {
+  size_t size = 0;
+  for (const auto& r : records) size += 3 * sizeof(int64_t) + r.redo.size();
+  out.clear();
+  out.reserve(size);
   for (const auto& r : records) {
     Put<int64_t>(out, r.seq);
     Put<int64_t>(out, r.time.time_since_epoch().count());
     Put<uint64_t>(out, r.redo.size());
     out += r.redo;
   }
-  return out;
 }
 
 Result<std::vector<LogRecord>> DecodeLogRecords(std::string_view in) {

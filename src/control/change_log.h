@@ -22,7 +22,10 @@ struct LogRecord {
   std::string redo;
 };
 
-std::string EncodeLogRecords(const std::vector<LogRecord>& records);
+// Into `out` (cleared first, sized once): the capture keeps one buffer for
+// every segment, so a WAL backlog drained in 16 MiB segments does not fault
+// in a fresh, doubling buffer for each.
+void EncodeLogRecords(const std::vector<LogRecord>& records, std::string& out);
 Result<std::vector<LogRecord>> DecodeLogRecords(std::string_view bytes);
 
 }  // namespace strata::control

@@ -115,8 +115,8 @@ Status InstanceCapture::PollLocked() {
 }
 
 Status InstanceCapture::FlushLocked(TimePoint polled_at) {
-  RETURN_IF_ERROR(store_->PutLogSegment(resource_id_, buffer_.front().time, buffer_.back().time,
-                                        EncodeLogRecords(buffer_)));
+  EncodeLogRecords(buffer_, encoded_);
+  RETURN_IF_ERROR(store_->PutLogSegment(resource_id_, buffer_.front().time, buffer_.back().time, encoded_));
   buffer_.clear();
   buffer_bytes_ = 0;
   durable_until_ = std::max(durable_until_, polled_at);

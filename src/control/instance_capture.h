@@ -63,6 +63,7 @@ class InstanceCapture {
   std::mutex mu_;
   std::vector<LogRecord> buffer_;
   size_t buffer_bytes_ = 0;
+  std::string encoded_;  // the segment being stored, kept for the next one
   int64_t next_seq_ = 1;
   TimePoint durable_until_{};
   bool last_complete_ = true;

@@ -151,26 +151,36 @@ Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
 constexpr std::string_view kLogMagic = "SLOG0001";
 constexpr size_t kParallelLogBytes = 4 << 20;
 
-std::string EncodeLogSegment(std::string_view payload) {
-  std::string out(kLogMagic);
-  PutU64(out, payload.size());
-  std::string z(ZSTD_compressBound(payload.size()), '\0');
+Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink) {
+  std::string header(kLogMagic);
+  PutU64(header, payload.size());
+  // Kept by the thread (a capture thread stores every segment of its
+  // instance): a fresh 16 MiB buffer per segment was page faults and zeroing
+  // worth most of a backlog's drain.
+  thread_local std::string z;
+  if (z.size() < ZSTD_compressBound(payload.size())) z.resize(ZSTD_compressBound(payload.size()));
   size_t n = 0;
   if (payload.size() >= kParallelLogBytes) {
     // A backlog drains as fast as zstd compresses it: large segments are
-    // compressed on two threads (zstd's own workers), as fast as two
-    // pgBackRest archive processes.
-    std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, 1);
-    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_nbWorkers, 2);  // an error (no thread support) leaves it at 0
+    // compressed on two threads (zstd's own workers, kept with the context).
+    thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx = [] {
+      std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> c(ZSTD_createCCtx(), ZSTD_freeCCtx);
+      ZSTD_CCtx_setParameter(c.get(), ZSTD_c_compressionLevel, 1);
+      ZSTD_CCtx_setParameter(c.get(), ZSTD_c_nbWorkers, 2);  // an error (no thread support) leaves it at 0
+      return c;
+    }();
     n = ZSTD_compress2(cctx.get(), z.data(), z.size(), payload.data(), payload.size());
   } else {
     n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), 1);
   }
-  z.resize(ZSTD_isError(n) ? 0 : n);
-  out += z;
-  Seal(out);
-  return out;
+  std::string_view body(z.data(), ZSTD_isError(n) ? 0 : n);
+  Sha256Stream sum;
+  sum.Update(header);
+  sum.Update(body);
+  RETURN_IF_ERROR(sink(header));
+  RETURN_IF_ERROR(sink(body));
+  Hash h = sum.Final();
+  return sink(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
 }
 
 Result<std::string> DecodeLogSegment(std::string_view bytes) {

@@ -82,8 +82,10 @@ struct Manifest {
   uint64_t ChunkCount() const;
 };
 
-// A change-log segment object: zstd-compressed payload, sealed.
-std::string EncodeLogSegment(std::string_view payload);
+// A change-log segment object: zstd-compressed payload, checksummed, handed
+// to `sink` in pieces (checksum last), compressed into a buffer the calling
+// thread keeps.
+Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink);
 Result<std::string> DecodeLogSegment(std::string_view bytes);
 
 std::string EncodeManifest(const Manifest& m);

@@ -429,26 +429,40 @@ class Repository::Impl {
     ASSIGN_OR_RETURN(auto plain, OpenObject(ManifestKey(id), *bytes));
     return DecodeManifest(plain);
   }
-  // Streamed to the store (and sealed as it goes): a large database's
-  // manifest, 32 bytes per chunk, is never held a second time encoded.
-  Status WriteManifest(const Manifest& m) {
-    const std::string key = ManifestKey(m.id);
+  // An object handed to `produce`'s sink in pieces, streamed to the store
+  // and, encrypted, sealed as it goes: a large database's manifest (32 bytes
+  // per chunk) or a 16 MiB change-log segment is never held a second time.
+  // `stored`: the object's size in the store.
+  using Sink = std::function<Status(std::string_view)>;
+  Status PutStreamed(const std::string& key, const std::function<Status(const Sink&)>& produce,
+                     uint64_t* stored = nullptr) {
     ASSIGN_OR_RETURN(auto writer, store->NewWriter(key));
+    uint64_t size = 0;
+    auto append = [&](std::string_view piece) {
+      size += piece.size();
+      return writer->Append(piece);
+    };
     if (!enc) {
-      RETURN_IF_ERROR(EncodeManifestTo(m, [&](std::string_view piece) { return writer->Append(piece); }));
-      return writer->Commit();
+      RETURN_IF_ERROR(produce(append));
+    } else {
+      std::string sealed(kSealedObjectMagic);
+      ASSIGN_OR_RETURN(auto sealer, crypto::StreamSealer::Begin(enc->data_key, ObjectAad(key), sealed));
+      RETURN_IF_ERROR(produce([&](std::string_view piece) -> Status {
+        RETURN_IF_ERROR(sealer->Update(piece, sealed));
+        Status st = append(sealed);
+        sealed.clear();
+        return st;
+      }));
+      RETURN_IF_ERROR(sealer->Finish(sealed));
+      RETURN_IF_ERROR(append(sealed));
     }
-    std::string sealed(kSealedObjectMagic);
-    ASSIGN_OR_RETURN(auto sealer, crypto::StreamSealer::Begin(enc->data_key, ObjectAad(key), sealed));
-    RETURN_IF_ERROR(EncodeManifestTo(m, [&](std::string_view piece) -> Status {
-      RETURN_IF_ERROR(sealer->Update(piece, sealed));
-      Status st = writer->Append(sealed);
-      sealed.clear();
-      return st;
-    }));
-    RETURN_IF_ERROR(sealer->Finish(sealed));
-    RETURN_IF_ERROR(writer->Append(sealed));
-    return writer->Commit();
+    RETURN_IF_ERROR(writer->Commit());
+    if (stored) *stored = size;
+    return Status::Ok();
+  }
+
+  Status WriteManifest(const Manifest& m) {
+    return PutStreamed(ManifestKey(m.id), [&](const Sink& sink) { return EncodeManifestTo(m, sink); });
   }
 
   // Streams new chunks into packs. Frames are appended to a block of
@@ -1278,9 +1292,8 @@ Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64
       if (auto s = ParseLogKey(stream, o)) next = std::max(next, s->seq + 1);
   }
   LogSegment seg{stream, next, first_time_us, last_time_us, 0};
-  ASSIGN_OR_RETURN(std::string bytes, impl_->SealObject(LogKey(seg), EncodeLogSegment(payload)));
-  seg.stored_bytes = bytes.size();
-  RETURN_IF_ERROR(impl_->store->Put(LogKey(seg), bytes));
+  RETURN_IF_ERROR(impl_->PutStreamed(
+      LogKey(seg), [&](const Impl::Sink& sink) { return EncodeLogSegmentTo(payload, sink); }, &seg.stored_bytes));
   ++next;
   return seg;
 }
