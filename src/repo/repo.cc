@@ -37,13 +37,13 @@ namespace {
 // encrypted repository says 2 so that a Strata that predates encryption
 // refuses it clearly instead of failing on every object. Formats 3 and 4 are
 // 1 and 2 with chunks stored in frames (SIDX0002 indexes), which a Strata
-// from before frames must refuse as well; a repository of format 1 or 2 is
-// read as it is, and its config is raised by 2 before the first frame is
-// written into it.
+// from before frames must refuse as well; formats 5 and 6 write compact
+// indexes (SIDX0003), which a Strata from before them must refuse too. An
+// older repository is read as it is, and its config is raised to 5 or 6
+// before the first new index is written into it. Odd: plain; even: encrypted.
 constexpr int kFormatPlainV1 = 1;
-constexpr int kFormatEncryptedV1 = 2;
-constexpr int kFormatPlain = 3;
-constexpr int kFormatEncrypted = 4;
+constexpr int kFormatPlain = 5;
+constexpr int kFormatEncrypted = 6;
 // The wrapped-keys object's own version, so its layout can change (key
 // rotation, more wrapped keys) without a new repository format.
 constexpr int kKeysFormat = 1;
@@ -208,11 +208,11 @@ class Repository::Impl {
   // Backups and restores hold it shared; garbage collection exclusive.
   std::shared_mutex gc_mu;
 
-  // A format-1/2 repository's config, raised to 3/4; stored by RaiseFormat.
+  // An older repository's config, raised to 5/6; stored by RaiseFormat.
   std::mutex config_mu;
   std::string raised_config;
-  // Before anything writes a frame: a repository that holds frames must say
-  // so, so that a Strata from before frames refuses it.
+  // Before anything writes an index: a repository that holds compact
+  // indexes must say so, so that a Strata from before them refuses it.
   Status RaiseFormat() {
     std::lock_guard lock(config_mu);
     if (raised_config.empty()) return Status::Ok();
@@ -741,7 +741,7 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ob
                                                      impl->store->Describe(), kFormatPlainV1, kFormatEncrypted));
     }
     impl->chunk_size = j.value("chunk_size", 4096u);
-    const bool encrypted = version == kFormatEncrypted || version == kFormatEncryptedV1;
+    const bool encrypted = version % 2 == 0;
     if (encrypted) {
       std::vector<std::string> key_ids;
       try {
@@ -768,8 +768,8 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<storage::Ob
                                                        impl->store->Describe(), keys[0].key));
       }
     }
-    if (version == kFormatPlainV1 || version == kFormatEncryptedV1) {
-      // Raised before the first frame is written, not here: a repository
+    if (version < kFormatPlain) {
+      // Raised before the first index is written, not here: a repository
       // opened to restore or verify may be read-only.
       j["format_version"] = encrypted ? kFormatEncrypted : kFormatPlain;
       impl->raised_config = j.dump(2);

@@ -563,8 +563,8 @@ TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {
       << "reading leaves the repository as it was (it may be read-only)";
   MemFile more{"data.db", page1 + std::string(512, 'z')};
   ASSERT_TRUE(repo->CreateSnapshot("new", {}, {more.Source()}).ok());
-  EXPECT_NE(store->Get("config")->find(R"("format_version": 3)"), std::string::npos)
-      << "raised before the first frame, so that a Strata from before frames refuses the repository";
+  EXPECT_NE(store->Get("config")->find(R"("format_version": 5)"), std::string::npos)
+      << "raised before the first new index, so that a Strata from before them refuses the repository";
   ASSERT_TRUE(repo->RestoreSnapshot("new", (dir / "out2").string()).ok());
   EXPECT_EQ(ReadFile(dir / "out2" / "data.db"), more.bytes);
   fs::remove_all(dir);
@@ -572,6 +572,91 @@ TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {
 
 // New chunks share frames: a file of compressible pages is stored in far
 // fewer, better-compressed frames than one blob per chunk would need.
+// A repository written with frames but before compact indexes (format 3,
+// SIDX0002: each entry repeats its frame's fields) still restores, and its
+// config is raised to 5 when the first compact index is written.
+TEST(RepoFormat, AFormatThreeIndexStillRestores) {
+  fs::path dir = fs::temp_directory_path() / ("strata-repo-v3-" + RandomHex(6));
+  RepoOptions opts{.chunk_size = 512};
+  ASSERT_TRUE(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), opts).ok());
+  std::string page0(512, 'b'), page1 = MixedData(1, 512, 4);
+  auto store = std::move(storage::OpenPosixStore(dir)).value();
+  ASSERT_TRUE(store->Put("config", R"({"format_version": 3, "chunk_size": 512, "hash": "sha256"})").ok());
+  std::string index = "SIDX0002";
+  auto put_u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) index.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  // One raw frame of two chunks at offset 0.
+  for (uint32_t k = 0; k < 2; ++k) {
+    Hash h = Sha256(k == 0 ? page0 : page1);
+    index.append(reinterpret_cast<const char*>(h.data()), 32);
+    for (int i = 0; i < 8; ++i) index.push_back(0);  // frame offset 0
+    put_u32(1024);                                    // frame stored size
+    put_u32(512);                                     // chunk size
+    index.push_back(0);                               // raw
+    put_u32(1024);                                    // frame decoded size
+    put_u32(512 * k);                                 // place in the frame
+  }
+  Hash sum = Sha256(index);
+  index.append(reinterpret_cast<const char*>(sum.data()), 32);
+  ASSERT_TRUE(store->Put("packs/00000000000000000000000000000003", page0 + page1).ok());
+  ASSERT_TRUE(store->Put("index/00000000000000000000000000000003", index).ok());
+  Manifest m{"old", 512, {}, {ManifestFile{"data.db", 1024, 0600, {Sha256(page1), Sha256(page0)}}}};
+  ASSERT_TRUE(store->Put("snapshots/old", EncodeManifest(m)).ok());
+
+  auto repo = std::move(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), opts)).value();
+  ASSERT_TRUE(repo->RestoreSnapshot("old", (dir / "out").string()).ok());
+  EXPECT_EQ(ReadFile(dir / "out" / "data.db"), page1 + page0);
+  EXPECT_TRUE(repo->Verify(false)->ok());
+  MemFile more{"data.db", page0 + std::string(512, 'y')};
+  ASSERT_TRUE(repo->CreateSnapshot("new", {}, {more.Source()}).ok());
+  EXPECT_NE(store->Get("config")->find(R"("format_version": 5)"), std::string::npos);
+  auto indexes = store->List("index/");
+  ASSERT_TRUE(indexes.ok());
+  ASSERT_EQ(indexes->size(), 2u);
+  for (const auto& o : *indexes) {
+    if (o.key.find("00000003") == std::string::npos) {
+      EXPECT_EQ(store->Get(o.key)->substr(0, 8), "SIDX0003");
+    }
+  }
+  ASSERT_TRUE(repo->RestoreSnapshot("new", (dir / "out2").string()).ok());
+  EXPECT_EQ(ReadFile(dir / "out2" / "data.db"), more.bytes);
+  fs::remove_all(dir);
+}
+
+TEST(RepoFormat, ACompactIndexRoundTripsAtAboutThirtyThreeBytesAChunk) {
+  std::vector<IndexEntry> entries;
+  uint64_t offset = 0;
+  for (uint32_t f = 0; f < 300; ++f) {
+    const uint32_t chunks = f % 7 == 0 ? 5 : 32, stored = 20000 + f;
+    const uint32_t decoded = chunks * 8192 - (f == 299 ? 8092 : 0);  // the last frame ends in a short tail chunk
+    for (uint32_t k = 0; k < chunks; ++k) {
+      const uint32_t size = (f == 299 && k == chunks - 1) ? 100 : 8192;
+      entries.push_back(IndexEntry{Sha256(std::to_string(f) + "/" + std::to_string(k)), offset, stored, size,
+                                   f % 3 ? Codec::kZstd : Codec::kRaw, decoded, k * 8192, true});
+    }
+    offset += stored;
+  }
+  std::string bytes = EncodeIndex(entries);
+  EXPECT_EQ(bytes.substr(0, 8), "SIDX0003");
+  EXPECT_LT(bytes.size(), entries.size() * 34) << "32 bytes of id and little else a chunk";
+  auto back = DecodeIndex(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->size(), entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto &a = entries[i], &b = (*back)[i];
+    ASSERT_TRUE(a.hash == b.hash && a.offset == b.offset && a.stored_size == b.stored_size &&
+                a.raw_size == b.raw_size && a.codec == b.codec && a.frame_raw_size == b.frame_raw_size &&
+                a.in_frame == b.in_frame && b.framed)
+        << "entry " << i;
+  }
+  for (size_t at : {size_t{9}, bytes.size() / 2, bytes.size() - 40}) {
+    std::string bad = bytes;
+    bad[at] ^= 1;
+    EXPECT_TRUE(DecodeIndex(bad).status().Is(errors::kCorruption)) << "flipped byte at " << at;
+  }
+}
+
 TEST(RepoFormat, ConsecutiveNewChunksShareAFrame) {
   auto repo = std::move(Repository::Open(storage::NewMemoryStore(),
                                          RepoOptions{.chunk_size = 512, .frame_bytes = 8192}))
