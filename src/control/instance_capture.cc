@@ -35,12 +35,19 @@ InstanceCapture::InstanceCapture(std::string resource_id, std::unique_ptr<engine
 InstanceCapture::~InstanceCapture() { Stop(); }
 
 void InstanceCapture::Start() {
+  std::lock_guard lifecycle(lifecycle_mu_);
+  if (stop_) return;
   thread_ = std::thread([this] { Loop(); });
 }
 
 void InstanceCapture::Stop() {
-  if (stop_.exchange(true)) return;
-  if (thread_.joinable()) thread_.join();
+  std::thread running;
+  {
+    std::lock_guard lifecycle(lifecycle_mu_);
+    if (stop_.exchange(true)) return;
+    running = std::move(thread_);
+  }
+  if (running.joinable()) running.join();
   std::lock_guard lock(mu_);
   Status st = buffer_.empty() ? PersistLocked() : FlushLocked(complete_until_);
   if (!st.ok()) log::Warn("change-log capture stop", {{"resource", resource_id_}, {"error", st.ToString()}});

@@ -35,6 +35,9 @@ class InstanceCapture {
                   catalog::Catalog* catalog, const Clock& clock, GapHandler on_gap);
   ~InstanceCapture();
 
+  // Start and Stop may come in either order from different threads (an
+  // instance deleted while its capture is being started): a Start after a
+  // Stop starts nothing.
   void Start();
   // Stops the thread after shipping what it holds.
   void Stop();
@@ -74,6 +77,7 @@ class InstanceCapture {
   Status error_;
 
   std::atomic<bool> stop_{false};
+  std::mutex lifecycle_mu_;  // orders Start against Stop; never held with mu_
   std::thread thread_;
 };
 

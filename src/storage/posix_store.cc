@@ -61,9 +61,11 @@ constexpr uint64_t kDirectReadAtLeast = 256 << 10;
 // object would be 256 page faults each time.
 class StepBuffers {
  public:
+  // Never destroyed: a writer may still give a buffer back while statics
+  // are torn down, and the buffers kept stay reachable for leak checkers.
   static StepBuffers& Get() {
-    static StepBuffers pool;
-    return pool;
+    static auto* pool = new StepBuffers();
+    return *pool;
   }
   char* Take() {
     {
