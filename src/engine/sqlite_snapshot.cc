@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -147,6 +148,11 @@ class SqliteSnapshotView final : public SnapshotView {
   }
 
   Status ReadDatabase(uint64_t pos, std::byte* out, size_t n) {
+    // The repository reads a file's units on several threads at once, and
+    // this is SQLite's own file handle, outside SQLite's locking: a SQLite
+    // built without USE_PREAD seeks and then reads, so two readers would
+    // race on the file position and get each other's pages.
+    std::lock_guard lock(db_read_mu_);
     int rc = db_file_->pMethods->xRead(db_file_, out, static_cast<int>(n), static_cast<sqlite3_int64>(pos));
     // A short read is zero-filled by SQLite: pages past the end read as zeros.
     if (rc != SQLITE_OK && rc != SQLITE_IOERR_SHORT_READ) {
@@ -158,6 +164,7 @@ class SqliteSnapshotView final : public SnapshotView {
   sqlite::Db conn_;
   WalIndex wal_;
   sqlite3_file* db_file_ = nullptr;  // owned by conn_
+  std::mutex db_read_mu_;
   int wal_fd_ = -1;
   uint32_t page_size_ = 4096;
   TimePoint time_{};

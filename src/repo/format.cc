@@ -276,7 +276,12 @@ Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(s
   } else {
     n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), 1);
   }
-  std::string_view body(z.data(), ZSTD_isError(n) ? 0 : n);
+  if (ZSTD_isError(n)) {
+    // Never an empty body under a valid checksum: the capture must keep the
+    // segment's records and try again, not count them as stored.
+    return Status(errors::kIoError, std::string("compressing a log segment: ") + ZSTD_getErrorName(n));
+  }
+  std::string_view body(z.data(), n);
   Sha256Stream sum;
   sum.Update(header);
   sum.Update(body);

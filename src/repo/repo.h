@@ -128,7 +128,8 @@ struct RepoOptions {
 };
 
 // One file to back up: read_at(offset, out) fills `out` (short only at the
-// end of the file) and returns the bytes read.
+// end of the file) and returns the bytes read. It is called from several
+// threads at once, for different offsets of the same file.
 struct FileSource {
   std::string path;
   uint64_t size = 0;

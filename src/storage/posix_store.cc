@@ -56,6 +56,7 @@ Status FsyncDir(const fs::path& dir) {
 constexpr size_t kStep = 1 << 20;
 constexpr size_t kDirectAlign = 4096;
 constexpr uint64_t kDirectReadAtLeast = 256 << 10;
+constexpr size_t kKeptReadBuffer = 16 << 20;
 
 // Aligned step buffers, handed from writer to writer: a fresh MiB for every
 // object would be 256 page faults each time.
@@ -305,6 +306,13 @@ class PosixStore final : public ObjectStore {
       return Status(errors::kCorruption, fmt::format("object {} is shorter than {} bytes at {}", key, length, offset));
     }
     if (is_direct) out.assign(into + (offset - from), length);
+    // Restores read a few MiB at a time and keep their buffer; a whole large
+    // object (a manifest, a pack garbage collection rewrites) must not stay
+    // behind in a long-lived thread.
+    if (aligned_size > kKeptReadBuffer) {
+      aligned.reset();
+      aligned_size = 0;
+    }
     return Status::Ok();
   }
 
