@@ -12,10 +12,12 @@ namespace strata {
 // memory each time: a page fault and a zeroed page per 4 KiB, which on the
 // 2-core benchmark VM costs about 19 us, more than compressing the page.
 // After this, blocks up to 32 MiB (glibc's ceiling for the setting) come
-// from the heap, and up to 64 MiB of free heap is kept per arena; the
-// process's peak memory does not grow, only what it holds between
-// operations. Measured: an incremental snapshot of a 1 GiB file 0.28-0.32 s
-// without, 0.15-0.19 s with (bench/RESULTS.md).
+// from the heap, and up to 64 MiB of free heap is kept per arena. The cost
+// is memory: a process holds near its peak between operations, and freed
+// blocks kept in one thread's arena are not reused by another's, so the peak
+// itself grows (stratad over bench/pg_bench.py: 399 -> 529 MiB). Measured
+// gain: an incremental snapshot of a 1 GiB file 0.28-0.32 s without,
+// 0.15-0.25 s with (bench/RESULTS.md).
 void KeepFreedMemoryForReuse();
 
 }  // namespace strata

@@ -44,6 +44,25 @@ void Seal(std::string& out) {
   out.append(reinterpret_cast<const char*>(h.data()), h.size());
 }
 
+// Hands an object to `sink` in pieces, hashing them as they pass; Finish
+// appends the SHA-256 trailer that Unseal checks (the streamed Seal).
+class SealingSink {
+ public:
+  explicit SealingSink(const std::function<Status(std::string_view)>& sink) : sink_(sink) {}
+  Status Put(std::string_view piece) {
+    sum_.Update(piece);
+    return sink_(piece);
+  }
+  Status Finish() {
+    Hash h = sum_.Final();
+    return sink_(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
+  }
+
+ private:
+  const std::function<Status(std::string_view)>& sink_;
+  Sha256Stream sum_;
+};
+
 // The body of a sealed object, or kCorruption if its checksum does not match.
 Result<std::string_view> Unseal(std::string_view bytes, std::string_view magic, const char* what) {
   if (bytes.size() < magic.size() + 32 || bytes.substr(0, magic.size()) != magic) {
@@ -281,14 +300,10 @@ Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(s
     // segment's records and try again, not count them as stored.
     return Status(errors::kIoError, std::string("compressing a log segment: ") + ZSTD_getErrorName(n));
   }
-  std::string_view body(z.data(), n);
-  Sha256Stream sum;
-  sum.Update(header);
-  sum.Update(body);
-  RETURN_IF_ERROR(sink(header));
-  RETURN_IF_ERROR(sink(body));
-  Hash h = sum.Final();
-  return sink(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
+  SealingSink out(sink);
+  RETURN_IF_ERROR(out.Put(header));
+  RETURN_IF_ERROR(out.Put(std::string_view(z.data(), n)));
+  return out.Finish();
 }
 
 Result<std::string> DecodeLogSegment(std::string_view bytes) {
@@ -326,10 +341,9 @@ Status EncodeManifestTo(const Manifest& m, const std::function<Status(std::strin
   std::string piece(kManifestMagic);
   PutU32(piece, static_cast<uint32_t>(text.size()));
   piece += text;
-  Sha256Stream sum;
+  SealingSink out(sink);
   auto emit = [&]() -> Status {
-    sum.Update(piece);
-    Status st = sink(piece);
+    Status st = out.Put(piece);
     piece.clear();
     return st;
   };
@@ -340,8 +354,7 @@ Status EncodeManifestTo(const Manifest& m, const std::function<Status(std::strin
     }
   }
   if (!piece.empty()) RETURN_IF_ERROR(emit());
-  Hash h = sum.Final();
-  return sink(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
+  return out.Finish();
 }
 
 std::string EncodeManifest(const Manifest& m) {

@@ -940,7 +940,6 @@ Status Repository::Impl::StoreUnit(const FileSource& f, uint32_t cs, const std::
   lane.new_chunks += lane.fresh.size();
   const size_t nframes = EncodeFrames(lane.fresh, nullptr, lane.frames, lane.fresh_incompressible);
   return writer.Add(lane.frames, nframes);
-  return Status::Ok();
 }
 
 Result<SnapshotStats> Repository::CreateSnapshot(const std::string& id,

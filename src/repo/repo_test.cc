@@ -570,8 +570,6 @@ TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {
   fs::remove_all(dir);
 }
 
-// New chunks share frames: a file of compressible pages is stored in far
-// fewer, better-compressed frames than one blob per chunk would need.
 // A repository written with frames but before compact indexes (format 3,
 // SIDX0002: each entry repeats its frame's fields) still restores, and its
 // config is raised to 5 when the first compact index is written.
@@ -655,8 +653,19 @@ TEST(RepoFormat, ACompactIndexRoundTripsAtAboutThirtyThreeBytesAChunk) {
     bad[at] ^= 1;
     EXPECT_TRUE(DecodeIndex(bad).status().Is(errors::kCorruption)) << "flipped byte at " << at;
   }
+  // Counts that disagree behind a valid checksum (an index written wrong)
+  // are corrupt too, not an allocation or a read past the end.
+  for (size_t field : {size_t{8}, size_t{12}, size_t{16}}) {  // frames, chunks, compressed table size
+    std::string bad = bytes.substr(0, bytes.size() - 32);
+    bad[field] = static_cast<char>(bad[field] + 1);
+    Hash sum = Sha256(bad);
+    bad.append(reinterpret_cast<const char*>(sum.data()), 32);
+    EXPECT_TRUE(DecodeIndex(bad).status().Is(errors::kCorruption)) << "count at " << field;
+  }
 }
 
+// New chunks share frames: a file of compressible pages is stored in far
+// fewer, better-compressed frames than one blob per chunk would need.
 TEST(RepoFormat, ConsecutiveNewChunksShareAFrame) {
   auto repo = std::move(Repository::Open(storage::NewMemoryStore(),
                                          RepoOptions{.chunk_size = 512, .frame_bytes = 8192}))
