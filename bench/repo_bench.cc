@@ -150,7 +150,8 @@ struct PerfPhase {
 }  // namespace
 
 int main(int argc, char** argv) {
-  KeepFreedMemoryForReuse();  // as stratad does
+  AskForHugePages(argv);  // as stratad does
+  KeepFreedMemoryForReuse();
   std::string dir_s = "/tmp/strata-bench";
   uint64_t size_mib = 1024;
   uint64_t rss_gib = 0;

@@ -106,6 +106,7 @@ Status WriteFileAtomically(const fs::path& path, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  strata::AskForHugePages(argv);
   strata::KeepFreedMemoryForReuse();
   Options opt;
   CLI::App app{"stratad: the Strata server (Amazon RDS-compatible backup and restore)"};

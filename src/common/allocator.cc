@@ -1,6 +1,10 @@
 #include "common/allocator.h"
 
 #include <malloc.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
 
 namespace strata {
 
@@ -9,6 +13,38 @@ void KeepFreedMemoryForReuse() {
   // C library) only means the defaults stay.
   (void)::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   (void)::mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
+namespace {
+
+// Set only across the exec: "=VALUE" for the GLIBC_TUNABLES the program was
+// started with, "-" when it had none.
+constexpr const char* kTunablesBefore = "STRATA_GLIBC_TUNABLES_BEFORE";
+
+void RestoreTunables(const std::string& before) {
+  if (before.empty() || before[0] != '=') {
+    ::unsetenv("GLIBC_TUNABLES");
+  } else {
+    ::setenv("GLIBC_TUNABLES", before.c_str() + 1, 1);
+  }
+  ::unsetenv(kTunablesBefore);
+}
+
+}  // namespace
+
+void AskForHugePages(char** argv) {
+  if (const char* before = std::getenv(kTunablesBefore)) {
+    RestoreTunables(before);  // this is the image the exec started
+    return;
+  }
+  const char* now = std::getenv("GLIBC_TUNABLES");
+  std::string tunables = now ? now : "";
+  if (tunables.find("glibc.malloc.hugetlb") != std::string::npos) return;
+  std::string before = now ? "=" + tunables : "-";
+  ::setenv(kTunablesBefore, before.c_str(), 1);
+  ::setenv("GLIBC_TUNABLES", (tunables.empty() ? "" : tunables + ":").append("glibc.malloc.hugetlb=1").c_str(), 1);
+  ::execv("/proc/self/exe", argv);
+  RestoreTunables(before);
 }
 
 }  // namespace strata

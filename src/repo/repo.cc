@@ -337,18 +337,21 @@ class Repository::Impl {
     RETURN_IF_ERROR(crypto::SealTo(enc->data_key, plain, ObjectAad(key), out));
     return out;
   }
-  Result<std::string> OpenObject(const std::string& key, std::string_view stored) const {
-    if (!enc) return std::string(stored);
-    if (stored.substr(0, kSealedObjectMagic.size()) != kSealedObjectMagic) {
+  // Takes the stored bytes by value: unencrypted, they are the plain form,
+  // and an 8 MiB manifest is not copied into fresh pages again.
+  Result<std::string> OpenObject(const std::string& key, std::string stored) const {
+    if (!enc) return stored;
+    std::string_view sealed = stored;
+    if (sealed.substr(0, kSealedObjectMagic.size()) != kSealedObjectMagic) {
       return Status(errors::kCorruption, fmt::format("{} is not an encrypted Strata object", key));
     }
-    auto plain = crypto::Open(enc->data_key, stored.substr(kSealedObjectMagic.size()), ObjectAad(key));
+    auto plain = crypto::Open(enc->data_key, sealed.substr(kSealedObjectMagic.size()), ObjectAad(key));
     if (!plain.ok()) return Status(errors::kCorruption, fmt::format("{} does not authenticate", key));
     return plain;
   }
   Result<std::vector<IndexEntry>> ReadIndex(const std::string& key) {
     ASSIGN_OR_RETURN(auto bytes, store->Get(key));
-    ASSIGN_OR_RETURN(auto plain, OpenObject(key, bytes));
+    ASSIGN_OR_RETURN(auto plain, OpenObject(key, std::move(bytes)));
     return DecodeIndex(plain);
   }
 
@@ -426,7 +429,7 @@ class Repository::Impl {
       }
       return bytes.status();
     }
-    ASSIGN_OR_RETURN(auto plain, OpenObject(ManifestKey(id), *bytes));
+    ASSIGN_OR_RETURN(auto plain, OpenObject(ManifestKey(id), std::move(*bytes)));
     return DecodeManifest(plain);
   }
   // An object handed to `produce`'s sink in pieces, streamed to the store
@@ -1312,7 +1315,7 @@ Result<std::vector<LogSegment>> Repository::ListLogSegments(const std::string& s
 
 Result<std::string> Repository::ReadLogSegment(const LogSegment& segment) {
   ASSIGN_OR_RETURN(auto bytes, impl_->store->Get(LogKey(segment)));
-  auto plain = impl_->OpenObject(LogKey(segment), bytes);
+  auto plain = impl_->OpenObject(LogKey(segment), std::move(bytes));
   auto payload = plain.ok() ? DecodeLogSegment(*plain) : Result<std::string>(plain.status());
   if (!payload.ok()) return payload.status().WithContext(LogKey(segment));
   return payload;
@@ -1392,7 +1395,7 @@ Result<VerifyReport> Repository::Verify(bool quick) {
   for (const auto& o : logs) {
     if (quick) break;
     auto bytes = impl_->store->Get(o.key);
-    auto plain = bytes.ok() ? impl_->OpenObject(o.key, *bytes) : Result<std::string>(bytes.status());
+    auto plain = bytes.ok() ? impl_->OpenObject(o.key, std::move(*bytes)) : Result<std::string>(bytes.status());
     auto payload = plain.ok() ? DecodeLogSegment(*plain) : Result<std::string>(plain.status());
     if (!payload.ok()) report.problems.push_back({"corrupt log segment: " + payload.status().message(), o.key, {}});
   }

@@ -108,6 +108,15 @@ class PostgresTest(StrataTestCase):
         self.assertTrue(inst["EngineVersion"].startswith(version.split()[0]), (inst["EngineVersion"], version))
         self.assertEqual(self.psql("pg", "SELECT current_user || '@' || current_database()"), f"{USER}@{DB}")
         self.assertEqual(self.psql("pg", "SHOW data_checksums"), "on")
+        # stratad runs with malloc's huge-page tunable (common/allocator.h);
+        # the servers it starts get the environment it was given.
+        def environ(pid):
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                return f.read().split(b"\0")
+        tunables = [v for v in environ(self.server.proc.pid) if v.startswith(b"GLIBC_TUNABLES=")]
+        self.assertTrue(tunables and b"glibc.malloc.hugetlb=1" in tunables[0], tunables)
+        pg_env = environ(self.postmaster_pid("pg"))
+        self.assertFalse([v for v in pg_env if v.startswith((b"GLIBC_TUNABLES=", b"STRATA_GLIBC"))], pg_env)
         bad = self.psql("pg", "SELECT 1", password="wrong-password", expect_ok=False)
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("password authentication failed", bad.stderr)
