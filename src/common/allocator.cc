@@ -32,17 +32,23 @@ void RestoreTunables(const std::string& before) {
 
 }  // namespace
 
+std::optional<std::string> TunablesAskingForHugePages(const char* now) {
+  std::string tunables = now ? now : "";
+  if (tunables.find("glibc.malloc.hugetlb") != std::string::npos) return std::nullopt;
+  return (tunables.empty() ? "" : tunables + ":") + "glibc.malloc.hugetlb=1";
+}
+
 void AskForHugePages(char** argv) {
   if (const char* before = std::getenv(kTunablesBefore)) {
     RestoreTunables(before);  // this is the image the exec started
     return;
   }
   const char* now = std::getenv("GLIBC_TUNABLES");
-  std::string tunables = now ? now : "";
-  if (tunables.find("glibc.malloc.hugetlb") != std::string::npos) return;
-  std::string before = now ? "=" + tunables : "-";
+  auto tunables = TunablesAskingForHugePages(now);
+  if (!tunables) return;
+  std::string before = now ? std::string("=") + now : "-";
   ::setenv(kTunablesBefore, before.c_str(), 1);
-  ::setenv("GLIBC_TUNABLES", (tunables.empty() ? "" : tunables + ":").append("glibc.malloc.hugetlb=1").c_str(), 1);
+  ::setenv("GLIBC_TUNABLES", tunables->c_str(), 1);
   ::execv("/proc/self/exe", argv);
   RestoreTunables(before);
 }

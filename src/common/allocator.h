@@ -3,6 +3,9 @@
 // repo benchmark).
 #pragma once
 
+#include <optional>
+#include <string>
+
 namespace strata {
 
 // Keeps memory that is freed for the next allocation instead of handing it
@@ -31,5 +34,10 @@ void KeepFreedMemoryForReuse();
 // who sets glibc.malloc.hugetlb himself is left alone; if the exec fails,
 // the program carries on without.
 void AskForHugePages(char** argv);
+
+// The GLIBC_TUNABLES AskForHugePages runs the program with, given the one
+// it was started with (nullptr: none), or nothing if that one already says
+// what glibc.malloc.hugetlb should be.
+std::optional<std::string> TunablesAskingForHugePages(const char* now);
 
 }  // namespace strata
