@@ -14,6 +14,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The capture's WAL working size at 4 KiB pages: 8000 frames and the header.
+constexpr uint64_t kReservedWalBytes = 32 + 8000 * (4096 + 24);
+
 class SqliteCaptureTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -109,7 +112,40 @@ TEST_F(SqliteCaptureTest, ApplicationCheckpointsAndCaptureCheckpointsLoseNothing
   ASSERT_TRUE(engine_.ApplyTransactions(base, redo).ok());
   EXPECT_EQ(Count(base), 1200);
   auto wal = fs::file_size(SqliteEngine::DatabaseFile(spec_).string() + "-wal");
-  EXPECT_LT(wal, 16u << 20) << "capture's checkpoints keep the WAL bounded";
+  EXPECT_LE(wal, kReservedWalBytes) << "capture's checkpoints keep the WAL within its working size";
+}
+
+// A WAL that only ever grows to the capture's working size, given up front
+// in zeros: SQLite must read and recover it as if it had grown by itself.
+TEST_F(SqliteCaptureTest, TheWalGetsItsWorkingSizeUpFrontAndStaysAWalSqliteReads) {
+  InstanceSpec fresh = spec_;
+  fresh.id = "fresh";
+  fresh.data_dir = root_ / "fresh";
+  ASSERT_TRUE(engine_.Create(fresh).ok());
+  ASSERT_TRUE(engine_.Start(fresh).ok());
+  const std::string db_file = SqliteEngine::DatabaseFile(fresh).string();
+  auto cap = engine_.StartCapture(fresh, clock_, "");
+  ASSERT_TRUE(cap.ok());
+  EXPECT_GE(fs::file_size(db_file + "-wal"), kReservedWalBytes) << "reserved before any frame was written";
+  {
+    auto app = sqlite::Db::Open(db_file);
+    ASSERT_TRUE(app.ok());
+    ASSERT_TRUE(app->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").ok());
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(app->Exec("INSERT INTO t (v) VALUES (hex(randomblob(300)))").ok());
+  }
+  EXPECT_EQ(Drain(**cap).size(), 101u);
+  EXPECT_GE(fs::file_size(db_file + "-wal"), kReservedWalBytes);
+  cap->reset();
+  // Every connection closed: the next one rebuilds the WAL index from the
+  // file (recovery), which must stop at the zeros past the last frame.
+  fs::remove(db_file + "-shm");
+  EXPECT_EQ(Count(fresh), 100);
+  auto db = sqlite::Db::Open(db_file);
+  ASSERT_TRUE(db.ok());
+  auto check = db->Prepare("PRAGMA integrity_check");
+  ASSERT_TRUE(check.ok());
+  ASSERT_TRUE(*check->Step());
+  EXPECT_EQ(check->Text(0), "ok");
 }
 
 TEST_F(SqliteCaptureTest, ResumesFromItsPositionAndReportsAGapWhenItCannot) {
