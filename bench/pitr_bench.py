@@ -55,6 +55,11 @@ def main():
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--log-mib", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="off/on alternations for the throughput ratio (--seconds split over them)")
+    ap.add_argument("--warmup", type=float, default=0,
+                    help="seconds each writer runs, untimed, before the throughput rounds")
+    ap.add_argument("--throughput-only", action="store_true", help="stop after the throughput ratio and the lag")
     args = ap.parse_args()
     harness.STRATAD = os.path.abspath(args.stratad)
     tmp = tempfile.mkdtemp(prefix="strata-bench-")
@@ -72,10 +77,22 @@ def main():
 
         # Throughput, alternating so neither gets the warmer machine.
         rates = {"on": [], "off": []}
-        for _ in range(2):
+        # An idle connection to each database for the whole measurement: when
+        # a writer closes the last connection SQLite deletes the WAL, and the
+        # next writer would pay for growing it again. Capture keeps its own
+        # connections open, so without this the capture-off writer alone
+        # would pay that every round.
+        keepers = [sqlite3.connect(path_of(rds, name)) for name in ("off", "on")]
+        if args.warmup > 0:
             for name in ("off", "on"):
-                rates[name].append(writer(path_of(rds, name), args.seconds / 2))
+                writer(path_of(rds, name), args.warmup)
+        for i in range(args.rounds):
+            for name in (("off", "on") if i % 2 == 0 else ("on", "off")):
+                rates[name].append(writer(path_of(rds, name), args.seconds / args.rounds))
         on, off = statistics.mean(rates["on"]), statistics.mean(rates["off"])
+        pairs = sorted(a / b for a, b in zip(rates["on"], rates["off"]))
+        for k in keepers:
+            k.close()
 
         # Lag of LatestRestorableTime while the writer runs.
         stop = threading.Event()
@@ -89,6 +106,14 @@ def main():
             time.sleep(0.1)  # the sampling rate, not a synchronization
         stop.set()
         w.join()
+        print("rounds on/off:", " ".join(f"{a / b:.2f}" for a, b in zip(rates["on"], rates["off"])))
+        print(f"writer, capture off            {off:10.0f} commits/s")
+        print(f"writer, capture on             {on:10.0f} commits/s   ratio {on / off:.3f}"
+              f"   (per round {pairs[0]:.2f}-{pairs[-1]:.2f}, median {statistics.median(pairs):.3f})")
+        print(f"LatestRestorableTime lag       p50 {statistics.median(lags):.3f} s   p99 {pct(lags, 0.99):.3f} s"
+              f"   ({len(lags)} samples)", flush=True)
+        if args.throughput_only:
+            return
 
         # A base of size-mib, then log-mib of changes, then restore both ways.
         path = path_of(rds, "on")
@@ -119,10 +144,6 @@ def main():
         pitr = time.monotonic() - t
         log_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(server.data_dir, "repo", "log")) for f in fs)
 
-        print(f"writer, capture off            {off:10.0f} commits/s")
-        print(f"writer, capture on             {on:10.0f} commits/s   ratio {on / off:.3f}")
-        print(f"LatestRestorableTime lag       p50 {statistics.median(lags):.3f} s   p99 {pct(lags, 0.99):.3f} s"
-              f"   ({len(lags)} samples)")
         print(f"base                           {os.path.getsize(path_of(rds, 'from-snap')) / 1048576:10.0f} MiB")
         print(f"change log written             ~{args.log_mib} MiB of page images ({log_bytes / 1048576:.0f} MiB stored, all segments)")
         print(f"restore from snapshot          {snap_restore:10.2f} s")
