@@ -226,14 +226,13 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
     }
     r.backup_window = backup_window;
     r.maintenance_window = maintenance_window;
+    engine::Engine* password_engine = nullptr;
     if (req.master_password) {
-      engine::Engine* eng = engine::FindEngine(r.engine);
-      if (!eng || !eng->UsesPort()) {
+      password_engine = engine::FindEngine(r.engine);
+      if (!password_engine || !password_engine->UsesPort()) {
         return InvalidCombination(fmt::format("A {} instance has no master password.", r.engine));
       }
-      ASSIGN_OR_RETURN(auto sealed, eng->SealCredentials(r.master_username, *req.master_password));
-      r.engine_state = sealed;
-      RETURN_IF_ERROR(eng->SetMasterPassword(SpecOf(r), sealed));
+      ASSIGN_OR_RETURN(r.engine_state, password_engine->SealCredentials(r.master_username, *req.master_password));
     }
     if (req.deletion_protection) r.deletion_protection = *req.deletion_protection;
     if (req.copy_tags_to_snapshot) r.copy_tags_to_snapshot = *req.copy_tags_to_snapshot;
@@ -253,6 +252,9 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
       r.allocated_storage_gib = *req.allocated_storage_gib;
     }
     RETURN_IF_ERROR(impl_->catalog->UpdateInstance(r));
+    // The server's password changes last: a request refused above changes
+    // nothing, and if the server refuses, the catalog's change rolls back.
+    if (password_engine) RETURN_IF_ERROR(password_engine->SetMasterPassword(SpecOf(r), r.engine_state));
     updated = r;
     return Status::Ok();
   }));

@@ -184,6 +184,13 @@ class PostgresTest(StrataTestCase):
         self.assertNotEqual(self.psql("pg", "SELECT 1", expect_ok=False).returncode, 0, "the old password still works")
         self.assertEqual(self.aws_error("rds", "modify-db-instance", "--db-instance-identifier", "pg",
                                         "--master-user-password", "short"), "InvalidParameterValue")
+        # A request refused for another of its parameters changes no password either.
+        self.assertEqual(self.aws_error("rds", "modify-db-instance", "--db-instance-identifier", "pg",
+                                        "--master-user-password", "refused-pass-3", "--db-instance-class", "m5",
+                                        "--apply-immediately"), "InvalidParameterValue")
+        self.assertEqual(self.psql("pg", "SELECT 1", password="another-pass-2"), "1")
+        self.assertNotEqual(self.psql("pg", "SELECT 1", password="refused-pass-3", expect_ok=False).returncode, 0,
+                            "a refused modification changed the password")
         self.aws("rds", "modify-db-instance", "--db-instance-identifier", "pg", "--master-user-password", PASSWORD,
                  "--apply-immediately")
 
