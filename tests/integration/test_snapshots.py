@@ -219,8 +219,12 @@ class Snapshots(StrataTestCase):
         self.server.start()
         snap = self.aws("rds", "describe-db-snapshots", "--db-snapshot-identifier", "cut")["DBSnapshots"][0]
         self.assertIn(snap["Status"], ("failed", "available"))
-        inst = self.aws("rds", "describe-db-instances", "--db-instance-identifier", "big")["DBInstances"][0]
-        self.assertEqual(inst["DBInstanceStatus"], "available")
+        # Not left backing-up by the killed snapshot. It may be backing-up for
+        # a while all the same when the restarted server takes an automated
+        # snapshot (one is due at once if, say, the kill cut short the
+        # instance's first): seen once on S3, not reproduced in four runs.
+        wait_until(lambda: self.aws("rds", "describe-db-instances", "--db-instance-identifier", "big")
+                   ["DBInstances"][0]["DBInstanceStatus"] == "available", timeout=120, what="the instance available")
         if snap["Status"] == "available":
             self.aws("rds", "restore-db-instance-from-db-snapshot", "--db-instance-identifier", "cut-copy",
                      "--db-snapshot-identifier", "cut")
