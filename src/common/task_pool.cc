@@ -65,4 +65,16 @@ void RunAtBackgroundPriority(const std::function<void()>& fn) {
   t.join();
 }
 
+ScopedNormalPriority::ScopedNormalPriority() {
+  if (::sched_getscheduler(0) != SCHED_IDLE) return;
+  sched_param none{};
+  raised_ = ::sched_setscheduler(0, SCHED_OTHER, &none) == 0;
+}
+
+ScopedNormalPriority::~ScopedNormalPriority() {
+  if (!raised_) return;
+  sched_param none{};
+  (void)::sched_setscheduler(0, SCHED_IDLE, &none);
+}
+
 }  // namespace strata

@@ -38,4 +38,23 @@ class TaskPool {
 // and compression) yields the CPU to the database's own writers.
 void RunAtBackgroundPriority(const std::function<void()>& fn);
 
+// For a short section in which a background thread holds a lock that
+// threads at normal priority wait on (the repository's chunk index, which
+// restores read while a snapshot adds a pack): the calling thread runs the
+// scope at normal priority if it ran at SCHED_IDLE, and goes back after.
+// Otherwise a busy CPU keeps the idle holder off it while the waiters, and
+// whoever waits on them, stall (priority inversion). Leaving SCHED_IDLE
+// needs CAP_SYS_NICE or a RLIMIT_NICE that allows it; without, the scope
+// changes nothing. Not copyable; per thread.
+class ScopedNormalPriority {
+ public:
+  ScopedNormalPriority();
+  ~ScopedNormalPriority();
+  ScopedNormalPriority(const ScopedNormalPriority&) = delete;
+  ScopedNormalPriority& operator=(const ScopedNormalPriority&) = delete;
+
+ private:
+  bool raised_ = false;
+};
+
 }  // namespace strata

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -19,6 +20,25 @@ TEST(RunAtBackgroundPriority, RunsAtIdlePriorityAndSoDoThreadsItStarts) {
   EXPECT_EQ(outer, SCHED_IDLE);
   EXPECT_EQ(inner, SCHED_IDLE);
   EXPECT_NE(::sched_getscheduler(0), SCHED_IDLE) << "the caller keeps its own priority";
+}
+
+TEST(ScopedNormalPriority, LiftsAnIdleThreadForTheScopeOnly) {
+  int during = -1, after = -1;
+  RunAtBackgroundPriority([&] {
+    {
+      ScopedNormalPriority lifted;
+      during = ::sched_getscheduler(0);
+    }
+    after = ::sched_getscheduler(0);
+  });
+  if (::geteuid() == 0) {
+    EXPECT_EQ(during, SCHED_OTHER);  // unprivileged, RLIMIT_NICE decides
+  }
+  EXPECT_EQ(after, SCHED_IDLE);
+  {
+    ScopedNormalPriority untouched;  // a thread at normal priority stays as it is
+    EXPECT_EQ(::sched_getscheduler(0), SCHED_OTHER);
+  }
 }
 
 TEST(TaskPool, RunsEveryQueuedTaskBeforeShutdownReturns) {

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
+#include "common/task_pool.h"
 #include "repo/chunk_index.h"
 #include "repo/crypto.h"
 #include "repo/format.h"
@@ -633,6 +634,8 @@ class Repository::Impl {
       ASSIGN_OR_RETURN(auto index, repo_->SealObject(IndexKey(pack_id), EncodeIndex(block.entries)));
       RETURN_IF_ERROR(repo_->store->Put(IndexKey(pack_id), index));
       {
+        // Restores look chunks up under this lock at normal priority.
+        ScopedNormalPriority lifted;
         std::lock_guard lock(repo_->map_mu);
         repo_->AddPackLocked(pack_id, block.entries);
       }
