@@ -266,17 +266,9 @@ class SqliteCapture final : public ChangeCapture {
   // effort: a busy writer or a failed write only leaves the file as it was,
   // and the next checkpoint tries again.
   void ReserveWalSpace() {
-    if (!OpenWal()) return;
-    auto page_size = [&]() -> uint64_t {
-      if (auto h = ReadWalHeader(wal_fd_)) return h->page_size;
-      auto st = reader_.Prepare("PRAGMA page_size");
-      if (!st.ok()) return 0;
-      auto row = st->Step();
-      if (!row.ok() || !*row) return 0;
-      return static_cast<uint64_t>(st->Int(0));
-    }();
-    if (page_size == 0) return;
-    const uint64_t want = kWalHeaderSize + kReservedWalFrames * (kWalFrameHeaderSize + page_size);
+    auto page_size = DatabasePageSize(reader_);
+    if (!page_size.ok() || !OpenWal()) return;
+    const uint64_t want = kWalHeaderSize + kReservedWalFrames * (kWalFrameHeaderSize + *page_size);
     struct stat sb {};
     if (::fstat(wal_fd_, &sb) != 0 || static_cast<uint64_t>(sb.st_size) >= want) return;
     if (!writer_.Exec("BEGIN IMMEDIATE").ok()) return;

@@ -59,10 +59,7 @@ class SqliteSnapshotView final : public SnapshotView {
     RETURN_IF_ERROR(v->conn_.Exec("BEGIN"));
     // The first read takes the read lock and fixes the transaction's snapshot.
     RETURN_IF_ERROR(v->conn_.Exec("SELECT count(*) FROM sqlite_master"));
-    ASSIGN_OR_RETURN(auto ps, v->conn_.Prepare("PRAGMA page_size"));
-    ASSIGN_OR_RETURN(bool row, ps.Step());
-    if (!row) return Status(errors::kIoError, "cannot read page_size");
-    v->page_size_ = static_cast<uint32_t>(ps.Int(0));
+    ASSIGN_OR_RETURN(v->page_size_, DatabasePageSize(v->conn_));
 
     std::string wal_path = db_path.string() + "-wal";
     ASSIGN_OR_RETURN(v->wal_, ReadWalIndex(wal_path));

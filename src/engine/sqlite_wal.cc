@@ -143,4 +143,11 @@ Result<WalIndex> ReadWalIndex(const std::string& wal_path) {
   return idx;
 }
 
+Result<uint32_t> DatabasePageSize(sqlite::Db& db) {
+  ASSIGN_OR_RETURN(auto ps, db.Prepare("PRAGMA page_size"));
+  ASSIGN_OR_RETURN(bool row, ps.Step());
+  if (!row) return Status(errors::kIoError, "cannot read page_size");
+  return static_cast<uint32_t>(ps.Int(0));
+}
+
 }  // namespace strata::engine

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/sqlite.h"
 #include "common/status.h"
 
 namespace strata::engine {
@@ -65,6 +66,9 @@ std::optional<WalHeader> ReadWalHeader(int fd);
 // describes and advances the cursor past them; frames of a transaction not yet
 // committed are left for the next call.
 Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor);
+
+// The database's page size, read on `db` (which also sizes each WAL frame).
+Result<uint32_t> DatabasePageSize(sqlite::Db& db);
 
 constexpr uint64_t kWalHeaderSize = 32;
 constexpr uint64_t kWalFrameHeaderSize = 24;
