@@ -298,6 +298,9 @@ void ControlPlane::Impl::Tick() {
       log::Warn("cannot start change-log capture", {{"instance", r.id}, {"error", st.ToString()}});
       continue;
     }
+    if (auto capture = CaptureOf(r.resource_id)) {
+      if (auto before = capture->TakeCompaction()) ScheduleLogCompaction(r.resource_id, *before);
+    }
     if (r.status != "available") continue;
     auto ab = catalog->GetAutomatedBackup(r.resource_id);
     if (!ab.ok()) continue;

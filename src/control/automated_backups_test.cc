@@ -187,6 +187,46 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
   for (const auto& s : Automated()) EXPECT_NE(s.record.instance_resource_id, rid);
 }
 
+// The capture ships a segment per flush; the scheduler has the small ones
+// merged once they are ten minutes old, and restores read the merged log.
+TEST_F(AutomatedBackupsTest, SmallLogSegmentsAreMergedAndRestoresReadThem) {
+  ASSERT_TRUE(cp_->CreateInstance(SqliteInstance("app", 1)).ok());
+  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
+                                    std::nullopt).ok());
+  cp_->RunScheduler();
+  ASSERT_TRUE(NoSnapshotCreating());
+  std::string rid = cp_->DescribeInstance("app")->record.resource_id;
+  // Counted on disk: opening a second store would clear the first one's temp files.
+  auto log_segments = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ / "repo" / "log" / rid)) {
+      n += e.path().extension() != ".strata-tmp";
+    }
+    return n;
+  };
+  std::map<int, TimePoint> inserted_at;
+  for (int day = 1; day <= 12; ++day) {
+    Insert("app", day);
+    inserted_at[day] = clock_.Now();
+    // A flush interval later (on this clock) the commit is shipped alone.
+    clock_.Advance(1s);
+    ASSERT_TRUE(Eventually([&] { return cp_->DescribeInstance("app")->latest_restorable_time > inserted_at[day]; }));
+  }
+  const size_t before = log_segments();
+  ASSERT_GE(before, 12u) << "a segment per commit";
+  cp_->RunScheduler();
+  EXPECT_EQ(log_segments(), before) << "not before they are ten minutes old";
+
+  clock_.Advance(11min);
+  cp_->RunScheduler();
+  ASSERT_TRUE(Eventually([&] { return log_segments() < 3; })) << log_segments() << " segments";
+  TimePoint target = inserted_at[7];
+  ASSERT_TRUE(RestoreTo("app-7", target).ok());
+  ASSERT_TRUE(Status("app-7", "available"));
+  EXPECT_EQ(Days("app-7"), (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7}));
+}
+
 TEST_F(AutomatedBackupsTest, TurningBackupsOffAndOnForgetsOldSnapshotsPlaceInTheLog) {
   auto SnapshotNamed = [&](const std::string& id) {
     SnapshotQuery q;
@@ -273,6 +313,9 @@ class RecordingStore final : public BackupStore {
   }
   Result<uint64_t> DeleteLogSegmentsBefore(const std::string& s, TimePoint t) override {
     return inner_->DeleteLogSegmentsBefore(s, t);
+  }
+  Result<LogCompaction> CompactLog(const std::string& s, TimePoint before) override {
+    return inner_->CompactLog(s, before);
   }
   Result<std::vector<std::string>> ListSnapshots() override { return inner_->ListSnapshots(); }
 

@@ -40,12 +40,22 @@ using Progress = std::function<void(int percent)>;
 // The files of a snapshot known only once the others are stored.
 using LateFiles = std::function<Result<std::vector<engine::FileSource>>()>;
 
-// One stored segment of an instance's change log.
+// One stored segment of an instance's change log: segments seq..last_seq
+// of the stream as shipped (last_seq > seq once compaction merged them).
 struct LogSegmentRef {
   uint64_t seq = 0;
   TimePoint first{};  // the commit times it spans
   TimePoint last{};
   int64_t stored_bytes = 0;
+  uint64_t last_seq = 0;  // 0: the same as seq
+};
+
+// What one CompactLog pass did.
+struct LogCompaction {
+  uint64_t segments_merged = 0;
+  uint64_t segments_written = 0;
+  int64_t bytes_before = 0;
+  int64_t bytes_after = 0;
 };
 
 class BackupStore {
@@ -82,6 +92,9 @@ class BackupStore {
   virtual Result<std::string> ReadLogSegment(const std::string& stream, const LogSegmentRef& segment) = 0;
   // Deletes the segments that end before `time`; returns how many.
   virtual Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, TimePoint time) = 0;
+  // Merges the small segments that end before `before` into large ones
+  // (fewer objects, better compression); readers see the same records.
+  virtual Result<LogCompaction> CompactLog(const std::string& stream, TimePoint before) = 0;
   // Ids of every stored snapshot, to reconcile with the catalog after a crash.
   virtual Result<std::vector<std::string>> ListSnapshots() = 0;
 };

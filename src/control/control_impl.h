@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <condition_variable>
 
@@ -262,6 +263,33 @@ class ControlPlane::Impl {
     });
   }
   std::atomic<bool> gc_queued{false};
+  // Queues one compaction of the stream's log segments that end before
+  // `before` (coalesced per stream while queued).
+  void ScheduleLogCompaction(const std::string& stream, TimePoint before) {
+    {
+      std::lock_guard lock(compaction_mu);
+      if (!compactions_queued.insert(stream).second) return;
+    }
+    workers->Submit([this, stream, before] {
+      {
+        std::lock_guard lock(compaction_mu);
+        compactions_queued.erase(stream);
+      }
+      auto done = backups->CompactLog(stream, before);
+      if (!done.ok()) {
+        log::Warn("change-log compaction failed", {{"resource", stream}, {"error", done.status().ToString()}});
+      } else if (done->segments_written > 0) {
+        log::Info("change-log segments merged",
+                  {{"resource", stream},
+                   {"merged", static_cast<int64_t>(done->segments_merged)},
+                   {"written", static_cast<int64_t>(done->segments_written)},
+                   {"bytes_before", done->bytes_before},
+                   {"bytes_after", done->bytes_after}});
+      }
+    });
+  }
+  std::mutex compaction_mu;
+  std::set<std::string> compactions_queued;
   // Automated backups and point-in-time restore (automated_backups.cc).
   std::mutex capture_mu;
   std::map<std::string, std::shared_ptr<InstanceCapture>> captures;  // by DbiResourceId

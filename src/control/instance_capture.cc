@@ -124,10 +124,24 @@ Status InstanceCapture::PollLocked() {
 Status InstanceCapture::FlushLocked(TimePoint polled_at) {
   EncodeLogRecords(buffer_, encoded_);
   RETURN_IF_ERROR(store_->PutLogSegment(resource_id_, buffer_.front().time, buffer_.back().time, encoded_));
+  if (encoded_.size() < kMaxSegmentBytes / 2) {
+    if (small_segments_++ == 0) first_small_at_ = clock_.Now();
+    small_bytes_ += encoded_.size();
+  }
   buffer_.clear();
   buffer_bytes_ = 0;
   durable_until_ = std::max(durable_until_, polled_at);
   return PersistLocked();
+}
+
+std::optional<TimePoint> InstanceCapture::TakeCompaction() {
+  std::lock_guard lock(mu_);
+  TimePoint now = clock_.Now();
+  const bool due = small_bytes_ >= kCompactAfterBytes || (small_segments_ >= 2 && now - first_small_at_ >= kCompactAfter);
+  if (!due) return std::nullopt;
+  small_bytes_ = 0;
+  small_segments_ = 0;
+  return now;
 }
 
 Status InstanceCapture::PersistLocked() {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "catalog/catalog.h"
@@ -20,6 +21,8 @@
 namespace strata::control {
 
 inline constexpr auto kFlushInterval = std::chrono::milliseconds(200);
+inline constexpr size_t kCompactAfterBytes = 16 << 20;
+inline constexpr auto kCompactAfter = std::chrono::minutes(10);
 
 class InstanceCapture {
  public:
@@ -49,6 +52,11 @@ class InstanceCapture {
   Status Flush();
   // Every commit up to this time is durable in the repository.
   TimePoint RestorableUntil();
+  // Segments shipped on the flush interval are small (a fraction of a
+  // second's log each). Once they are worth merging (kCompactAfterBytes of
+  // them, or two or more the oldest of which is kCompactAfter old), returns
+  // a time before which they all end, once; nullopt before that.
+  std::optional<TimePoint> TakeCompaction();
 
  private:
   void Loop();
@@ -72,6 +80,9 @@ class InstanceCapture {
   bool last_complete_ = true;
   TimePoint complete_until_{};  // the start of the last poll that returned everything committed before it
   TimePoint last_persist_{};
+  size_t small_bytes_ = 0;  // shipped in small segments since the last TakeCompaction
+  int small_segments_ = 0;
+  TimePoint first_small_at_{};
   bool resumed_ = false;
   bool first_poll_ = true;
   Status error_;

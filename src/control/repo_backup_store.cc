@@ -66,16 +66,23 @@ class RepoBackupStore final : public BackupStore {
     ASSIGN_OR_RETURN(auto segs, repo_->ListLogSegments(stream, Us(from), Us(to)));
     std::vector<LogSegmentRef> out;
     for (const auto& s : segs) {
-      out.push_back({s.seq, FromUs(s.first_time_us), FromUs(s.last_time_us), static_cast<int64_t>(s.stored_bytes)});
+      out.push_back({s.seq, FromUs(s.first_time_us), FromUs(s.last_time_us), static_cast<int64_t>(s.stored_bytes),
+                     s.last_seq});
     }
     return out;
   }
   Result<std::string> ReadLogSegment(const std::string& stream, const LogSegmentRef& ref) override {
-    repo::LogSegment s{stream, ref.seq, Us(ref.first), Us(ref.last), static_cast<uint64_t>(ref.stored_bytes)};
+    repo::LogSegment s{stream, ref.seq, Us(ref.first), Us(ref.last), static_cast<uint64_t>(ref.stored_bytes),
+                       ref.last_seq};
     return repo_->ReadLogSegment(s);
   }
   Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, TimePoint time) override {
     return repo_->DeleteLogSegmentsBefore(stream, Us(time));
+  }
+  Result<LogCompaction> CompactLog(const std::string& stream, TimePoint before) override {
+    ASSIGN_OR_RETURN(auto st, repo_->CompactLog(stream, repo::LogCompactionOptions{.before_us = Us(before)}));
+    return LogCompaction{st.segments_merged, st.segments_written, static_cast<int64_t>(st.bytes_before),
+                         static_cast<int64_t>(st.bytes_after)};
   }
   Result<std::vector<std::string>> ListSnapshots() override { return repo_->ListSnapshots(); }
 

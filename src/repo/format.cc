@@ -273,7 +273,8 @@ Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
 constexpr std::string_view kLogMagic = "SLOG0001";
 constexpr size_t kParallelLogBytes = 4 << 20;
 
-Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink) {
+Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink,
+                          int zstd_level) {
   std::string header(kLogMagic);
   PutU64(header, payload.size());
   // Kept by the thread (a capture thread stores every segment of its
@@ -282,7 +283,7 @@ Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(s
   thread_local std::string z;
   if (z.size() < ZSTD_compressBound(payload.size())) z.resize(ZSTD_compressBound(payload.size()));
   size_t n = 0;
-  if (payload.size() >= kParallelLogBytes) {
+  if (zstd_level == 1 && payload.size() >= kParallelLogBytes) {
     // A backlog drains as fast as zstd compresses it: large segments are
     // compressed on two threads (zstd's own workers, kept with the context).
     thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx = [] {
@@ -293,7 +294,7 @@ Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(s
     }();
     n = ZSTD_compress2(cctx.get(), z.data(), z.size(), payload.data(), payload.size());
   } else {
-    n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), 1);
+    n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), zstd_level);
   }
   if (ZSTD_isError(n)) {
     // Never an empty body under a valid checksum: the capture must keep the

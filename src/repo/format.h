@@ -84,8 +84,10 @@ struct Manifest {
 
 // A change-log segment object: zstd-compressed payload, checksummed, handed
 // to `sink` in pieces (checksum last), compressed into a buffer the calling
-// thread keeps.
-Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink);
+// thread keeps. Level 1 (a capture's live segments) compresses a large
+// payload on two threads; other levels (compaction, in the background) on one.
+Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink,
+                          int zstd_level = 1);
 Result<std::string> DecodeLogSegment(std::string_view bytes);
 
 std::string EncodeManifest(const Manifest& m);

@@ -39,12 +39,15 @@ namespace {
 // refuses it clearly instead of failing on every object. Formats 3 and 4 are
 // 1 and 2 with chunks stored in frames (SIDX0002 indexes), which a Strata
 // from before frames must refuse as well; formats 5 and 6 write compact
-// indexes (SIDX0003), which a Strata from before them must refuse too. An
-// older repository is read as it is, and its config is raised to 5 or 6
-// before the first new index is written into it. Odd: plain; even: encrypted.
+// indexes (SIDX0003), which a Strata from before them must refuse too.
+// Formats 7 and 8 may hold merged change-log segments, whose keys a Strata
+// from before them would skip, missing the records inside. An older
+// repository is read as it is, and its config is raised to 7 or 8 before the
+// first new index or merged segment is written into it. Odd: plain; even:
+// encrypted.
 constexpr int kFormatPlainV1 = 1;
-constexpr int kFormatPlain = 5;
-constexpr int kFormatEncrypted = 6;
+constexpr int kFormatPlain = 7;
+constexpr int kFormatEncrypted = 8;
 // The wrapped-keys object's own version, so its layout can change (key
 // rotation, more wrapped keys) without a new repository format.
 constexpr int kKeysFormat = 1;
@@ -209,11 +212,11 @@ class Repository::Impl {
   // Backups and restores hold it shared; garbage collection exclusive.
   std::shared_mutex gc_mu;
 
-  // An older repository's config, raised to 5/6; stored by RaiseFormat.
+  // An older repository's config, raised to 7/8; stored by RaiseFormat.
   std::mutex config_mu;
   std::string raised_config;
-  // Before anything writes an index: a repository that holds compact
-  // indexes must say so, so that a Strata from before them refuses it.
+  // Before anything writes an index or a merged log segment: a repository
+  // that holds them must say so, so that a Strata from before refuses it.
   Status RaiseFormat() {
     std::lock_guard lock(config_mu);
     if (raised_config.empty()) return Status::Ok();
@@ -224,6 +227,9 @@ class Repository::Impl {
 
   std::mutex log_mu;
   std::map<std::string, uint64_t> next_seq;  // per stream; 0: not read yet
+  // Compaction and retention one at a time: a merged segment written after
+  // retention listed the stream would outlive the deletion.
+  std::mutex log_rewrite_mu;
 
   // Lookups take it shared (a snapshot's workers look up ids side by side);
   // adding a pack takes it exclusive.
@@ -1258,9 +1264,11 @@ namespace {
 std::string LogPrefix(const std::string& stream) { return "log/" + stream + "/"; }
 
 std::optional<LogSegment> ParseLogKey(const std::string& stream, const storage::ObjectInfo& obj) {
-  // log/<stream>/<seq:020>-<first:020>-<last:020>, times offset by 2^62 to stay non-negative.
+  // log/<stream>/<seq:020>-<first:020>-<last:020>[-<last seq:020>], times
+  // offset by 2^62 to stay non-negative; the last seq only on a merged segment.
   std::string name = obj.key.substr(LogPrefix(stream).size());
-  if (name.size() != 62 || name[20] != '-' || name[41] != '-') return std::nullopt;
+  if ((name.size() != 62 && name.size() != 83) || name[20] != '-' || name[41] != '-') return std::nullopt;
+  if (name.size() == 83 && name[62] != '-') return std::nullopt;
   try {
     LogSegment s;
     s.stream = stream;
@@ -1268,6 +1276,10 @@ std::optional<LogSegment> ParseLogKey(const std::string& stream, const storage::
     s.first_time_us = static_cast<int64_t>(std::stoull(name.substr(21, 20)) - (1ull << 62));
     s.last_time_us = static_cast<int64_t>(std::stoull(name.substr(42, 20)) - (1ull << 62));
     s.stored_bytes = obj.size;
+    if (name.size() == 83) {
+      s.last_seq = std::stoull(name.substr(63, 20));
+      if (s.last_seq <= s.seq) return std::nullopt;
+    }
     return s;
   } catch (...) {
     return std::nullopt;
@@ -1275,9 +1287,39 @@ std::optional<LogSegment> ParseLogKey(const std::string& stream, const storage::
 }
 
 std::string LogKey(const LogSegment& s) {
-  return fmt::format("{}{:020}-{:020}-{:020}", LogPrefix(s.stream), s.seq,
-                     static_cast<uint64_t>(s.first_time_us) + (1ull << 62),
-                     static_cast<uint64_t>(s.last_time_us) + (1ull << 62));
+  std::string key = fmt::format("{}{:020}-{:020}-{:020}", LogPrefix(s.stream), s.seq,
+                                static_cast<uint64_t>(s.first_time_us) + (1ull << 62),
+                                static_cast<uint64_t>(s.last_time_us) + (1ull << 62));
+  if (s.LastSeq() > s.seq) key += fmt::format("-{:020}", s.LastSeq());
+  return key;
+}
+
+// Every segment of the stream stored, in order of seq (the widest first
+// among those that start at the same seq).
+Result<std::vector<LogSegment>> StoredLogSegments(storage::ObjectStore& store, const std::string& stream) {
+  ASSIGN_OR_RETURN(auto objs, store.List(LogPrefix(stream)));
+  std::vector<LogSegment> out;
+  for (const auto& o : objs) {
+    if (auto s = ParseLogKey(stream, o)) out.push_back(*s);
+  }
+  std::sort(out.begin(), out.end(), [](const LogSegment& a, const LogSegment& b) {
+    return a.seq != b.seq ? a.seq < b.seq : a.LastSeq() > b.LastSeq();
+  });
+  return out;
+}
+
+// Splits stored segments into those a reader sees and those a merged
+// segment already holds (left behind by a crash before their deletion).
+void SplitCovered(std::vector<LogSegment> stored, std::vector<LogSegment>& visible, std::vector<LogSegment>* covered) {
+  uint64_t through = 0;
+  for (auto& s : stored) {
+    if (s.LastSeq() <= through) {
+      if (covered) covered->push_back(std::move(s));
+      continue;
+    }
+    through = s.LastSeq();
+    visible.push_back(std::move(s));
+  }
 }
 
 bool ValidStream(const std::string& s) { return ValidSnapshotId(s) && s.find(':') == std::string::npos; }
@@ -1291,10 +1333,9 @@ Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64
   std::lock_guard lock(impl_->log_mu);
   auto& next = impl_->next_seq[stream];
   if (next == 0) {
-    ASSIGN_OR_RETURN(auto existing, impl_->store->List(LogPrefix(stream)));
+    ASSIGN_OR_RETURN(auto existing, StoredLogSegments(*impl_->store, stream));
     next = 1;
-    for (const auto& o : existing)
-      if (auto s = ParseLogKey(stream, o)) next = std::max(next, s->seq + 1);
+    for (const auto& s : existing) next = std::max(next, s.LastSeq() + 1);
   }
   LogSegment seg{stream, next, first_time_us, last_time_us, 0};
   RETURN_IF_ERROR(impl_->PutStreamed(
@@ -1306,31 +1347,105 @@ Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64
 Result<std::vector<LogSegment>> Repository::ListLogSegments(const std::string& stream, int64_t from_us,
                                                             int64_t to_us) {
   if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
-  ASSIGN_OR_RETURN(auto objs, impl_->store->List(LogPrefix(stream)));
-  std::vector<LogSegment> out;
-  for (const auto& o : objs) {
-    auto s = ParseLogKey(stream, o);
-    if (s && s->last_time_us >= from_us && s->first_time_us <= to_us) out.push_back(*s);
+  ASSIGN_OR_RETURN(auto stored, StoredLogSegments(*impl_->store, stream));
+  std::vector<LogSegment> visible, out;
+  SplitCovered(std::move(stored), visible, nullptr);
+  for (auto& s : visible) {
+    if (s.last_time_us >= from_us && s.first_time_us <= to_us) out.push_back(std::move(s));
   }
-  std::sort(out.begin(), out.end(), [](const LogSegment& a, const LogSegment& b) { return a.seq < b.seq; });
   return out;
 }
 
 Result<std::string> Repository::ReadLogSegment(const LogSegment& segment) {
-  ASSIGN_OR_RETURN(auto bytes, impl_->store->Get(LogKey(segment)));
-  auto plain = impl_->OpenObject(LogKey(segment), std::move(bytes));
+  auto bytes = impl_->store->Get(LogKey(segment));
+  if (!bytes.ok() && bytes.status().Is(errors::kObjectNotFound) && ValidStream(segment.stream)) {
+    // Merged away since it was listed: the merged segment holds its records.
+    ASSIGN_OR_RETURN(auto stored, StoredLogSegments(*impl_->store, segment.stream));
+    std::vector<LogSegment> visible;
+    SplitCovered(std::move(stored), visible, nullptr);
+    for (const auto& s : visible) {
+      if (s.seq <= segment.seq && segment.LastSeq() <= s.LastSeq() && LogKey(s) != LogKey(segment)) {
+        return ReadLogSegment(s);
+      }
+    }
+  }
+  if (!bytes.ok()) return bytes.status().WithContext(LogKey(segment));
+  auto plain = impl_->OpenObject(LogKey(segment), std::move(*bytes));
   auto payload = plain.ok() ? DecodeLogSegment(*plain) : Result<std::string>(plain.status());
   if (!payload.ok()) return payload.status().WithContext(LogKey(segment));
   return payload;
 }
 
 Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us) {
-  ASSIGN_OR_RETURN(auto all, ListLogSegments(stream, INT64_MIN, INT64_MAX));
+  if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
+  std::lock_guard rewrite(impl_->log_rewrite_mu);
+  // Merged segments' leftovers too: they are past retention as well.
+  ASSIGN_OR_RETURN(auto all, StoredLogSegments(*impl_->store, stream));
   std::vector<std::string> keys;
   for (const auto& s : all)
     if (s.last_time_us < time_us) keys.push_back(LogKey(s));
   RETURN_IF_ERROR(impl_->store->DeleteMany(keys));
   return static_cast<uint64_t>(keys.size());
+}
+
+Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, const LogCompactionOptions& options) {
+  if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
+  std::lock_guard rewrite(impl_->log_rewrite_mu);
+  ASSIGN_OR_RETURN(auto stored, StoredLogSegments(*impl_->store, stream));
+  std::vector<LogSegment> visible, covered;
+  SplitCovered(std::move(stored), visible, &covered);
+  LogCompactionStats stats;
+  std::vector<std::string> leftovers;
+  for (const auto& s : covered) leftovers.push_back(LogKey(s));
+  RETURN_IF_ERROR(impl_->store->DeleteMany(leftovers));
+  stats.leftovers_deleted = leftovers.size();
+
+  // A group: consecutive small segments, read one by one into `payload`.
+  std::vector<LogSegment> group;
+  std::string payload;
+  uint64_t group_stored = 0;
+  auto write_group = [&]() -> Status {
+    if (group.size() >= 2) {
+      // Merged segments exist only in repositories that say so.
+      RETURN_IF_ERROR(impl_->RaiseFormat());
+      LogSegment merged{stream, group.front().seq, group.front().first_time_us, group.back().last_time_us, 0,
+                        group.back().LastSeq()};
+      for (const auto& g : group) {
+        merged.first_time_us = std::min(merged.first_time_us, g.first_time_us);
+        merged.last_time_us = std::max(merged.last_time_us, g.last_time_us);
+      }
+      RETURN_IF_ERROR(impl_->PutStreamed(
+          LogKey(merged),
+          [&](const Impl::Sink& sink) { return EncodeLogSegmentTo(payload, sink, options.zstd_level); },
+          &merged.stored_bytes));
+      std::vector<std::string> members;
+      for (const auto& g : group) members.push_back(LogKey(g));
+      // Durable first, deleted after: a crash between leaves covered members.
+      RETURN_IF_ERROR(impl_->store->DeleteMany(members));
+      stats.segments_merged += group.size();
+      ++stats.segments_written;
+      stats.bytes_before += group_stored;
+      stats.bytes_after += merged.stored_bytes;
+    }
+    group.clear();
+    payload.clear();
+    group_stored = 0;
+    return Status::Ok();
+  };
+  for (const auto& s : visible) {
+    const bool small = s.stored_bytes < options.small_stored_bytes && s.last_time_us < options.before_us;
+    if (!group.empty() && (!small || s.seq != group.back().LastSeq() + 1)) RETURN_IF_ERROR(write_group());
+    if (!small) continue;
+    ASSIGN_OR_RETURN(auto bytes, ReadLogSegment(s));
+    payload += bytes;
+    group.push_back(s);
+    group_stored += s.stored_bytes;
+    if (group_stored >= options.target_stored_bytes || payload.size() >= options.target_raw_bytes) {
+      RETURN_IF_ERROR(write_group());
+    }
+  }
+  RETURN_IF_ERROR(write_group());
+  return stats;
 }
 
 Result<VerifyReport> Repository::Verify(bool quick) {
@@ -1398,6 +1513,8 @@ Result<VerifyReport> Repository::Verify(bool quick) {
   for (const auto& o : logs) {
     if (quick) break;
     auto bytes = impl_->store->Get(o.key);
+    // Gone since the listing: merged by compaction, or past retention.
+    if (!bytes.ok() && bytes.status().Is(errors::kObjectNotFound)) continue;
     auto plain = bytes.ok() ? impl_->OpenObject(o.key, std::move(*bytes)) : Result<std::string>(bytes.status());
     auto payload = plain.ok() ? DecodeLogSegment(*plain) : Result<std::string>(plain.status());
     if (!payload.ok()) report.problems.push_back({"corrupt log segment: " + payload.status().message(), o.key, {}});

@@ -211,12 +211,38 @@ struct GcStats {
 };
 
 // A change-log segment as listed: its place in the stream and its time range.
+// A compacted segment holds the payloads of segments seq..last_seq, one after
+// another; a segment as appended has last_seq == seq.
 struct LogSegment {
   std::string stream;
   uint64_t seq = 0;
   int64_t first_time_us = 0;
   int64_t last_time_us = 0;
   uint64_t stored_bytes = 0;
+  uint64_t last_seq = 0;  // 0: the same as seq
+  uint64_t LastSeq() const { return last_seq ? last_seq : seq; }
+};
+
+// Which log segments CompactLog merges: runs of consecutive small segments
+// that all end before `before_us`, into segments of about target bytes.
+struct LogCompactionOptions {
+  int64_t before_us = 0;
+  // A segment stored in fewer bytes is small; a merged segment is written
+  // once its members hold target_stored_bytes or target_raw_bytes.
+  uint64_t small_stored_bytes = 1u << 20;
+  uint64_t target_stored_bytes = 4u << 20;
+  uint64_t target_raw_bytes = 16u << 20;
+  // Merged segments are written once and read rarely: worth a slower level
+  // than the live segments' 1 (11% smaller on PostgreSQL WAL at level 3).
+  int zstd_level = 3;
+};
+
+struct LogCompactionStats {
+  uint64_t segments_merged = 0;   // small segments replaced
+  uint64_t segments_written = 0;  // merged segments written
+  uint64_t leftovers_deleted = 0;  // already-merged segments a crash left behind
+  uint64_t bytes_before = 0;      // stored bytes of the segments replaced
+  uint64_t bytes_after = 0;       // stored bytes of the merged segments
 };
 
 struct RepoStats {
@@ -293,9 +319,19 @@ class Repository {
   // "the segments needed to reach T from a snapshot taken at S" is one call.
   Result<std::vector<LogSegment>> ListLogSegments(const std::string& stream, int64_t from_us,
                                                   int64_t to_us);
+  // A segment that compaction has merged away since it was listed is read
+  // from the merged segment that holds it: the payload then also holds its
+  // neighbours' records, which a reader tells apart by their own numbers.
   Result<std::string> ReadLogSegment(const LogSegment& segment);
   // Deletes the segments that end before `time_us` (retention); returns how many.
   Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us);
+  // Merges runs of small segments (a capture ships one every fraction of a
+  // second under load) into few large ones, so that a stream is not
+  // hundreds of thousands of objects a day and compresses as a whole. The
+  // merged segment is durable before its members are deleted; a crash in
+  // between leaves members that listings hide and the next call deletes.
+  // One call per stream at a time; appends and reads may run meanwhile.
+  Result<LogCompactionStats> CompactLog(const std::string& stream, const LogCompactionOptions& options);
 
   // quick: every chunk a manifest names is in an index and its pack exists.
   // full: also reads every pack and re-hashes (and, encrypted, authenticates)

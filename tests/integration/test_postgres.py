@@ -281,7 +281,21 @@ class PostgresTest(StrataTestCase):
         os.kill(self.postmaster_pid("src"), signal.SIGKILL)
         wait_until(lambda: self.psql("src", "SELECT 1", expect_ok=False).stdout.strip() == "1", timeout=60,
                    what="the restarted server")
+        # About 20 MiB of WAL in commits a quarter of a second apart, so
+        # shipped as small segments (one per flush), enough of them to be
+        # merged: the restores below replay merged segments.
+        self.psql("src", "CREATE TABLE filler (g int, pad text); "
+                         "CREATE PROCEDURE fill() LANGUAGE plpgsql AS $$ BEGIN FOR i IN 1..20 LOOP "
+                         "INSERT INTO filler SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 3000) g; "
+                         "COMMIT; PERFORM pg_sleep(0.25); END LOOP; END $$")
+        self.psql("src", "CALL fill()")
         self.psql("src", "CALL write(1501, 3000)")
+        rid = rds.describe_db_instances(DBInstanceIdentifier="src")["DBInstances"][0]["DbiResourceId"]
+
+        def merged():
+            with open(self.server.log_path, "rb") as f:
+                return any(b"change-log segments merged" in line and rid.encode() in line for line in f)
+        wait_until(merged, timeout=60, what="merged change-log segments")
         rows = self.psql("src", "SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM w ORDER BY id")
         commits = [(int(i), float(t)) for i, t in (line.split("|") for line in rows.splitlines())]
         self.assertEqual(len(commits), 3000)
