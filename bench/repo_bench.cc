@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
   bool encrypt = false;
   std::string profile, perf_ctl;
   CLI::App app{"repository benchmark"};
-  app.add_option("--profile", profile, "full, incremental or restore: the phase perf records (with --perf-ctl)");
+  app.add_option("--profile", profile, "full, incremental, restore or restore-direct: the phase perf records (with --perf-ctl)");
   app.add_option("--perf-ctl", perf_ctl, "the fifo of perf record --control");
   app.add_option("--dir", dir_s);
   app.add_option("--size-mib", size_mib);
@@ -235,6 +235,17 @@ int main(int argc, char** argv) {
   perf_restore.reset();
   double restore_s = Seconds(t);
   if (Run(fmt::format("cmp -s {} {}/restore/data.db", db.string(), dir.string())) < 0) return 1;
+  std::filesystem::remove_all(dir / "restore");
+
+  // The same restore written around the page cache (what a postgres
+  // instance's restore does).
+  t = std::chrono::steady_clock::now();
+  std::optional<PerfPhase> perf_direct(std::in_place, perf_ctl, profile, "restore-direct");
+  if (!repository->RestoreSnapshot("inc", (dir / "restore").string(), nullptr, {.direct = true}).ok()) return 1;
+  Run(fmt::format("sync {}/restore/data.db", dir.string()));
+  perf_direct.reset();
+  double restore_direct_s = Seconds(t);
+  if (Run(fmt::format("cmp -s {} {}/restore/data.db", db.string(), dir.string())) < 0) return 1;
 
   std::printf("file                          %8.0f MiB (half random pages, half text-like)%s\n", mib,
               encrypt ? ", repository encrypted" : "");
@@ -252,6 +263,8 @@ int main(int argc, char** argv) {
               100 * reread_s / full_s);
   std::printf("strata restore                %8.2f s  %7.0f MiB/s   (%.2fx cp)\n", restore_s, mib / restore_s,
               cp / restore_s);
+  std::printf("strata restore, direct writes %8.2f s  %7.0f MiB/s   (%.2fx cp)\n", restore_direct_s,
+              mib / restore_direct_s, cp / restore_direct_s);
 
   std::string parent = "inc";
   for (int d = 2; d <= days; ++d) {

@@ -294,8 +294,9 @@ class RecordingStore final : public BackupStore {
     if (r.ok()) puts[metadata.at("snapshot_id")] = {base, *r};
     return r;
   }
-  Status RestoreSnapshot(const std::string& id, const std::filesystem::path& t, const Progress& p) override {
-    return inner_->RestoreSnapshot(id, t, p);
+  Status RestoreSnapshot(const std::string& id, const std::filesystem::path& t, const Progress& p,
+                         bool direct) override {
+    return inner_->RestoreSnapshot(id, t, p, direct);
   }
   Status CopySnapshot(const std::string& f, const std::string& t, const std::map<std::string, std::string>& m) override {
     return inner_->CopySnapshot(f, t, m);

@@ -74,8 +74,9 @@ class BackupStore {
                                              const LateFiles& late_files = nullptr) = 0;
   // Writes the snapshot's files under `target` (created if missing), every
   // chunk checked before it is written.
+  // direct: written around the page cache (nothing reads them whole next).
   virtual Status RestoreSnapshot(const std::string& id, const std::filesystem::path& target,
-                                 const Progress& progress) = 0;
+                                 const Progress& progress, bool direct = false) = 0;
   // A new snapshot sharing the source's data (no bytes copied).
   virtual Status CopySnapshot(const std::string& from, const std::string& to,
                               const std::map<std::string, std::string>& metadata) = 0;

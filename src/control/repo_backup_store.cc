@@ -45,9 +45,9 @@ class RepoBackupStore final : public BackupStore {
                           static_cast<int64_t>(stats.read_bytes), stats.parent_used};
   }
 
-  Status RestoreSnapshot(const std::string& id, const std::filesystem::path& target,
-                         const Progress& progress) override {
-    return repo_->RestoreSnapshot(id, target.string(), progress);
+  Status RestoreSnapshot(const std::string& id, const std::filesystem::path& target, const Progress& progress,
+                         bool direct) override {
+    return repo_->RestoreSnapshot(id, target.string(), progress, repo::RestoreOptions{.direct = direct});
   }
 
   Status CopySnapshot(const std::string& from, const std::string& to,

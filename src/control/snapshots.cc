@@ -164,7 +164,10 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + r.engine);
   // A restore resumed after a crash may find its server still recovering.
   if (st.ok() && std::filesystem::exists(spec.data_dir)) st = eng->Stop(spec);
-  if (st.ok()) st = backups->RestoreSnapshot(RestoreSourceSnapshot(r.restore_source), spec.data_dir, nullptr);
+  if (st.ok()) {
+    st = backups->RestoreSnapshot(RestoreSourceSnapshot(r.restore_source), spec.data_dir, nullptr,
+                                  !eng->ReadsRestoredFilesWhole());
+  }
   std::optional<TimePoint> point_in_time;
   if (st.ok()) {
     auto pit = FinishPointInTime(r);

@@ -207,6 +207,11 @@ class Engine {
   // them. point_in_time: the restore's target, for engines that stop their
   // own replay there (postgres); sqlite's log was cut at the target already.
   virtual Status FinishRestore(const InstanceSpec& spec, std::optional<TimePoint> point_in_time) = 0;
+  // Whether FinishRestore (or the replay before it) reads every restored
+  // byte at once, as SQLite's quick_check does. If so, the files are
+  // restored through the page cache so that read is warm; if not, they are
+  // written around it, which is faster where filling the cache is slow.
+  virtual bool ReadsRestoredFilesWhole() const { return true; }
 
   // Starts capturing committed transactions, resuming after `position` (from
   // an earlier capture's Position()) if it still continues; empty: from now.

@@ -20,6 +20,8 @@ class PostgresEngine final : public Engine {
   std::string DefaultVersion() const override;
   bool SupportsVersion(const std::string& version) const override;
   bool UsesPort() const override { return true; }
+  // Recovery reads only the pages its WAL touches.
+  bool ReadsRestoredFilesWhole() const override { return false; }
   Result<std::string> SealCredentials(const std::string& username, const std::string& password) const override;
   Status Create(const InstanceSpec& spec) override;
   Status Start(const InstanceSpec& spec) override;

@@ -148,6 +148,15 @@ struct ByteRange {
   uint64_t length = 0;
 };
 
+// How a snapshot is restored.
+struct RestoreOptions {
+  // Write the files around the page cache (O_DIRECT). Faster where filling
+  // the page cache is slow, but the files are then cold: best when what
+  // follows reads little of them (a PostgreSQL server's start), not when
+  // it reads them whole at once (SQLite's quick_check).
+  bool direct = false;
+};
+
 // How a snapshot is taken. Everything is optional: {} is a full snapshot.
 struct SnapshotOptions {
   ProgressFn progress = nullptr;
@@ -301,7 +310,7 @@ class Repository {
   // corrupt chunk fails with kCorruption naming the file and offset (in an
   // encrypted repository, a chunk that does not authenticate is corrupt).
   Status RestoreSnapshot(const std::string& id, const std::string& target_dir,
-                         const ProgressFn& progress = nullptr);
+                         const ProgressFn& progress = nullptr, const RestoreOptions& options = {});
   Result<SnapshotInfo> GetSnapshot(const std::string& id);
   Result<std::vector<std::string>> ListSnapshots();
   // A new manifest with the source's chunk lists and new metadata: no data copied.
