@@ -12,6 +12,9 @@ namespace {
 constexpr size_t kMaxSegmentBytes = 16 << 20;
 constexpr auto kPersistInterval = std::chrono::milliseconds(500);
 constexpr auto kPollWait = std::chrono::milliseconds(100);
+// While commits wait in the buffer: a poll this soon that finds nothing new
+// means the writers paused, and what is buffered is shipped at once.
+constexpr auto kQuietPollWait = std::chrono::milliseconds(20);
 
 }  // namespace
 
@@ -56,6 +59,7 @@ void InstanceCapture::Stop() {
 void InstanceCapture::Loop() {
   for (;;) {
     if (stop_) return;
+    bool buffered = false;
     {
       std::lock_guard lock(mu_);
       Status st = PollLocked();
@@ -63,8 +67,9 @@ void InstanceCapture::Loop() {
         log::Error("change-log capture failed", {{"resource", resource_id_}, {"error", st.ToString()}});
       }
       error_ = st;
+      buffered = !buffer_.empty();
     }
-    capture_->WaitForChange(kPollWait);
+    capture_->WaitForChange(buffered ? kQuietPollWait : kPollWait);
   }
 }
 
@@ -114,7 +119,10 @@ Status InstanceCapture::PollLocked() {
   if (batch.complete) complete_until_ = now;
   if (buffer_.empty()) {
     durable_until_ = std::max(durable_until_, complete_until_);  // nothing new: the log is complete up to the last complete poll
-  } else if (!batch.complete || now - buffer_.front().time >= kFlushInterval || buffer_bytes_ >= kMaxSegmentBytes) {
+  } else if (!batch.complete || batch.transactions.empty() || now - buffer_.front().time >= kFlushInterval ||
+             buffer_bytes_ >= kMaxSegmentBytes) {
+    // Shipped when the writers pause (a poll finds nothing new), or at the
+    // latest kFlushInterval after the oldest commit waiting.
     RETURN_IF_ERROR(FlushLocked(complete_until_));
   }
   if (now - last_persist_ >= kPersistInterval && buffer_.empty()) RETURN_IF_ERROR(PersistLocked());

@@ -1,7 +1,8 @@
 // Private to control/: the change-log capture of one instance, on its own
 // thread. It polls the engine's capture (waking on every write to the log),
 // numbers each committed transaction, ships them to the repository as log
-// segments at most kFlushInterval after the commit, and records in the
+// segments as soon as the writers pause and at most kFlushInterval after the
+// commit under a steady load, and records in the
 // catalog how far the log is durable: that is the instance's
 // LatestRestorableTime.
 #pragma once

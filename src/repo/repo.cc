@@ -1483,8 +1483,12 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
     return Status::Ok();
   };
   for (const auto& s : visible) {
-    const bool small = s.stored_bytes < options.small_stored_bytes && s.last_time_us < options.before_us;
-    if (!group.empty() && (!small || s.seq != group.back().LastSeq() + 1)) RETURN_IF_ERROR(write_group());
+    const bool small = s.stored_bytes < options.small_stored_bytes && s.last_time_us < options.before_us &&
+                       s.last_time_us - s.first_time_us < options.max_span_us;
+    if (!group.empty() && (!small || s.seq != group.back().LastSeq() + 1 ||
+                           s.last_time_us - group.front().first_time_us >= options.max_span_us)) {
+      RETURN_IF_ERROR(write_group());
+    }
     if (!small) continue;
     ASSIGN_OR_RETURN(auto bytes, ReadLogSegment(s));
     payload += bytes;

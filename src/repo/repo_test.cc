@@ -571,8 +571,18 @@ TEST_P(RepoTest, CompactionMergesSmallSegmentsAndReadersSeeTheSameLog) {
   auto report = repo_->Verify(false);
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok());
+  // A merged segment spans at most max_span_us, so retention can drop it.
+  ASSERT_TRUE(repo_->AppendLogSegment("db-A", 9000, 9001, "x;").ok());
+  ASSERT_TRUE(repo_->AppendLogSegment("db-A", 9100, 9101, "y;").ok());
+  opts.before_us = 10000;
+  opts.max_span_us = 5000;
+  ASSERT_TRUE(repo_->CompactLog("db-A", opts).ok());
+  EXPECT_EQ(repo_->ListLogSegments("db-A", INT64_MIN, INT64_MAX)->size(), 2u) << "the old merged one and x+y";
+  EXPECT_EQ(ReadWholeLog(*repo_, "db-A"), expected + "x;y;");
+  EXPECT_EQ(*repo_->DeleteLogSegmentsBefore("db-A", 9050), 1u);
+  EXPECT_EQ(ReadWholeLog(*repo_, "db-A"), "x;y;");
   // Retention drops merged segments whole.
-  EXPECT_EQ(*repo_->DeleteLogSegmentsBefore("db-A", 3000), 1u);
+  EXPECT_EQ(*repo_->DeleteLogSegmentsBefore("db-A", 9200), 1u);
   EXPECT_TRUE(repo_->ListLogSegments("db-A", INT64_MIN, INT64_MAX)->empty());
   EXPECT_NE(DriverStore()->Get("config")->find(Encrypted() ? R"("format_version": 8)" : R"("format_version": 7)"),
             std::string::npos);
