@@ -143,7 +143,7 @@ ZSTD_DCtx* ThreadDCtx() {
 }
 
 // Decodes into `out`, whose buffer is reused: a restore decodes a GiB in
-// frames of 256 KiB, and a fresh buffer for each was page faults and zeroing.
+// frames of up to 1 MiB, and a fresh buffer for each was page faults and zeroing.
 Status Decompress(const Location& loc, std::string_view stored, std::string& out) {
   if (loc.codec == Codec::kRaw) {
     if (stored.size() != loc.frame_raw_size) return Status(errors::kCorruption, "frame has the wrong size");
