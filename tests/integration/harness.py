@@ -208,4 +208,21 @@ class StrataTestCase(unittest.TestCase):
         out = self.aws("rds", "create-db-instance", "--db-instance-identifier", name,
                        "--db-instance-class", "db.t3.micro", "--engine", "sqlite", *extra)
         self.aws("rds", "wait", "db-instance-available", "--db-instance-identifier", name)
+        self.wait_first_backup(name)
         return out["DBInstance"]
+
+    def wait_first_backup(self, name, timeout=120):
+        """With backups on, a new instance turns `available`, then `backing-up`
+        for its first automated snapshot: the waiter may have caught it in
+        between. Waits until that snapshot is taken and it is `available`."""
+        rds = self.client()
+
+        def settled():
+            inst = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+            if inst["DBInstanceStatus"] != "available":
+                return False
+            if inst.get("BackupRetentionPeriod", 0) == 0:
+                return True
+            snaps = rds.describe_db_snapshots(DBInstanceIdentifier=name, SnapshotType="automated")["DBSnapshots"]
+            return any(s["Status"] == "available" for s in snaps)
+        wait_until(settled, timeout=timeout, what=f"{name}'s first automated snapshot")
