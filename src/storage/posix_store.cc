@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -21,6 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr std::string_view kTempSuffix = ".strata-tmp";
+// No write holds a temp file this long without writing to it.
+constexpr auto kTempFileAbandonedAfter = std::chrono::minutes(10);
 
 Status Errno(const std::string& what) {
   int e = errno;
@@ -352,15 +355,22 @@ class PosixStore final : public ObjectStore {
 
   std::string Describe() const override { return "file://" + root_.string(); }
 
-  // Temp files left by a crash are garbage by definition.
+  // Temp files left by a crash are garbage by definition. A recent one may
+  // be another process's write in progress (`strata repo verify` opens the
+  // repository of a running stratad), so only old ones go.
   void RemoveTempFiles() {
     std::error_code ec;
     std::vector<fs::path> stale;
+    const auto cutoff = fs::file_time_type::clock::now() - kTempFileAbandonedAfter;
     for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator();
          it.increment(ec)) {
       std::string name = it->path().filename().string();
-      if (name.size() > kTempSuffix.size() && name.compare(name.size() - kTempSuffix.size(), kTempSuffix.size(), kTempSuffix) == 0)
-        stale.push_back(it->path());
+      if (name.size() > kTempSuffix.size() &&
+          name.compare(name.size() - kTempSuffix.size(), kTempSuffix.size(), kTempSuffix) == 0) {
+        std::error_code time_ec;
+        auto written = fs::last_write_time(it->path(), time_ec);
+        if (!time_ec && written < cutoff) stale.push_back(it->path());
+      }
     }
     for (const auto& p : stale) fs::remove(p, ec);
   }

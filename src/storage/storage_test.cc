@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdlib>
 
 #include "common/ids.h"
@@ -170,9 +171,15 @@ TEST(PosixStore, LeavesNoTempFilesAndCleansOldOnes) {
   auto dir = std::filesystem::temp_directory_path() / ("storage_tmp_" + RandomHex(6));
   std::filesystem::create_directories(dir / "packs");
   { FILE* f = fopen((dir / "packs" / "x.abc.strata-tmp").c_str(), "w"); fputs("torn", f); fclose(f); }
+  { FILE* f = fopen((dir / "packs" / "z.def.strata-tmp").c_str(), "w"); fputs("in progress", f); fclose(f); }
+  std::filesystem::last_write_time(dir / "packs" / "x.abc.strata-tmp",
+                                   std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
   auto s = OpenPosixStore(dir);
   ASSERT_TRUE(s.ok());
-  EXPECT_FALSE(std::filesystem::exists(dir / "packs" / "x.abc.strata-tmp"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "packs" / "x.abc.strata-tmp")) << "left by a crash";
+  EXPECT_TRUE(std::filesystem::exists(dir / "packs" / "z.def.strata-tmp"))
+      << "just written: may be another process's write in progress";
+  std::filesystem::remove(dir / "packs" / "z.def.strata-tmp");
   ASSERT_TRUE((*s)->Put("packs/y", "data").ok());
   EXPECT_EQ((*s)->List("")->size(), 1u);
   std::filesystem::remove_all(dir);
