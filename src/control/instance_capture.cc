@@ -12,9 +12,12 @@ namespace {
 constexpr size_t kMaxSegmentBytes = 16 << 20;
 constexpr auto kPersistInterval = std::chrono::milliseconds(500);
 constexpr auto kPollWait = std::chrono::milliseconds(100);
-// While commits wait in the buffer: a poll this soon that finds nothing new
-// means the writers paused, and what is buffered is shipped at once.
-constexpr auto kQuietPollWait = std::chrono::milliseconds(20);
+// While commits wait in the buffer the capture polls this often, and once
+// nothing new has come for kQuietAfter the writers paused: what is buffered
+// is shipped at once. (A poll that merely falls between two commits of a
+// busy writer must not ship: that would be a segment per commit.)
+constexpr auto kBufferedPollWait = std::chrono::milliseconds(10);
+constexpr auto kQuietAfter = std::chrono::milliseconds(20);
 
 }  // namespace
 
@@ -69,7 +72,7 @@ void InstanceCapture::Loop() {
       error_ = st;
       buffered = !buffer_.empty();
     }
-    capture_->WaitForChange(buffered ? kQuietPollWait : kPollWait);
+    capture_->WaitForChange(buffered ? kBufferedPollWait : kPollWait);
   }
 }
 
@@ -110,6 +113,10 @@ Status InstanceCapture::PollLocked() {
     if (on_gap_) on_gap_(hole);
   }
   first_poll_ = false;
+  // Paused: nothing new for kQuietAfter (real time, whatever the clock).
+  const auto polled = std::chrono::steady_clock::now();
+  if (!batch.transactions.empty()) last_new_at_ = polled;
+  const bool quiet = batch.transactions.empty() && polled - last_new_at_ >= kQuietAfter;
   for (auto& t : batch.transactions) {
     buffer_bytes_ += t.redo.size();
     buffer_.push_back({next_seq_++, t.commit_time, std::move(t.redo)});
@@ -119,10 +126,10 @@ Status InstanceCapture::PollLocked() {
   if (batch.complete) complete_until_ = now;
   if (buffer_.empty()) {
     durable_until_ = std::max(durable_until_, complete_until_);  // nothing new: the log is complete up to the last complete poll
-  } else if (!batch.complete || batch.transactions.empty() || now - buffer_.front().time >= kFlushInterval ||
+  } else if (!batch.complete || quiet || now - buffer_.front().time >= kFlushInterval ||
              buffer_bytes_ >= kMaxSegmentBytes) {
-    // Shipped when the writers pause (a poll finds nothing new), or at the
-    // latest kFlushInterval after the oldest commit waiting.
+    // Shipped when the writers pause, or at the latest kFlushInterval after
+    // the oldest commit waiting.
     RETURN_IF_ERROR(FlushLocked(complete_until_));
   }
   if (now - last_persist_ >= kPersistInterval && buffer_.empty()) RETURN_IF_ERROR(PersistLocked());
