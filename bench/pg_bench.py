@@ -237,8 +237,10 @@ class Bench:
         self.sql(f"ALTER SYSTEM SET archive_command = '{archive_command}'")
         # Strata's supervisor restarts a server that is down, racing pg_ctl's
         # own start: whichever wins, the server comes back with the settings.
+        # When the supervisor wins, pg_ctl waits for a server of its own until
+        # its timeout (once 300 s): kept short, the loop below does the waiting.
         t = time.monotonic()
-        run([f"{PG_BIN}/pg_ctl", "restart", "-w", "-t", "300", "-s", "-m", "fast", "-D", self.pgdata, "-l",
+        run([f"{PG_BIN}/pg_ctl", "restart", "-w", "-t", "30", "-s", "-m", "fast", "-D", self.pgdata, "-l",
              os.path.join(self.inst_dir, "postgres.log")], as_postgres=True, check=False)
         while True:
             p = run([f"{PG_BIN}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", DB, "-Atqc",
