@@ -56,6 +56,7 @@ struct LogCompaction {
   uint64_t segments_written = 0;
   int64_t bytes_before = 0;
   int64_t bytes_after = 0;
+  bool more = false;  // the pass stopped at its bound: there is more to merge
 };
 
 class BackupStore {

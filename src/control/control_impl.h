@@ -286,6 +286,8 @@ class ControlPlane::Impl {
                    {"bytes_before", done->bytes_before},
                    {"bytes_after", done->bytes_after}});
       }
+      // A long backlog is merged over several bounded passes, one after another.
+      if (done.ok() && done->more) ScheduleLogCompaction(stream, before);
     });
   }
   std::mutex compaction_mu;

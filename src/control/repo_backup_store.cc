@@ -82,7 +82,7 @@ class RepoBackupStore final : public BackupStore {
   Result<LogCompaction> CompactLog(const std::string& stream, TimePoint before) override {
     ASSIGN_OR_RETURN(auto st, repo_->CompactLog(stream, repo::LogCompactionOptions{.before_us = Us(before)}));
     return LogCompaction{st.segments_merged, st.segments_written, static_cast<int64_t>(st.bytes_before),
-                         static_cast<int64_t>(st.bytes_after)};
+                         static_cast<int64_t>(st.bytes_after), st.more};
   }
   Result<std::vector<std::string>> ListSnapshots() override { return repo_->ListSnapshots(); }
 

@@ -246,6 +246,8 @@ struct LogCompactionOptions {
   // Nor does a merged segment span more time than this: retention deletes
   // whole segments, so a long one would keep old records past their time.
   int64_t max_span_us = 3600ll * 1000000;
+  // Merged segments one pass writes at most; the rest waits for the next.
+  uint64_t max_segments_written = 8;
   // Merged segments are written once and read rarely: worth a slower level
   // than the live segments' 1 (11% smaller on PostgreSQL WAL at level 3).
   int zstd_level = 3;
@@ -257,6 +259,7 @@ struct LogCompactionStats {
   uint64_t leftovers_deleted = 0;  // already-merged segments a crash left behind
   uint64_t bytes_before = 0;      // stored bytes of the segments replaced
   uint64_t bytes_after = 0;       // stored bytes of the merged segments
+  bool more = false;              // stopped at max_segments_written: call again
 };
 
 struct RepoStats {

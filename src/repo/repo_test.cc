@@ -588,6 +588,60 @@ TEST_P(RepoTest, CompactionMergesSmallSegmentsAndReadersSeeTheSameLog) {
             std::string::npos);
 }
 
+// Two segments under one seq (a put that failed after storing, then the
+// retry with more records, as a Strata before this one could leave) both
+// stay visible, and compaction loses neither; a failed put uses up its seq;
+// a bounded pass says there is more.
+TEST_P(RepoTest, CompactionKeepsTwoSegmentsOfOneSeqAndWorksInBoundedPasses) {
+  ASSERT_TRUE(repo_->AppendLogSegment("db-A", 10, 15, "one;").ok());
+  auto two = repo_->AppendLogSegment("db-A", 20, 25, "two;");
+  ASSERT_TRUE(two.ok());
+  // The retry's copy: seq 2 again, a later last time, more records.
+  auto store = DriverStore();
+  auto scratch = repo_->AppendLogSegment("db-Z", 20, 35, "two;three;");
+  ASSERT_TRUE(scratch.ok());
+  auto objs = *store->List("log/db-Z/");
+  ASSERT_EQ(objs.size(), 1u);
+  std::string copy_key = objs[0].key;
+  copy_key.replace(copy_key.find("db-Z"), 4, "db-A");
+  copy_key.replace(copy_key.find("/00000000000000000001-") + 1, 20, "00000000000000000002");
+  if (Encrypted()) GTEST_SKIP() << "a sealed object is bound to its key: the copy cannot be forged here";
+  ASSERT_TRUE(store->Put(copy_key, *store->Get(objs[0].key)).ok());
+  Reopen();
+  EXPECT_EQ(repo_->ListLogSegments("db-A", INT64_MIN, INT64_MAX)->size(), 3u);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(repo_->AppendLogSegment("db-A", 40 + 10 * i, 45 + 10 * i, "more" + std::to_string(i) + ";").ok());
+  }
+  LogCompactionOptions opts{.before_us = 1000, .small_stored_bytes = 1u << 20, .target_stored_bytes = 150,
+                            .max_segments_written = 1};
+  int passes = 0;
+  for (;; ++passes) {
+    auto st = repo_->CompactLog("db-A", opts);
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    if (!st->more) break;
+    ASSERT_LT(passes, 20);
+  }
+  EXPECT_GE(passes, 1) << "a bounded pass said there was more";
+  std::string all = ReadWholeLog(*repo_, "db-A");
+  for (const char* rec : {"one;", "two;", "three;", "more0;", "more3;"}) {
+    EXPECT_NE(all.find(rec), std::string::npos) << rec << " in " << all;
+  }
+}
+
+TEST_P(RepoTest, AFailedLogPutUsesUpItsSeq) {
+  if (OnS3()) GTEST_SKIP() << "the memory store stands in for every driver here";
+  auto mem = storage::NewMemoryStore();
+  storage::FaultInjectingStore faulty(mem.get(), {});
+  Reopen(&faulty);
+  ASSERT_TRUE(repo_->AppendLogSegment("db-A", 10, 15, "one;").ok());
+  faulty.Rearm({.fail_after_ops = 0, .crash = false});
+  EXPECT_FALSE(repo_->AppendLogSegment("db-A", 20, 25, "two;").ok());
+  faulty.Rearm({});
+  auto retry = repo_->AppendLogSegment("db-A", 20, 35, "two;three;");
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->seq, 3u);
+}
+
 TEST_P(RepoTest, ACrashAnywhereInCompactionLosesAndRepeatsNoRecord) {
   if (OnS3()) GTEST_SKIP() << "the crash points are the same on every driver; the memory store runs them fast";
   auto mem = storage::NewMemoryStore();
