@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/aligned_buffer.h"
 #include "common/ids.h"
 #include "common/task_pool.h"
 #include "repo/chunk_index.h"
@@ -55,7 +56,6 @@ constexpr int kKeysFormat = 1;
 // sealed (nonce, ciphertext, tag) plain encoding of the object.
 constexpr std::string_view kSealedObjectMagic = "SENC0001";
 constexpr uint64_t kMaxRestoreRun = 4ull << 20;  // coalesce adjacent frames into reads up to this
-constexpr size_t kDirectAlign = 4096;             // O_DIRECT offsets, lengths and buffers
 constexpr size_t kRestoreLookahead = 1024;       // chunks looked at to extend one read
 constexpr uint64_t kNoFrame = UINT64_MAX;
 constexpr double kRewriteBelowLiveFraction = 0.5;
@@ -161,38 +161,6 @@ Status Decompress(const Location& loc, std::string_view stored, std::string& out
 // Decoded frames a restore thread has read, oldest dropped first once they
 // pass a byte budget. A failed decode is kept too, so every chunk of a bad
 // frame reports it. The buffers of dropped frames are handed out again.
-// A byte buffer whose storage is aligned for O_DIRECT writes.
-class AlignedBuffer {
- public:
-  explicit AlignedBuffer(size_t capacity) { Reserve(capacity); }
-  ~AlignedBuffer() { std::free(data_); }
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  void append(std::string_view bytes) {
-    if (size_ + bytes.size() > capacity_) Reserve(2 * (size_ + bytes.size()));
-    std::memcpy(data_ + size_, bytes.data(), bytes.size());
-    size_ += bytes.size();
-  }
-  void clear() { size_ = 0; }
-  bool empty() const { return size_ == 0; }
-  size_t size() const { return size_; }
-  const char* data() const { return data_; }
-
- private:
-  void Reserve(size_t capacity) {
-    capacity = (capacity + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-    char* bigger = static_cast<char*>(std::aligned_alloc(kDirectAlign, capacity));
-    if (!bigger) throw std::bad_alloc();
-    if (size_) std::memcpy(bigger, data_, size_);
-    std::free(data_);
-    data_ = bigger;
-    capacity_ = capacity;
-  }
-  char* data_ = nullptr;
-  size_t size_ = 0;
-  size_t capacity_ = 0;
-};
-
 class FrameCache {
  public:
   const Result<std::string>* Get(const Location& loc) const {
@@ -1176,7 +1144,7 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
     // disk takes to write them. A file system that refuses O_DIRECT gets
     // buffered writes.
     int direct_fd = -1;
-    if (options.direct && m.chunk_size % kDirectAlign == 0) direct_fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (options.direct && m.chunk_size % kDirectIoAlign == 0) direct_fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
     std::atomic<bool> direct_ok{true};
     const uint32_t cs = m.chunk_size;
     // Each thread takes a contiguous stripe of chunks and reads adjacent chunks
@@ -1190,24 +1158,15 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
     workers.For(f.chunks.size(), [&](size_t b, size_t e) {
       FrameCache cache;
       std::string existing_buf;
-      // Chunks decoded and checked, waiting to be written at out_at.
-      // Written buffered, not direct: the restored database is checked
-      // (PRAGMA quick_check, pg_amcheck) and used at once, and read back
-      // cold that was 4 KiB random reads from disk, 4x the whole restore.
+      // Chunks decoded and checked, waiting to be written at out_at
+      // (aligned, for the direct writes of RestoreOptions::direct).
       thread_local AlignedBuffer out(kMaxRestoreRun + (1u << 20));
       out.clear();
       uint64_t out_at = 0;
-      auto write_at = [&](int to, const char* data, size_t n, uint64_t at) -> bool {
-        if (::pwrite(to, data, n, static_cast<off_t>(at)) != static_cast<ssize_t>(n)) {
-          fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(), strerror(errno))));
-          return false;
-        }
-        return true;
-      };
       auto flush = [&]() -> bool {
         if (out.empty()) return true;
         // Direct: whole aligned blocks; a file's last partial block buffered.
-        size_t direct = direct_fd >= 0 && direct_ok ? out.size() / kDirectAlign * kDirectAlign : 0;
+        size_t direct = direct_fd >= 0 && direct_ok ? out.size() / kDirectIoAlign * kDirectIoAlign : 0;
         ssize_t wrote = direct ? ::pwrite(direct_fd, out.data(), direct, static_cast<off_t>(out_at)) : 0;
         if (wrote != static_cast<ssize_t>(direct)) {
           // Some file systems take O_DIRECT at open and refuse the write:
@@ -1221,11 +1180,14 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
           direct = 0;
         }
         if (direct < out.size()) {
-          if (!write_at(fd, out.data() + direct, out.size() - direct, out_at + direct)) return false;
+          const size_t n = out.size() - direct;
+          if (::pwrite(fd, out.data() + direct, n, static_cast<off_t>(out_at + direct)) != static_cast<ssize_t>(n)) {
+            fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(), strerror(errno))));
+            return false;
+          }
           // Writeback starts now, while the next frames decode, instead of
           // all of it waiting for the sync at the end.
-          (void)::sync_file_range(fd, static_cast<off_t>(out_at + direct), static_cast<off_t>(out.size() - direct),
-                                  SYNC_FILE_RANGE_WRITE);
+          (void)::sync_file_range(fd, static_cast<off_t>(out_at + direct), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
         }
         done_bytes += out.size();
         out.clear();
@@ -1474,7 +1436,6 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
   std::vector<std::string> leftovers;
   for (const auto& s : covered) leftovers.push_back(LogKey(s));
   RETURN_IF_ERROR(impl_->store->DeleteMany(leftovers));
-  stats.leftovers_deleted = leftovers.size();
 
   // A group: consecutive small segments, read one by one into `payload`.
   std::vector<LogSegment> group;
@@ -1484,8 +1445,7 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
     if (group.size() >= 2) {
       // Merged segments exist only in repositories that say so.
       RETURN_IF_ERROR(impl_->RaiseFormat());
-      LogSegment merged{stream, group.front().seq, group.front().first_time_us, group.back().last_time_us, 0,
-                        group.back().LastSeq()};
+      LogSegment merged{stream, group.front().seq, INT64_MAX, INT64_MIN, 0, group.back().LastSeq()};
       for (const auto& g : group) {
         merged.first_time_us = std::min(merged.first_time_us, g.first_time_us);
         merged.last_time_us = std::max(merged.last_time_us, g.last_time_us);

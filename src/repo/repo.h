@@ -256,7 +256,6 @@ struct LogCompactionOptions {
 struct LogCompactionStats {
   uint64_t segments_merged = 0;   // small segments replaced
   uint64_t segments_written = 0;  // merged segments written
-  uint64_t leftovers_deleted = 0;  // already-merged segments a crash left behind
   uint64_t bytes_before = 0;      // stored bytes of the segments replaced
   uint64_t bytes_after = 0;       // stored bytes of the merged segments
   bool more = false;              // stopped at max_segments_written: call again

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "common/aligned_buffer.h"
 #include "common/ids.h"
 #include "storage/storage.h"
 
@@ -57,7 +58,6 @@ Status FsyncDir(const fs::path& dir) {
 // the disk before the next starts, so a running database's WAL fsync waits
 // behind at most one step, never a whole pack.
 constexpr size_t kStep = 1 << 20;
-constexpr size_t kDirectAlign = 4096;
 constexpr uint64_t kDirectReadAtLeast = 256 << 10;
 constexpr size_t kKeptReadBuffer = 16 << 20;
 
@@ -81,7 +81,7 @@ class StepBuffers {
       }
     }
     void* p = nullptr;
-    return ::posix_memalign(&p, kDirectAlign, kStep) == 0 ? static_cast<char*>(p) : nullptr;
+    return ::posix_memalign(&p, kDirectIoAlign, kStep) == 0 ? static_cast<char*>(p) : nullptr;
   }
   void Give(char* p) {
     if (!p) return;
@@ -173,7 +173,7 @@ class PosixWriter final : public ObjectWriter {
     if (direct_) {
       // The last step of an object is padded to the alignment; Commit cuts
       // the file back to its size.
-      size_t padded = (fill_ + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+      size_t padded = (fill_ + kDirectIoAlign - 1) / kDirectIoAlign * kDirectIoAlign;
       std::memset(step_ + fill_, 0, padded - fill_);
       ssize_t w;
       do {
@@ -278,18 +278,11 @@ class PosixStore final : public ObjectStore {
     const bool is_direct = direct && (::fcntl(fd, F_GETFL) & O_DIRECT);
     char* into;
     uint64_t from = offset, span = length;
-    thread_local std::unique_ptr<char, decltype(&std::free)> aligned(nullptr, &std::free);
-    thread_local size_t aligned_size = 0;
+    thread_local AlignedBuffer aligned;
     if (is_direct) {
-      from = offset / kDirectAlign * kDirectAlign;
-      span = (offset + length + kDirectAlign - 1) / kDirectAlign * kDirectAlign - from;
-      if (aligned_size < span) {
-        void* mem = nullptr;
-        if (::posix_memalign(&mem, kDirectAlign, span) != 0) return Status(errors::kIoError, "no memory to read " + key);
-        aligned.reset(static_cast<char*>(mem));
-        aligned_size = span;
-      }
-      into = aligned.get();
+      from = offset / kDirectIoAlign * kDirectIoAlign;
+      span = (offset + length + kDirectIoAlign - 1) / kDirectIoAlign * kDirectIoAlign - from;
+      into = aligned.Space(span);
     } else {
       out.resize(length);
       into = out.data();
@@ -303,7 +296,7 @@ class PosixStore final : public ObjectStore {
       }
       if (n == 0) break;
       done += static_cast<uint64_t>(n);
-      if (is_direct && done % kDirectAlign != 0) break;  // a direct read ends short only at the end of the file
+      if (is_direct && done % kDirectIoAlign != 0) break;  // a direct read ends short only at the end of the file
     }
     if (done < offset - from + length) {
       return Status(errors::kCorruption, fmt::format("object {} is shorter than {} bytes at {}", key, length, offset));
@@ -312,10 +305,7 @@ class PosixStore final : public ObjectStore {
     // Restores read a few MiB at a time and keep their buffer; a whole large
     // object (a manifest, a pack garbage collection rewrites) must not stay
     // behind in a long-lived thread.
-    if (aligned_size > kKeptReadBuffer) {
-      aligned.reset();
-      aligned_size = 0;
-    }
+    if (aligned.capacity() > kKeptReadBuffer) aligned.Release();
     return Status::Ok();
   }
 
