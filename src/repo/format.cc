@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "repo/workers.h"
+
 namespace strata::repo {
 namespace {
 
@@ -272,38 +274,115 @@ Result<std::vector<IndexEntry>> DecodeIndex(std::string_view bytes) {
 
 constexpr std::string_view kLogMagic = "SLOG0001";
 constexpr size_t kParallelLogBytes = 4 << 20;
+// A live segment's frames: small enough that two threads share a 16 MiB
+// segment evenly, large enough that zstd's level-1 window (512 KiB) loses
+// next to nothing at their starts.
+constexpr size_t kLogFrameBytes = 2 << 20;
 
-Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink,
-                          int zstd_level) {
+namespace {
+
+using ZstdContext = std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)>;
+
+// One per thread, kept: a fresh context is fresh memory (page faults).
+ZSTD_CCtx* ThreadContext() {
+  thread_local ZstdContext cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  return cctx.get();
+}
+
+// The payload cut into frame inputs: a piece of kLogFrameBytes or more is
+// read in place (in parts of at most kLogFrameBytes); runs of smaller pieces
+// are gathered into `gathered` (sized first, so views into it stay valid).
+std::vector<std::string_view> PlanLogFrames(std::span<const std::string_view> pieces, std::string& gathered) {
+  size_t small = 0;
+  for (auto p : pieces) small += p.size() < kLogFrameBytes ? p.size() : 0;
+  gathered.clear();
+  gathered.reserve(small);
+  std::vector<std::string_view> frames;
+  size_t run_start = 0;
+  auto close_run = [&] {
+    if (gathered.size() > run_start) frames.emplace_back(gathered.data() + run_start, gathered.size() - run_start);
+    run_start = gathered.size();
+  };
+  for (auto p : pieces) {
+    if (p.size() < kLogFrameBytes) {
+      gathered.append(p);
+      if (gathered.size() - run_start >= kLogFrameBytes) close_run();
+      continue;
+    }
+    close_run();
+    const size_t parts = (p.size() + kLogFrameBytes - 1) / kLogFrameBytes, part = (p.size() + parts - 1) / parts;
+    for (size_t at = 0; at < p.size(); at += part) frames.push_back(p.substr(at, part));
+  }
+  close_run();
+  return frames;
+}
+
+Status ZstdFailure(size_t n) {
+  // Never an empty body under a valid checksum: the capture must keep the
+  // segment's records and try again, not count them as stored.
+  return Status(errors::kIoError, std::string("compressing a log segment: ") + ZSTD_getErrorName(n));
+}
+
+}  // namespace
+
+Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
+                          const std::function<Status(std::string_view)>& sink, int zstd_level) {
+  size_t total = 0;
+  for (auto p : pieces) total += p.size();
   std::string header(kLogMagic);
-  PutU64(header, payload.size());
-  // Kept by the thread (a capture thread stores every segment of its
-  // instance): a fresh 16 MiB buffer per segment was page faults and zeroing
-  // worth most of a backlog's drain.
-  thread_local std::string z;
-  if (z.size() < ZSTD_compressBound(payload.size())) z.resize(ZSTD_compressBound(payload.size()));
-  size_t n = 0;
-  if (zstd_level == 1 && payload.size() >= kParallelLogBytes) {
-    // A backlog drains as fast as zstd compresses it: large segments are
-    // compressed on two threads (zstd's own workers, kept with the context).
-    thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx = [] {
-      std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> c(ZSTD_createCCtx(), ZSTD_freeCCtx);
-      ZSTD_CCtx_setParameter(c.get(), ZSTD_c_compressionLevel, 1);
-      ZSTD_CCtx_setParameter(c.get(), ZSTD_c_nbWorkers, 2);  // an error (no thread support) leaves it at 0
-      return c;
-    }();
-    n = ZSTD_compress2(cctx.get(), z.data(), z.size(), payload.data(), payload.size());
-  } else {
-    n = ZSTD_compress(z.data(), z.size(), payload.data(), payload.size(), zstd_level);
-  }
-  if (ZSTD_isError(n)) {
-    // Never an empty body under a valid checksum: the capture must keep the
-    // segment's records and try again, not count them as stored.
-    return Status(errors::kIoError, std::string("compressing a log segment: ") + ZSTD_getErrorName(n));
-  }
+  PutU64(header, total);
+  // Kept by the thread (a capture's shipper stores every segment of its
+  // instance): fresh 16 MiB buffers per segment were page faults and
+  // zeroing worth most of a backlog's drain.
+  thread_local std::string z, gathered;
   SealingSink out(sink);
   RETURN_IF_ERROR(out.Put(header));
-  RETURN_IF_ERROR(out.Put(std::string_view(z.data(), n)));
+  if (zstd_level != 1 || total < kParallelLogBytes) {
+    std::string_view input = pieces.size() == 1 ? pieces[0] : std::string_view{};
+    if (pieces.size() > 1) {
+      gathered.clear();
+      gathered.reserve(total);
+      for (auto p : pieces) gathered.append(p);
+      input = gathered;
+    }
+    if (z.size() < ZSTD_compressBound(total)) z.resize(ZSTD_compressBound(total));
+    size_t n = ZSTD_compressCCtx(ThreadContext(), z.data(), z.size(), input.data(), input.size(), zstd_level);
+    if (ZSTD_isError(n)) return ZstdFailure(n);
+    RETURN_IF_ERROR(out.Put(std::string_view(z.data(), n)));
+    return out.Finish();
+  }
+  // A backlog drains as fast as this compresses: frames on two threads
+  // (kept with the calling thread), each into its own part of z. A reader
+  // decompresses the frames one after another (ZSTD_decompress does).
+  thread_local Workers workers(2);
+  std::vector<std::string_view> frames = PlanLogFrames(pieces, gathered);
+  std::vector<size_t> offset(frames.size() + 1, 0), written(frames.size(), 0);
+  for (size_t i = 0; i < frames.size(); ++i) offset[i + 1] = offset[i] + ZSTD_compressBound(frames[i].size());
+  if (z.size() < offset.back()) z.resize(offset.back());
+  // Each thread takes a run of frames holding its share of the bytes.
+  std::vector<size_t> first{0};
+  size_t done = 0;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    done += frames[i].size();
+    if (done * workers.threads() >= total * first.size() && first.size() < static_cast<size_t>(workers.threads())) {
+      first.push_back(i + 1);
+    }
+  }
+  while (first.size() <= static_cast<size_t>(workers.threads())) first.push_back(frames.size());
+  char* const into = z.data();  // named here: in the lambda, `z` would be the running thread's own
+  workers.For(
+      workers.threads(),
+      [&](size_t begin, size_t end) {
+        for (size_t i = first[begin]; i < first[end]; ++i) {
+          written[i] = ZSTD_compressCCtx(ThreadContext(), into + offset[i], offset[i + 1] - offset[i],
+                                         frames[i].data(), frames[i].size(), zstd_level);
+        }
+      },
+      /*serial_below=*/2);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    if (ZSTD_isError(written[i])) return ZstdFailure(written[i]);
+    RETURN_IF_ERROR(out.Put(std::string_view(z.data() + offset[i], written[i])));
+  }
   return out.Finish();
 }
 

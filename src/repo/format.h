@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,12 +83,14 @@ struct Manifest {
   uint64_t ChunkCount() const;
 };
 
-// A change-log segment object: zstd-compressed payload, checksummed, handed
-// to `sink` in pieces (checksum last), compressed into a buffer the calling
-// thread keeps. Level 1 (a capture's live segments) compresses a large
-// payload on two threads; other levels (compaction, in the background) on one.
-Status EncodeLogSegmentTo(std::string_view payload, const std::function<Status(std::string_view)>& sink,
-                          int zstd_level = 1);
+// A change-log segment object: the payload (the concatenation of `pieces`)
+// zstd-compressed, checksummed, handed to `sink` in pieces (checksum last),
+// compressed into buffers the calling thread keeps. Level 1 (a capture's
+// live segments) compresses a large payload as several zstd frames on two
+// threads, reading large pieces in place; other levels (compaction, in the
+// background) as one frame on one thread.
+Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
+                          const std::function<Status(std::string_view)>& sink, int zstd_level = 1);
 Result<std::string> DecodeLogSegment(std::string_view bytes);
 
 std::string EncodeManifest(const Manifest& m);

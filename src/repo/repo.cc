@@ -1354,7 +1354,7 @@ bool ValidStream(const std::string& s) { return ValidSnapshotId(s) && s.find(':'
 }  // namespace
 
 Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64_t first_time_us,
-                                                int64_t last_time_us, std::string_view payload) {
+                                                int64_t last_time_us, std::span<const std::string_view> pieces) {
   if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
   if (last_time_us < first_time_us) return Status(errors::kInvalidParameterValue, "segment ends before it starts");
   std::lock_guard lock(impl_->log_mu);
@@ -1369,7 +1369,7 @@ Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64
   // object after all: the caller's retry must not share its seq.
   ++next;
   RETURN_IF_ERROR(impl_->PutStreamed(
-      LogKey(seg), [&](const Impl::Sink& sink) { return EncodeLogSegmentTo(payload, sink); }, &seg.stored_bytes));
+      LogKey(seg), [&](const Impl::Sink& sink) { return EncodeLogSegmentTo(pieces, sink); }, &seg.stored_bytes));
   return seg;
 }
 
@@ -1452,7 +1452,10 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
       }
       RETURN_IF_ERROR(impl_->PutStreamed(
           LogKey(merged),
-          [&](const Impl::Sink& sink) { return EncodeLogSegmentTo(payload, sink, options.zstd_level); },
+          [&](const Impl::Sink& sink) {
+            std::string_view whole = payload;
+            return EncodeLogSegmentTo({&whole, 1}, sink, options.zstd_level);
+          },
           &merged.stored_bytes));
       std::vector<std::string> members;
       for (const auto& g : group) members.push_back(LogKey(g));

@@ -329,8 +329,13 @@ class Repository {
   // Change log. Segments of one stream (an instance's DbiResourceId) are
   // numbered in append order; each covers commit times [first, last]. Append
   // is atomic: a segment is complete or absent.
+  // The payload is the concatenation of `pieces` (read in place).
   Result<LogSegment> AppendLogSegment(const std::string& stream, int64_t first_time_us,
-                                      int64_t last_time_us, std::string_view payload);
+                                      int64_t last_time_us, std::span<const std::string_view> pieces);
+  Result<LogSegment> AppendLogSegment(const std::string& stream, int64_t first_time_us,
+                                      int64_t last_time_us, std::string_view payload) {
+    return AppendLogSegment(stream, first_time_us, last_time_us, std::span<const std::string_view>(&payload, 1));
+  }
   // Segments whose time range meets [from, to], in order: one listing, so
   // "the segments needed to reach T from a snapshot taken at S" is one call.
   Result<std::vector<LogSegment>> ListLogSegments(const std::string& stream, int64_t from_us,
