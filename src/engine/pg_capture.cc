@@ -86,7 +86,7 @@ class PgCapture final : public ChangeCapture {
     auto flushed = FlushedLsn();
     if (flushed.ok()) {
       auto deadline = std::chrono::steady_clock::now() + kCatchUpDeadline;
-      while (received_ < *flushed && pending_.size() < kMaxBatchBytes &&
+      while (received_ < *flushed && pending_bytes_ < kMaxBatchBytes &&
              std::chrono::steady_clock::now() < deadline) {
         pollfd p{PQsocket(stream_.get()), POLLIN, 0};
         ::poll(&p, 1, 10);
@@ -105,15 +105,9 @@ class PgCapture final : public ChangeCapture {
     batch.gap_reason = gap_reason_;
     gap_ = false;
     TimePoint now = clock_.Now();
-    std::string_view rest = pending_;
-    uint64_t at = pending_start_;
-    while (!rest.empty()) {
-      size_t n = std::min(rest.size(), kMaxRecordBytes);
-      batch.transactions.push_back({now, EncodeWalChunk(timeline_, at, rest.substr(0, n))});
-      rest.remove_prefix(n);
-      at += n;
-    }
+    for (auto& chunk : pending_) batch.transactions.push_back({now, std::move(chunk)});
     pending_.clear();
+    pending_bytes_ = 0;
     returned_ = received_;
     return batch;
   }
@@ -180,6 +174,7 @@ class PgCapture final : public ChangeCapture {
     timeline_ = static_cast<uint32_t>(std::stoul(PQgetvalue(slot.get(), 0, 2)));
     received_ = returned_ = durable_ = start;
     pending_.clear();
+    pending_bytes_ = 0;
     gap_ = true;
     fresh_ = false;
     return StartReplication();
@@ -196,7 +191,7 @@ class PgCapture final : public ChangeCapture {
 
   // Reads the messages the server has sent so far (up to a batch's worth).
   Status Drain() {
-    while (pending_.size() < kMaxBatchBytes) {
+    while (pending_bytes_ < kMaxBatchBytes) {
       char* buf = nullptr;
       int n = PQgetCopyData(stream_.get(), &buf, 1);
       if (n == 0) {
@@ -218,14 +213,31 @@ class PgCapture final : public ChangeCapture {
           return Status(errors::kInternalFailure, fmt::format("the WAL stream skipped from {} to {}",
                                                               FormatLsn(received_), FormatLsn(start)));
         }
-        if (pending_.empty()) pending_start_ = start;
-        pending_.append(data);
+        AppendWal(start, data);
         received_ = start + data.size();
       } else if (buf[0] == 'k' && n >= 18) {
         if (buf[17]) RETURN_IF_ERROR(SendFeedback(true));
       }
     }
     return Status::Ok();
+  }
+
+  // Received WAL goes straight into the records Poll hands out, WAL chunks
+  // of at most kMaxRecordBytes built in place: a backlog's bytes are copied
+  // once on their way from libpq to the repository's compressor.
+  void AppendWal(uint64_t start, std::string_view data) {
+    while (!data.empty()) {
+      if (pending_.empty() || pending_.back().size() - kWalChunkHeaderBytes >= kMaxRecordBytes) {
+        pending_.push_back(EncodeWalChunk(timeline_, start, {}));
+        pending_.back().reserve(kWalChunkHeaderBytes + kMaxRecordBytes);
+      }
+      std::string& chunk = pending_.back();
+      size_t n = std::min(data.size(), kMaxRecordBytes - (chunk.size() - kWalChunkHeaderBytes));
+      chunk.append(data.substr(0, n));
+      data.remove_prefix(n);
+      start += n;
+      pending_bytes_ += n;
+    }
   }
 
   Status StreamError() {
@@ -266,8 +278,8 @@ class PgCapture final : public ChangeCapture {
   uint64_t received_ = 0;  // end of the WAL read from the stream
   uint64_t returned_ = 0;  // end of the WAL handed out by Poll
   uint64_t durable_ = 0;   // end of the WAL the repository holds
-  std::string pending_;    // read, not yet handed out
-  uint64_t pending_start_ = 0;
+  std::vector<std::string> pending_;  // read, not yet handed out: WAL chunks
+  size_t pending_bytes_ = 0;
   std::chrono::steady_clock::time_point last_feedback_{};
 };
 

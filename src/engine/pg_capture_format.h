@@ -18,6 +18,8 @@ struct WalChunk {
   std::string_view bytes;
 };
 
+inline constexpr size_t kWalChunkHeaderBytes = 16;
+
 inline std::string EncodeWalChunk(uint32_t timeline, uint64_t start, std::string_view bytes) {
   std::string out("PGW1", 4);
   out.append(reinterpret_cast<const char*>(&timeline), 4);
