@@ -3,6 +3,7 @@
 // inside and outside the window, retained backups of a deleted instance.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -272,7 +273,7 @@ TEST_F(AutomatedBackupsTest, TurningBackupsOffAndOnForgetsOldSnapshotsPlaceInThe
 }
 
 // The repository backup store, recording what each snapshot was told it
-// may take from a parent and what it read.
+// may take from a parent and what it read; a test may hold or fail log puts.
 class RecordingStore final : public BackupStore {
  public:
   explicit RecordingStore(std::unique_ptr<BackupStore> inner) : inner_(std::move(inner)) {}
@@ -281,6 +282,7 @@ class RecordingStore final : public BackupStore {
     StoredSnapshot stored;
   };
   std::map<std::string, Put> puts;  // by repository snapshot id
+  std::function<Status()> before_log_put;  // runs first; an error fails the put
   std::mutex mu;
 
   Result<StoredSnapshot> PutSnapshot(const std::string& id, const std::map<std::string, std::string>& metadata,
@@ -301,7 +303,9 @@ class RecordingStore final : public BackupStore {
   }
   Status DeleteSnapshot(const std::string& id) override { return inner_->DeleteSnapshot(id); }
   Status CollectGarbage() override { return inner_->CollectGarbage(); }
-  Status PutLogSegment(const std::string& s, TimePoint f, TimePoint l, std::string_view p) override {
+  Status PutLogSegment(const std::string& s, TimePoint f, TimePoint l,
+                       std::span<const std::string_view> p) override {
+    if (before_log_put) RETURN_IF_ERROR(before_log_put());
     return inner_->PutLogSegment(s, f, l, p);
   }
   Result<std::vector<LogSegmentRef>> ListLogSegments(const std::string& s, TimePoint f, TimePoint t) override {
@@ -535,6 +539,128 @@ TEST(InstanceCaptureTest, AStopBeforeTheStartLeavesNothingRunning) {
     int after = polls.load();
     capture.reset();
     EXPECT_EQ(polls.load(), after);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A capture that hands out what the test adds, positioned by how many
+// transactions it has handed out.
+class ScriptedCapture final : public engine::ChangeCapture {
+ public:
+  void Add(TimePoint commit_time, std::string redo) {
+    std::lock_guard lock(mu_);
+    queued_.push_back({commit_time, std::move(redo)});
+  }
+  Result<engine::CaptureBatch> Poll() override {
+    std::lock_guard lock(mu_);
+    engine::CaptureBatch batch;
+    batch.complete = true;
+    returned_ += queued_.size();
+    batch.transactions = std::move(queued_);
+    queued_.clear();
+    return batch;
+  }
+  void WaitForChange(std::chrono::milliseconds wait) override { std::this_thread::sleep_for(std::min(wait, 5ms)); }
+  std::string Position() const override {
+    std::lock_guard lock(mu_);
+    return fmt::format("p{}", returned_);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<engine::CapturedTransaction> queued_;
+  size_t returned_ = 0;
+};
+
+// The shipper stores one segment while the capture reads the next; what the
+// catalog records (position, last seq, restorable time) never runs ahead of
+// what is stored, and a failed store is tried again with nothing lost.
+TEST(InstanceCaptureTest, ReadsOnWhileASegmentStoresAndRecordsOnlyWhatIsStored) {
+  auto dir = std::filesystem::temp_directory_path() / ("ic_test_" + RandomHex(6));
+  std::filesystem::create_directories(dir);
+  {
+    auto cat = catalog::Catalog::Open(dir / "catalog.db");
+    ASSERT_TRUE(cat.ok());
+    catalog::AutomatedBackupRecord ab;
+    ab.resource_id = "db-TEST";
+    ab.instance_id = "test";
+    ab.status = "active";
+    ASSERT_TRUE((*cat)->PutAutomatedBackup(ab).ok());
+    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "repo")).value());
+    ASSERT_TRUE(repo.ok());
+    RecordingStore store(NewRepoBackupStore(std::move(*repo)));
+    std::mutex gate_mu;
+    std::condition_variable gate_cv;
+    bool open = false;
+    int entered = 0;
+    Status fail_next;
+    store.before_log_put = [&]() -> Status {
+      std::unique_lock lock(gate_mu);
+      ++entered;
+      gate_cv.notify_all();
+      gate_cv.wait(lock, [&] { return open; });
+      return std::exchange(fail_next, Status::Ok());
+    };
+    auto recorded = [&] { return (*cat)->GetAutomatedBackup("db-TEST").value(); };
+
+    ManualClock clock(SystemClock().Now());
+    const TimePoint t0 = clock.Now();
+    auto* script = new ScriptedCapture;
+    InstanceCapture capture("db-TEST", std::unique_ptr<engine::ChangeCapture>(script), &store, cat->get(), clock,
+                            nullptr);
+    // Not started: the test polls through CatchUp.
+    script->Add(t0, "a");
+    ASSERT_TRUE(capture.CatchUp().ok());
+    Status first_flush;
+    std::thread flusher([&] { first_flush = capture.Flush(); });
+    {
+      std::unique_lock lock(gate_mu);
+      ASSERT_TRUE(gate_cv.wait_for(lock, 20s, [&] { return entered == 1; }));
+    }
+    clock.Advance(1s);
+    script->Add(clock.Now(), "b");
+    auto mark = capture.CatchUp();
+    ASSERT_TRUE(mark.ok());
+    EXPECT_EQ(mark->seq, 2) << "the next transaction is read while the first segment stores";
+    EXPECT_EQ(capture.RestorableUntil(), TimePoint{});
+    EXPECT_EQ(recorded().last_seq, 0);
+    EXPECT_EQ(recorded().capture_position, "");
+    {
+      std::lock_guard lock(gate_mu);
+      open = true;
+    }
+    gate_cv.notify_all();
+    flusher.join();
+    ASSERT_TRUE(first_flush.ok()) << first_flush.ToString();
+    EXPECT_EQ(capture.RestorableUntil(), t0);
+    EXPECT_EQ(recorded().last_seq, 1);
+    EXPECT_EQ(recorded().capture_position, "p1") << "b is buffered: the position stops after a";
+
+    {
+      std::lock_guard lock(gate_mu);
+      fail_next = Status(errors::kServiceUnavailable, "injected");
+    }
+    Status failed = capture.Flush();
+    EXPECT_FALSE(failed.ok());
+    EXPECT_EQ(capture.RestorableUntil(), t0);
+    EXPECT_EQ(recorded().last_seq, 1);
+    ASSERT_TRUE(capture.Flush().ok()) << "tried again";
+    EXPECT_EQ(capture.RestorableUntil(), t0 + 1s);
+    EXPECT_EQ(recorded().last_seq, 2);
+    EXPECT_EQ(recorded().capture_position, "p2");
+    capture.Stop();
+
+    auto segments = store.ListLogSegments("db-TEST", TimePoint{}, t0 + 1h);
+    ASSERT_TRUE(segments.ok());
+    std::vector<std::pair<int64_t, std::string>> records;
+    for (const auto& seg : *segments) {
+      auto payload = store.ReadLogSegment("db-TEST", seg);
+      ASSERT_TRUE(payload.ok());
+      auto decoded = DecodeLogRecords(*payload);
+      ASSERT_TRUE(decoded.ok());
+      for (auto& r : *decoded) records.emplace_back(r.seq, r.redo);
+    }
+    EXPECT_EQ(records, (std::vector<std::pair<int64_t, std::string>>{{1, "a"}, {2, "b"}}));
   }
   std::filesystem::remove_all(dir);
 }

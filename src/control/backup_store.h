@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -86,9 +87,10 @@ class BackupStore {
   // Reclaims the storage no snapshot references any more.
   virtual Status CollectGarbage() = 0;
   // The change log of `stream` (an instance's DbiResourceId): durable when
-  // PutLogSegment returns; listed in order by the times they span.
+  // PutLogSegment returns; listed in order by the times they span. The
+  // payload is the concatenation of `pieces`.
   virtual Status PutLogSegment(const std::string& stream, TimePoint first, TimePoint last,
-                               std::string_view payload) = 0;
+                               std::span<const std::string_view> pieces) = 0;
   virtual Result<std::vector<LogSegmentRef>> ListLogSegments(const std::string& stream, TimePoint from,
                                                              TimePoint to) = 0;
   virtual Result<std::string> ReadLogSegment(const std::string& stream, const LogSegmentRef& segment) = 0;

@@ -22,17 +22,20 @@ bool Get(std::string_view& in, T& v) {
 
 }  // namespace
 
-void EncodeLogRecords(const std::vector<LogRecord>& records, std::string& out) {
-  size_t size = 0;
-  for (const auto& r : records) size += 3 * sizeof(int64_t) + r.redo.size();
-  out.clear();
-  out.reserve(size);
+std::vector<std::string_view> LogRecordPieces(const std::vector<LogRecord>& records, std::string& headers) {
+  constexpr size_t kHeaderBytes = 3 * sizeof(int64_t);
+  headers.clear();
+  headers.reserve(records.size() * kHeaderBytes);  // no reallocation: the pieces point into it
+  std::vector<std::string_view> pieces;
+  pieces.reserve(2 * records.size());
   for (const auto& r : records) {
-    Put<int64_t>(out, r.seq);
-    Put<int64_t>(out, r.time.time_since_epoch().count());
-    Put<uint64_t>(out, r.redo.size());
-    out += r.redo;
+    Put<int64_t>(headers, r.seq);
+    Put<int64_t>(headers, r.time.time_since_epoch().count());
+    Put<uint64_t>(headers, r.redo.size());
+    pieces.emplace_back(headers.data() + headers.size() - kHeaderBytes, kHeaderBytes);
+    if (!r.redo.empty()) pieces.emplace_back(r.redo);
   }
+  return pieces;
 }
 
 Result<std::vector<LogRecord>> DecodeLogRecords(std::string_view in) {

@@ -22,10 +22,11 @@ struct LogRecord {
   std::string redo;
 };
 
-// Into `out` (cleared first, sized once): the capture keeps one buffer for
-// every segment, so a WAL backlog drained in 16 MiB segments does not fault
-// in a fresh, doubling buffer for each.
-void EncodeLogRecords(const std::vector<LogRecord>& records, std::string& out);
+// The encoding of `records` as pieces to store one after another: each
+// record's header (seq, time, redo size), written into `headers` (which
+// must outlive the pieces), then its redo, read in place: a WAL backlog's
+// bytes are not copied again on their way to the compressor.
+std::vector<std::string_view> LogRecordPieces(const std::vector<LogRecord>& records, std::string& headers);
 Result<std::vector<LogRecord>> DecodeLogRecords(std::string_view bytes);
 
 }  // namespace strata::control

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/error_codes.h"
 #include "common/log.h"
 
 namespace strata::control {
@@ -18,6 +19,9 @@ constexpr auto kPollWait = std::chrono::milliseconds(100);
 // busy writer must not ship: that would be a segment per commit.)
 constexpr auto kBufferedPollWait = std::chrono::milliseconds(10);
 constexpr auto kQuietAfter = std::chrono::milliseconds(20);
+// A failed store is tried again after this; the capture thread meanwhile
+// waits (a PostgreSQL server keeps the WAL in its slot, SQLite in its WAL).
+constexpr auto kShipRetry = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -36,6 +40,7 @@ InstanceCapture::InstanceCapture(std::string resource_id, std::unique_ptr<engine
     complete_until_ = durable_until_;
     resumed_ = !ab->capture_position.empty();
   }
+  shipper_ = std::thread([this] { ShipLoop(); });
 }
 
 InstanceCapture::~InstanceCapture() { Stop(); }
@@ -54,8 +59,19 @@ void InstanceCapture::Stop() {
     running = std::move(thread_);
   }
   if (running.joinable()) running.join();
-  std::lock_guard lock(mu_);
-  Status st = buffer_.empty() ? PersistLocked() : FlushLocked(complete_until_);
+  std::lock_guard poll(poll_mu_);
+  std::unique_lock lock(mu_);
+  Status st = buffer_.empty() ? Status::Ok() : FlushLocked(lock, complete_until_);
+  if (st.ok()) st = WaitShippedLocked(lock, cut_);
+  shipper_stop_ = true;
+  ship_cv_.notify_all();
+  lock.unlock();
+  shipper_.join();
+  lock.lock();
+  if (st.ok() && in_flight_) st = ship_error_;
+  if (st.ok()) st = PersistLocked();
+  // What was not stored is read again on the next start: the persisted
+  // position stops before it.
   if (!st.ok()) log::Warn("change-log capture stop", {{"resource", resource_id_}, {"error", st.ToString()}});
 }
 
@@ -64,8 +80,9 @@ void InstanceCapture::Loop() {
     if (stop_) return;
     bool buffered = false;
     {
-      std::lock_guard lock(mu_);
-      Status st = PollLocked();
+      std::lock_guard poll(poll_mu_);
+      std::unique_lock lock(mu_);
+      Status st = PollLocked(lock);
       if (!st.ok() && st.ToString() != error_.ToString()) {
         log::Error("change-log capture failed", {{"resource", resource_id_}, {"error", st.ToString()}});
       }
@@ -77,18 +94,22 @@ void InstanceCapture::Loop() {
 }
 
 Result<InstanceCapture::Mark> InstanceCapture::CatchUp() {
-  std::lock_guard lock(mu_);
-  RETURN_IF_ERROR(PollLocked());
+  std::lock_guard poll(poll_mu_);
+  std::unique_lock lock(mu_);
+  RETURN_IF_ERROR(PollLocked(lock));
   // A backlog comes in several batches: read on until one is complete.
-  for (int i = 0; i < 64 && !last_complete_; ++i) RETURN_IF_ERROR(PollLocked());
+  for (int i = 0; i < 64 && !last_complete_; ++i) RETURN_IF_ERROR(PollLocked(lock));
   // Stamps of this poll's transactions are at most the time after it.
   return Mark{next_seq_ - 1, clock_.Now()};
 }
 
 Status InstanceCapture::Flush() {
-  std::lock_guard lock(mu_);
-  if (buffer_.empty()) return Status::Ok();
-  return FlushLocked(complete_until_);
+  std::unique_lock poll(poll_mu_);
+  std::unique_lock lock(mu_);
+  if (!buffer_.empty()) RETURN_IF_ERROR(FlushLocked(lock, complete_until_));
+  const uint64_t cut = cut_;
+  poll.unlock();  // the capture reads on while this waits
+  return WaitShippedLocked(lock, cut);
 }
 
 TimePoint InstanceCapture::RestorableUntil() {
@@ -96,12 +117,21 @@ TimePoint InstanceCapture::RestorableUntil() {
   return durable_until_;
 }
 
-Status InstanceCapture::PollLocked() {
+Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
   // Every commit made before `now` is in this batch or an earlier one.
   TimePoint now = clock_.Now();
-  ASSIGN_OR_RETURN(auto batch, capture_->Poll());
+  // Where the buffered records end, should this poll break continuity.
+  const std::string buffered_until = buffer_.empty() ? "" : capture_->Position();
+  if (!durable_position_.empty()) capture_->Durable(std::exchange(durable_position_, ""));
+  // The shipper stores (and records) meanwhile.
+  lock.unlock();
+  auto polled_batch = capture_->Poll();
+  lock.lock();
+  ASSIGN_OR_RETURN(auto batch, std::move(polled_batch));
   if (batch.gap) {
-    if (!buffer_.empty()) RETURN_IF_ERROR(FlushLocked(complete_until_));
+    // The log is whole up to durable_until_: the gap starts there.
+    if (!buffer_.empty()) RETURN_IF_ERROR(FlushLocked(lock, complete_until_, buffered_until));
+    RETURN_IF_ERROR(WaitShippedLocked(lock, cut_));
     catalog::LogGap gap{durable_until_, now, true, batch.gap_reason};
     log::Warn("change-log continuity broken", {{"resource", resource_id_}, {"reason", batch.gap_reason}});
     if (on_gap_) on_gap_(gap);
@@ -125,28 +155,81 @@ Status InstanceCapture::PollLocked() {
   last_complete_ = batch.complete;
   if (batch.complete) complete_until_ = now;
   if (buffer_.empty()) {
-    durable_until_ = std::max(durable_until_, complete_until_);  // nothing new: the log is complete up to the last complete poll
+    // Nothing new: once nothing is in flight either, the log is complete up to the last complete poll.
+    if (!in_flight_) durable_until_ = std::max(durable_until_, complete_until_);
   } else if (!batch.complete || quiet || now - buffer_.front().time >= kFlushInterval ||
              buffer_bytes_ >= kMaxSegmentBytes) {
     // Shipped when the writers pause, or at the latest kFlushInterval after
     // the oldest commit waiting.
-    RETURN_IF_ERROR(FlushLocked(complete_until_));
+    RETURN_IF_ERROR(FlushLocked(lock, complete_until_));
   }
-  if (now - last_persist_ >= kPersistInterval && buffer_.empty()) RETURN_IF_ERROR(PersistLocked());
+  if (now - last_persist_ >= kPersistInterval && buffer_.empty() && !in_flight_) RETURN_IF_ERROR(PersistLocked());
   return Status::Ok();
 }
 
-Status InstanceCapture::FlushLocked(TimePoint polled_at) {
-  EncodeLogRecords(buffer_, encoded_);
-  RETURN_IF_ERROR(store_->PutLogSegment(resource_id_, buffer_.front().time, buffer_.back().time, encoded_));
-  if (encoded_.size() < kMaxSegmentBytes / 2) {
-    if (small_segments_++ == 0) first_small_at_ = clock_.Now();
-    small_bytes_ += encoded_.size();
-  }
+Status InstanceCapture::FlushLocked(std::unique_lock<std::mutex>& lock, TimePoint polled_at,
+                                    const std::string& position) {
+  // One segment stores while the next fills; segments are stored in order.
+  RETURN_IF_ERROR(WaitShippedLocked(lock, cut_));
+  // Built in place: the pieces point into the shipment's own records and headers.
+  Shipment& s = in_flight_.emplace();
+  s.first = buffer_.front().time;
+  s.last = buffer_.back().time;
+  s.records = std::move(buffer_);
   buffer_.clear();
+  s.pieces = LogRecordPieces(s.records, s.headers);
+  const size_t segment_bytes = s.headers.size() + buffer_bytes_;
+  s.complete_until = polled_at;
+  s.position = position.empty() ? capture_->Position() : position;
+  s.last_seq = next_seq_ - 1;
+  if (segment_bytes < kMaxSegmentBytes / 2) {
+    if (small_segments_++ == 0) first_small_at_ = clock_.Now();
+    small_bytes_ += segment_bytes;
+  }
   buffer_bytes_ = 0;
-  durable_until_ = std::max(durable_until_, polled_at);
-  return PersistLocked();
+  ++cut_;
+  ship_cv_.notify_all();
+  return Status::Ok();
+}
+
+Status InstanceCapture::WaitShippedLocked(std::unique_lock<std::mutex>& lock, uint64_t cut) {
+  const uint64_t failures = ship_failures_;
+  shipped_cv_.wait(lock, [&] { return stored_ >= cut || ship_failures_ != failures || shipper_stop_; });
+  if (stored_ >= cut) return Status::Ok();
+  return ship_failures_ != failures ? ship_error_ : Status(errors::kInternalFailure, "capture stopped");
+}
+
+void InstanceCapture::ShipLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    ship_cv_.wait(lock, [&] { return in_flight_ || shipper_stop_; });
+    if (!in_flight_) return;
+    // Only this thread changes in_flight_ while it is set.
+    const Shipment& s = *in_flight_;
+    lock.unlock();
+    Status st = store_->PutLogSegment(resource_id_, s.first, s.last, s.pieces);
+    lock.lock();
+    if (st.ok()) {
+      Shipment stored = std::move(*in_flight_);
+      in_flight_.reset();
+      ++stored_;
+      durable_until_ = std::max(durable_until_, stored.complete_until);
+      Status persisted = PersistLocked(stored.position, stored.last_seq);
+      if (!persisted.ok()) {
+        log::Warn("change-log position not recorded", {{"resource", resource_id_}, {"error", persisted.ToString()}});
+      }
+      shipped_cv_.notify_all();
+      continue;
+    }
+    ++ship_failures_;
+    if (st.ToString() != ship_error_.ToString()) {
+      log::Error("change-log segment not stored", {{"resource", resource_id_}, {"error", st.ToString()}});
+    }
+    ship_error_ = st;
+    shipped_cv_.notify_all();
+    if (shipper_stop_) return;
+    ship_cv_.wait_for(lock, kShipRetry, [&] { return shipper_stop_; });
+  }
 }
 
 std::optional<TimePoint> InstanceCapture::TakeCompaction() {
@@ -160,18 +243,25 @@ std::optional<TimePoint> InstanceCapture::TakeCompaction() {
 }
 
 Status InstanceCapture::PersistLocked() {
+  // Nothing buffered or in flight: the engine's position is durable in the repository.
+  if (!buffer_.empty() || in_flight_) return Status::Ok();
+  RETURN_IF_ERROR(PersistLocked(capture_->Position(), next_seq_ - 1));
+  capture_->Durable(std::exchange(durable_position_, ""));
+  return Status::Ok();
+}
+
+Status InstanceCapture::PersistLocked(const std::string& position, int64_t last_seq) {
   last_persist_ = clock_.Now();
-  // Only called with nothing buffered: the position is durable in the repository.
-  std::string position = capture_->Position();
   RETURN_IF_ERROR(catalog_->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto ab, catalog_->GetAutomatedBackup(resource_id_));
     ab.capture_position = position;
-    ab.last_seq = next_seq_ - 1;
+    ab.last_seq = last_seq;
     ab.restorable_until = durable_until_;
     return catalog_->PutAutomatedBackup(ab);
   }));
-  // Recorded where a restart resumes: the engine may drop its log up to here.
-  capture_->Durable(position);
+  // Recorded where a restart resumes: the engine may drop its log up to
+  // here (told on the polling side, which alone drives the engine).
+  durable_position_ = position;
   return Status::Ok();
 }
 

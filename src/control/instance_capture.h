@@ -1,13 +1,15 @@
-// Private to control/: the change-log capture of one instance, on its own
-// thread. It polls the engine's capture (waking on every write to the log),
-// numbers each committed transaction, ships them to the repository as log
-// segments as soon as the writers pause and at most kFlushInterval after the
-// commit under a steady load, and records in the
-// catalog how far the log is durable: that is the instance's
-// LatestRestorableTime.
+// Private to control/: the change-log capture of one instance. Its capture
+// thread polls the engine's capture (waking on every write to the log),
+// numbers each committed transaction and cuts log segments as soon as the
+// writers pause, and at most kFlushInterval after the commit under a steady
+// load. Its shipper thread stores them in the repository while the capture
+// thread reads on (a backlog is received and compressed at once), and
+// records in the catalog how far the log is durable: that is the
+// instance's LatestRestorableTime.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -43,7 +45,7 @@ class InstanceCapture {
   // instance deleted while its capture is being started): a Start after a
   // Stop starts nothing.
   void Start();
-  // Stops the thread after shipping what it holds.
+  // Stops the threads after shipping what they hold.
   void Stop();
   // Reads what is committed now, so that every commit made before the call
   // is numbered and stamped no later than now.
@@ -60,10 +62,30 @@ class InstanceCapture {
   std::optional<TimePoint> TakeCompaction();
 
  private:
+  // A cut segment on its way to the repository, with where the log stands
+  // once it is durable.
+  struct Shipment {
+    std::vector<LogRecord> records;
+    std::string headers;  // the records' headers, which `pieces` point into
+    std::vector<std::string_view> pieces;
+    TimePoint first{}, last{};    // the commit times it spans
+    TimePoint complete_until{};   // durable_until_ once it is stored
+    std::string position;         // the engine's position after its last record
+    int64_t last_seq = 0;
+  };
+
   void Loop();
-  Status PollLocked();
-  Status FlushLocked(TimePoint polled_at);
+  void ShipLoop();
+  Status PollLocked(std::unique_lock<std::mutex>& lock);
+  // Hands the buffer to the shipper once the segment before it is stored.
+  // position: the engine's position after the buffered records; empty: now.
+  Status FlushLocked(std::unique_lock<std::mutex>& lock, TimePoint polled_at, const std::string& position = "");
+  // Waits until the first `cut` segments cut are stored; the shipper's
+  // error if an attempt failed meanwhile.
+  Status WaitShippedLocked(std::unique_lock<std::mutex>& lock, uint64_t cut);
+  // Records where the log stands now; only with nothing buffered or in flight.
   Status PersistLocked();
+  Status PersistLocked(const std::string& position, int64_t last_seq);
 
   const std::string resource_id_;
   std::unique_ptr<engine::ChangeCapture> capture_;
@@ -72,10 +94,23 @@ class InstanceCapture {
   const Clock& clock_;
   GapHandler on_gap_;
 
+  // poll_mu_ is held by whoever drives the engine's capture (the capture
+  // thread, CatchUp, Flush, Stop), around its state changes under mu_; the
+  // engine's Poll runs without mu_, so the shipper (mu_ only) stores and
+  // records meanwhile. Order: poll_mu_, then mu_.
+  std::mutex poll_mu_;
   std::mutex mu_;
   std::vector<LogRecord> buffer_;
   size_t buffer_bytes_ = 0;
-  std::string encoded_;  // the segment being stored, kept for the next one
+  std::string durable_position_;  // recorded in the catalog; the engine is told before its next poll
+  std::optional<Shipment> in_flight_;  // set by the capture side, cleared by the shipper once stored
+  std::condition_variable ship_cv_;     // in_flight_ set, or the shipper is to stop
+  std::condition_variable shipped_cv_;  // in_flight_ cleared, or an attempt failed
+  uint64_t cut_ = 0;     // segments handed to the shipper
+  uint64_t stored_ = 0;  // of which stored
+  uint64_t ship_failures_ = 0;
+  Status ship_error_;
+  bool shipper_stop_ = false;
   int64_t next_seq_ = 1;
   TimePoint durable_until_{};
   bool last_complete_ = true;
@@ -92,6 +127,7 @@ class InstanceCapture {
   std::atomic<bool> stop_{false};
   std::mutex lifecycle_mu_;  // orders Start against Stop; never held with mu_
   std::thread thread_;
+  std::thread shipper_;  // runs from construction to Stop
 };
 
 }  // namespace strata::control

@@ -58,8 +58,8 @@ class RepoBackupStore final : public BackupStore {
   Status DeleteSnapshot(const std::string& id) override { return repo_->DeleteSnapshot(id); }
 
   Status PutLogSegment(const std::string& stream, TimePoint first, TimePoint last,
-                       std::string_view payload) override {
-    return repo_->AppendLogSegment(stream, Us(first), Us(last), payload).status();
+                       std::span<const std::string_view> pieces) override {
+    return repo_->AppendLogSegment(stream, Us(first), Us(last), pieces).status();
   }
   Result<std::vector<LogSegmentRef>> ListLogSegments(const std::string& stream, TimePoint from,
                                                      TimePoint to) override {
