@@ -551,10 +551,16 @@ class ScriptedCapture final : public engine::ChangeCapture {
     std::lock_guard lock(mu_);
     queued_.push_back({commit_time, std::move(redo)});
   }
+  void BreakNext(std::string reason) {
+    std::lock_guard lock(mu_);
+    gap_reason_ = std::move(reason);
+  }
   Result<engine::CaptureBatch> Poll() override {
     std::lock_guard lock(mu_);
     engine::CaptureBatch batch;
     batch.complete = true;
+    batch.gap = !gap_reason_.empty();
+    batch.gap_reason = std::exchange(gap_reason_, "");
     returned_ += queued_.size();
     batch.transactions = std::move(queued_);
     queued_.clear();
@@ -569,100 +575,157 @@ class ScriptedCapture final : public engine::ChangeCapture {
  private:
   mutable std::mutex mu_;
   std::vector<engine::CapturedTransaction> queued_;
+  std::string gap_reason_;
   size_t returned_ = 0;
+};
+
+// An InstanceCapture (not started: tests poll through CatchUp) over a
+// ScriptedCapture, storing into a repository whose log puts a test can hold
+// (until Open) and fail (fail_puts of them).
+class ShippingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("ic_test_" + RandomHex(6));
+    std::filesystem::create_directories(dir_);
+    auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
+    ASSERT_TRUE(cat.ok());
+    catalog_ = std::move(*cat);
+    catalog::AutomatedBackupRecord ab;
+    ab.resource_id = "db-TEST";
+    ab.instance_id = "test";
+    ab.status = "active";
+    ASSERT_TRUE(catalog_->PutAutomatedBackup(ab).ok());
+    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir_ / "repo")).value());
+    ASSERT_TRUE(repo.ok());
+    store_ = std::make_unique<RecordingStore>(NewRepoBackupStore(std::move(*repo)));
+    store_->before_log_put = [this]() -> Status {
+      std::unique_lock lock(gate_mu_);
+      ++entered_;
+      gate_cv_.notify_all();
+      gate_cv_.wait(lock, [&] { return open_; });
+      if (fail_puts_ == 0) return Status::Ok();
+      --fail_puts_;
+      return Status(errors::kServiceUnavailable, "injected");
+    };
+    script_ = new ScriptedCapture;
+    capture_ = std::make_unique<InstanceCapture>("db-TEST", std::unique_ptr<engine::ChangeCapture>(script_),
+                                                 store_.get(), catalog_.get(), clock_,
+                                                 [this](const catalog::LogGap& gap) { gaps_.push_back(gap); });
+  }
+  void TearDown() override {
+    Open();
+    capture_.reset();
+    store_.reset();
+    catalog_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Open() {
+    {
+      std::lock_guard lock(gate_mu_);
+      open_ = true;
+    }
+    gate_cv_.notify_all();
+  }
+  void FailPuts(int n) {
+    std::lock_guard lock(gate_mu_);
+    fail_puts_ = n;
+  }
+  bool WaitEntered(int n) {
+    std::unique_lock lock(gate_mu_);
+    return gate_cv_.wait_for(lock, 20s, [&] { return entered_ >= n; });
+  }
+  catalog::AutomatedBackupRecord Recorded() { return catalog_->GetAutomatedBackup("db-TEST").value(); }
+  // Every record in the stored log, (seq, redo), in order.
+  std::vector<std::pair<int64_t, std::string>> StoredRecords() {
+    std::vector<std::pair<int64_t, std::string>> records;
+    auto segments = store_->ListLogSegments("db-TEST", TimePoint{}, clock_.Now() + 1h);
+    EXPECT_TRUE(segments.ok());
+    for (const auto& seg : *segments) {
+      auto payload = store_->ReadLogSegment("db-TEST", seg);
+      EXPECT_TRUE(payload.ok());
+      auto decoded = DecodeLogRecords(*payload);
+      EXPECT_TRUE(decoded.ok());
+      for (auto& r : *decoded) records.emplace_back(r.seq, r.redo);
+    }
+    return records;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<catalog::Catalog> catalog_;
+  std::unique_ptr<RecordingStore> store_;
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool open_ = false;
+  int entered_ = 0;
+  int fail_puts_ = 0;
+  ManualClock clock_{SystemClock().Now()};
+  ScriptedCapture* script_ = nullptr;  // owned by capture_
+  std::vector<catalog::LogGap> gaps_;
+  std::unique_ptr<InstanceCapture> capture_;
 };
 
 // The shipper stores one segment while the capture reads the next; what the
 // catalog records (position, last seq, restorable time) never runs ahead of
 // what is stored, and a failed store is tried again with nothing lost.
-TEST(InstanceCaptureTest, ReadsOnWhileASegmentStoresAndRecordsOnlyWhatIsStored) {
-  auto dir = std::filesystem::temp_directory_path() / ("ic_test_" + RandomHex(6));
-  std::filesystem::create_directories(dir);
-  {
-    auto cat = catalog::Catalog::Open(dir / "catalog.db");
-    ASSERT_TRUE(cat.ok());
-    catalog::AutomatedBackupRecord ab;
-    ab.resource_id = "db-TEST";
-    ab.instance_id = "test";
-    ab.status = "active";
-    ASSERT_TRUE((*cat)->PutAutomatedBackup(ab).ok());
-    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "repo")).value());
-    ASSERT_TRUE(repo.ok());
-    RecordingStore store(NewRepoBackupStore(std::move(*repo)));
-    std::mutex gate_mu;
-    std::condition_variable gate_cv;
-    bool open = false;
-    int entered = 0;
-    Status fail_next;
-    store.before_log_put = [&]() -> Status {
-      std::unique_lock lock(gate_mu);
-      ++entered;
-      gate_cv.notify_all();
-      gate_cv.wait(lock, [&] { return open; });
-      return std::exchange(fail_next, Status::Ok());
-    };
-    auto recorded = [&] { return (*cat)->GetAutomatedBackup("db-TEST").value(); };
+TEST_F(ShippingTest, ReadsOnWhileASegmentStoresAndRecordsOnlyWhatIsStored) {
+  const TimePoint t0 = clock_.Now();
+  script_->Add(t0, "a");
+  ASSERT_TRUE(capture_->CatchUp().ok());
+  Status first_flush;
+  std::thread flusher([&] { first_flush = capture_->Flush(); });
+  ASSERT_TRUE(WaitEntered(1));
+  clock_.Advance(1s);
+  script_->Add(clock_.Now(), "b");
+  auto mark = capture_->CatchUp();
+  ASSERT_TRUE(mark.ok());
+  EXPECT_EQ(mark->seq, 2) << "the next transaction is read while the first segment stores";
+  EXPECT_EQ(capture_->RestorableUntil(), TimePoint{});
+  EXPECT_EQ(Recorded().last_seq, 0);
+  EXPECT_EQ(Recorded().capture_position, "");
+  Open();
+  flusher.join();
+  ASSERT_TRUE(first_flush.ok()) << first_flush.ToString();
+  EXPECT_EQ(capture_->RestorableUntil(), t0);
+  EXPECT_EQ(Recorded().last_seq, 1);
+  EXPECT_EQ(Recorded().capture_position, "p1") << "b is buffered: the position stops after a";
 
-    ManualClock clock(SystemClock().Now());
-    const TimePoint t0 = clock.Now();
-    auto* script = new ScriptedCapture;
-    InstanceCapture capture("db-TEST", std::unique_ptr<engine::ChangeCapture>(script), &store, cat->get(), clock,
-                            nullptr);
-    // Not started: the test polls through CatchUp.
-    script->Add(t0, "a");
-    ASSERT_TRUE(capture.CatchUp().ok());
-    Status first_flush;
-    std::thread flusher([&] { first_flush = capture.Flush(); });
-    {
-      std::unique_lock lock(gate_mu);
-      ASSERT_TRUE(gate_cv.wait_for(lock, 20s, [&] { return entered == 1; }));
-    }
-    clock.Advance(1s);
-    script->Add(clock.Now(), "b");
-    auto mark = capture.CatchUp();
-    ASSERT_TRUE(mark.ok());
-    EXPECT_EQ(mark->seq, 2) << "the next transaction is read while the first segment stores";
-    EXPECT_EQ(capture.RestorableUntil(), TimePoint{});
-    EXPECT_EQ(recorded().last_seq, 0);
-    EXPECT_EQ(recorded().capture_position, "");
-    {
-      std::lock_guard lock(gate_mu);
-      open = true;
-    }
-    gate_cv.notify_all();
-    flusher.join();
-    ASSERT_TRUE(first_flush.ok()) << first_flush.ToString();
-    EXPECT_EQ(capture.RestorableUntil(), t0);
-    EXPECT_EQ(recorded().last_seq, 1);
-    EXPECT_EQ(recorded().capture_position, "p1") << "b is buffered: the position stops after a";
+  FailPuts(1);
+  EXPECT_FALSE(capture_->Flush().ok());
+  EXPECT_EQ(capture_->RestorableUntil(), t0);
+  EXPECT_EQ(Recorded().last_seq, 1);
+  ASSERT_TRUE(capture_->Flush().ok()) << "tried again";
+  EXPECT_EQ(capture_->RestorableUntil(), t0 + 1s);
+  EXPECT_EQ(Recorded().last_seq, 2);
+  EXPECT_EQ(Recorded().capture_position, "p2");
+  capture_->Stop();
+  EXPECT_EQ(StoredRecords(), (std::vector<std::pair<int64_t, std::string>>{{1, "a"}, {2, "b"}}));
+  EXPECT_FALSE(capture_->CatchUp().ok()) << "nothing is read once nothing can be stored";
+}
 
-    {
-      std::lock_guard lock(gate_mu);
-      fail_next = Status(errors::kServiceUnavailable, "injected");
-    }
-    Status failed = capture.Flush();
-    EXPECT_FALSE(failed.ok());
-    EXPECT_EQ(capture.RestorableUntil(), t0);
-    EXPECT_EQ(recorded().last_seq, 1);
-    ASSERT_TRUE(capture.Flush().ok()) << "tried again";
-    EXPECT_EQ(capture.RestorableUntil(), t0 + 1s);
-    EXPECT_EQ(recorded().last_seq, 2);
-    EXPECT_EQ(recorded().capture_position, "p2");
-    capture.Stop();
-
-    auto segments = store.ListLogSegments("db-TEST", TimePoint{}, t0 + 1h);
-    ASSERT_TRUE(segments.ok());
-    std::vector<std::pair<int64_t, std::string>> records;
-    for (const auto& seg : *segments) {
-      auto payload = store.ReadLogSegment("db-TEST", seg);
-      ASSERT_TRUE(payload.ok());
-      auto decoded = DecodeLogRecords(*payload);
-      ASSERT_TRUE(decoded.ok());
-      for (auto& r : *decoded) records.emplace_back(r.seq, r.redo);
-    }
-    EXPECT_EQ(records, (std::vector<std::pair<int64_t, std::string>>{{1, "a"}, {2, "b"}}));
-  }
-  std::filesystem::remove_all(dir);
+// A continuity break read while the store is failing: the batch after it is
+// kept, the gap is reported, and the log before it is stored in the end.
+TEST_F(ShippingTest, AGapWhileTheStoreFailsLosesNothing) {
+  Open();
+  FailPuts(2);
+  const TimePoint t0 = clock_.Now();
+  script_->Add(t0, "a");
+  ASSERT_TRUE(capture_->CatchUp().ok());
+  EXPECT_FALSE(capture_->Flush().ok());  // a is in flight, failing
+  clock_.Advance(1s);
+  script_->Add(clock_.Now(), "b");
+  ASSERT_TRUE(capture_->CatchUp().ok());  // b buffered behind a
+  clock_.Advance(1s);
+  script_->BreakNext("slot lost");
+  script_->Add(clock_.Now(), "c");
+  auto mark = capture_->CatchUp();
+  ASSERT_TRUE(mark.ok()) << mark.status().ToString();
+  EXPECT_EQ(mark->seq, 3);
+  ASSERT_EQ(gaps_.size(), 1u);
+  EXPECT_TRUE(gaps_[0].breaks);
+  EXPECT_EQ(gaps_[0].from, t0 + 1s) << "the gap starts at the last complete poll before it";
+  ASSERT_TRUE(capture_->Flush().ok());
+  EXPECT_EQ(Recorded().last_seq, 3);
+  EXPECT_EQ(StoredRecords(), (std::vector<std::pair<int64_t, std::string>>{{1, "a"}, {2, "b"}, {3, "c"}}));
 }
 
 }  // namespace strata::control

@@ -65,6 +65,7 @@ void InstanceCapture::Stop() {
   if (st.ok()) st = WaitShippedLocked(lock, cut_);
   shipper_stop_ = true;
   ship_cv_.notify_all();
+  shipped_cv_.notify_all();
   lock.unlock();
   shipper_.join();
   lock.lock();
@@ -118,6 +119,11 @@ TimePoint InstanceCapture::RestorableUntil() {
 }
 
 Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
+  // What is read now could no longer be stored.
+  if (shipper_stop_) return Status(errors::kServiceUnavailable, "the change-log capture has stopped");
+  // A full buffer behind a segment not yet stored (the store is failing):
+  // the engine keeps its log rather than this process's memory growing.
+  if (in_flight_ && buffer_bytes_ >= kMaxSegmentBytes) return WaitShippedLocked(lock, cut_);
   // Every commit made before `now` is in this batch or an earlier one.
   TimePoint now = clock_.Now();
   // Where the buffered records end, should this poll break continuity.
@@ -129,10 +135,18 @@ Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
   lock.lock();
   ASSIGN_OR_RETURN(auto batch, std::move(polled_batch));
   if (batch.gap) {
-    // The log is whole up to durable_until_: the gap starts there.
-    if (!buffer_.empty()) RETURN_IF_ERROR(FlushLocked(lock, complete_until_, buffered_until));
-    RETURN_IF_ERROR(WaitShippedLocked(lock, cut_));
-    catalog::LogGap gap{durable_until_, now, true, batch.gap_reason};
+    // What is buffered goes in a segment of its own (unless the shipper is
+    // failing: then the next one holds both sides), and the engine is not
+    // told of the old stream's positions any more.
+    if (!buffer_.empty()) {
+      if (Status st = FlushLocked(lock, complete_until_, buffered_until); !st.ok()) {
+        log::Warn("change-log segment before a gap not cut", {{"resource", resource_id_}, {"error", st.ToString()}});
+      }
+    }
+    ++stream_epoch_;
+    durable_position_.clear();
+    // The log was whole up to the last complete poll: the gap starts there.
+    catalog::LogGap gap{std::max(durable_until_, complete_until_), now, true, batch.gap_reason};
     log::Warn("change-log continuity broken", {{"resource", resource_id_}, {"reason", batch.gap_reason}});
     if (on_gap_) on_gap_(gap);
   } else if (first_poll_ && resumed_ && !batch.transactions.empty()) {
@@ -171,6 +185,7 @@ Status InstanceCapture::FlushLocked(std::unique_lock<std::mutex>& lock, TimePoin
                                     const std::string& position) {
   // One segment stores while the next fills; segments are stored in order.
   RETURN_IF_ERROR(WaitShippedLocked(lock, cut_));
+  if (shipper_stop_) return Status(errors::kServiceUnavailable, "the change-log capture has stopped");
   // Built in place: the pieces point into the shipment's own records and headers.
   Shipment& s = in_flight_.emplace();
   s.first = buffer_.front().time;
@@ -178,14 +193,11 @@ Status InstanceCapture::FlushLocked(std::unique_lock<std::mutex>& lock, TimePoin
   s.records = std::move(buffer_);
   buffer_.clear();
   s.pieces = LogRecordPieces(s.records, s.headers);
-  const size_t segment_bytes = s.headers.size() + buffer_bytes_;
+  s.bytes = s.headers.size() + buffer_bytes_;
+  s.stream_epoch = stream_epoch_;
   s.complete_until = polled_at;
   s.position = position.empty() ? capture_->Position() : position;
   s.last_seq = next_seq_ - 1;
-  if (segment_bytes < kMaxSegmentBytes / 2) {
-    if (small_segments_++ == 0) first_small_at_ = clock_.Now();
-    small_bytes_ += segment_bytes;
-  }
   buffer_bytes_ = 0;
   ++cut_;
   ship_cv_.notify_all();
@@ -214,7 +226,15 @@ void InstanceCapture::ShipLoop() {
       in_flight_.reset();
       ++stored_;
       durable_until_ = std::max(durable_until_, stored.complete_until);
+      if (stored.bytes < kMaxSegmentBytes / 2) {
+        if (small_segments_++ == 0) first_small_at_ = clock_.Now();
+        small_bytes_ += stored.bytes;
+      }
       Status persisted = PersistLocked(stored.position, stored.last_seq);
+      // Recorded where a restart resumes: the engine may drop its log up to
+      // here (told on the polling side, which alone drives the engine), unless
+      // the position is of a stream a gap has since replaced.
+      if (persisted.ok() && stored.stream_epoch == stream_epoch_) durable_position_ = stored.position;
       if (!persisted.ok()) {
         log::Warn("change-log position not recorded", {{"resource", resource_id_}, {"error", persisted.ToString()}});
       }
@@ -245,8 +265,10 @@ std::optional<TimePoint> InstanceCapture::TakeCompaction() {
 Status InstanceCapture::PersistLocked() {
   // Nothing buffered or in flight: the engine's position is durable in the repository.
   if (!buffer_.empty() || in_flight_) return Status::Ok();
-  RETURN_IF_ERROR(PersistLocked(capture_->Position(), next_seq_ - 1));
-  capture_->Durable(std::exchange(durable_position_, ""));
+  std::string position = capture_->Position();
+  RETURN_IF_ERROR(PersistLocked(position, next_seq_ - 1));
+  durable_position_.clear();
+  capture_->Durable(position);
   return Status::Ok();
 }
 
@@ -259,9 +281,6 @@ Status InstanceCapture::PersistLocked(const std::string& position, int64_t last_
     ab.restorable_until = durable_until_;
     return catalog_->PutAutomatedBackup(ab);
   }));
-  // Recorded where a restart resumes: the engine may drop its log up to
-  // here (told on the polling side, which alone drives the engine).
-  durable_position_ = position;
   return Status::Ok();
 }
 

@@ -72,6 +72,8 @@ class InstanceCapture {
     TimePoint complete_until{};   // durable_until_ once it is stored
     std::string position;         // the engine's position after its last record
     int64_t last_seq = 0;
+    size_t bytes = 0;             // its payload
+    uint64_t stream_epoch = 0;    // stream_epoch_ when it was cut
   };
 
   void Loop();
@@ -103,6 +105,7 @@ class InstanceCapture {
   std::vector<LogRecord> buffer_;
   size_t buffer_bytes_ = 0;
   std::string durable_position_;  // recorded in the catalog; the engine is told before its next poll
+  uint64_t stream_epoch_ = 0;     // gaps seen: a position from before the last one is not the engine's
   std::optional<Shipment> in_flight_;  // set by the capture side, cleared by the shipper once stored
   std::condition_variable ship_cv_;     // in_flight_ set, or the shipper is to stop
   std::condition_variable shipped_cv_;  // in_flight_ cleared, or an attempt failed

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -85,6 +86,7 @@ class PgCapture final : public ChangeCapture {
     bool complete = false;
     auto flushed = FlushedLsn();
     if (flushed.ok()) {
+      flushed_ = *flushed;
       auto deadline = std::chrono::steady_clock::now() + kCatchUpDeadline;
       while (received_ < *flushed && pending_bytes_ < kMaxBatchBytes &&
              std::chrono::steady_clock::now() < deadline) {
@@ -228,8 +230,12 @@ class PgCapture final : public ChangeCapture {
   void AppendWal(uint64_t start, std::string_view data) {
     while (!data.empty()) {
       if (pending_.empty() || pending_.back().size() - kWalChunkHeaderBytes >= kMaxRecordBytes) {
+        // Sized for what the server said it has (a backlog: whole records),
+        // not more: a poll every few milliseconds under a light load must
+        // not allocate a record's worth each time.
+        const uint64_t expected = std::max<uint64_t>(data.size(), flushed_ > start ? flushed_ - start : 0);
         pending_.push_back(EncodeWalChunk(timeline_, start, {}));
-        pending_.back().reserve(kWalChunkHeaderBytes + kMaxRecordBytes);
+        pending_.back().reserve(kWalChunkHeaderBytes + std::min<uint64_t>(kMaxRecordBytes, expected));
       }
       std::string& chunk = pending_.back();
       size_t n = std::min(data.size(), kMaxRecordBytes - (chunk.size() - kWalChunkHeaderBytes));
@@ -278,6 +284,7 @@ class PgCapture final : public ChangeCapture {
   uint64_t received_ = 0;  // end of the WAL read from the stream
   uint64_t returned_ = 0;  // end of the WAL handed out by Poll
   uint64_t durable_ = 0;   // end of the WAL the repository holds
+  uint64_t flushed_ = 0;   // the server's flushed WAL at the last poll
   std::vector<std::string> pending_;  // read, not yet handed out: WAL chunks
   size_t pending_bytes_ = 0;
   std::chrono::steady_clock::time_point last_feedback_{};
