@@ -226,10 +226,8 @@ void InstanceCapture::ShipLoop() {
       in_flight_.reset();
       ++stored_;
       durable_until_ = std::max(durable_until_, stored.complete_until);
-      if (stored.bytes < kMaxSegmentBytes / 2) {
-        if (small_segments_++ == 0) first_small_at_ = clock_.Now();
-        small_bytes_ += stored.bytes;
-      }
+      if (unmerged_segments_++ == 0) first_unmerged_at_ = clock_.Now();
+      if (stored.bytes < kMaxSegmentBytes / 2) small_bytes_ += stored.bytes;
       Status persisted = PersistLocked(stored.position, stored.last_seq);
       // Recorded where a restart resumes: the engine may drop its log up to
       // here (told on the polling side, which alone drives the engine), unless
@@ -255,10 +253,11 @@ void InstanceCapture::ShipLoop() {
 std::optional<TimePoint> InstanceCapture::TakeCompaction() {
   std::lock_guard lock(mu_);
   TimePoint now = clock_.Now();
-  const bool due = small_bytes_ >= kCompactAfterBytes || (small_segments_ >= 2 && now - first_small_at_ >= kCompactAfter);
+  const bool due =
+      small_bytes_ >= kCompactAfterBytes || (unmerged_segments_ >= 2 && now - first_unmerged_at_ >= kCompactAfter);
   if (!due) return std::nullopt;
   small_bytes_ = 0;
-  small_segments_ = 0;
+  unmerged_segments_ = 0;
   return now;
 }
 

@@ -56,9 +56,11 @@ class InstanceCapture {
   // Every commit up to this time is durable in the repository.
   TimePoint RestorableUntil();
   // Segments shipped on the flush interval are small (a fraction of a
-  // second's log each). Once they are worth merging (kCompactAfterBytes of
-  // them, or two or more the oldest of which is kCompactAfter old), returns
-  // a time before which they all end, once; nullopt before that.
+  // second's log each), and a drained backlog's large ones are compressed
+  // at the live level. Once they are worth merging (kCompactAfterBytes of
+  // small ones, or two or more of any size the oldest of which is
+  // kCompactAfter old), returns a time before which they all end, once;
+  // nullopt before that.
   std::optional<TimePoint> TakeCompaction();
 
  private:
@@ -121,8 +123,8 @@ class InstanceCapture {
   TimePoint last_persist_{};
   std::chrono::steady_clock::time_point last_new_at_{};  // the last poll that brought transactions
   size_t small_bytes_ = 0;  // shipped in small segments since the last TakeCompaction
-  int small_segments_ = 0;
-  TimePoint first_small_at_{};
+  int unmerged_segments_ = 0;  // of any size, since the last TakeCompaction
+  TimePoint first_unmerged_at_{};
   bool resumed_ = false;
   bool first_poll_ = true;
   Status error_;

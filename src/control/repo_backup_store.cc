@@ -80,7 +80,8 @@ class RepoBackupStore final : public BackupStore {
     return repo_->DeleteLogSegmentsBefore(stream, Us(time));
   }
   Result<LogCompaction> CompactLog(const std::string& stream, TimePoint before) override {
-    ASSIGN_OR_RETURN(auto st, repo_->CompactLog(stream, repo::LogCompactionOptions{.before_us = Us(before)}));
+    ASSIGN_OR_RETURN(auto st, repo_->CompactLog(stream, repo::LogCompactionOptions{.before_us = Us(before),
+                                                                                   .merge_large = true}));
     return LogCompaction{st.segments_merged, st.segments_written, static_cast<int64_t>(st.bytes_before),
                          static_cast<int64_t>(st.bytes_after), st.more};
   }

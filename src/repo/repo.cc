@@ -1472,18 +1472,23 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
     return Status::Ok();
   };
   for (const auto& s : visible) {
-    const bool small = s.stored_bytes < options.small_stored_bytes && s.last_time_us < options.before_us &&
-                       s.last_time_us - s.first_time_us < options.max_span_us;
-    if (!group.empty() && (!small || s.seq != group.back().LastSeq() + 1 ||
+    const bool live_large = options.merge_large && s.LastSeq() == s.seq;
+    const bool eligible = (s.stored_bytes < options.small_stored_bytes || live_large) &&
+                          s.last_time_us < options.before_us &&
+                          s.last_time_us - s.first_time_us < options.max_span_us;
+    if (!group.empty() && (!eligible || s.seq != group.back().LastSeq() + 1 ||
                            s.last_time_us - group.front().first_time_us >= options.max_span_us)) {
       RETURN_IF_ERROR(write_group());
     }
-    if (!small) continue;
+    if (!eligible) continue;
     ASSIGN_OR_RETURN(auto bytes, ReadLogSegment(s));
     payload += bytes;
     group.push_back(s);
     group_stored += s.stored_bytes;
-    if (group_stored >= options.target_stored_bytes || payload.size() >= options.target_raw_bytes) {
+    // A group is written once it reaches the targets with two members at
+    // least (large segments are merged in pairs).
+    if (group.size() >= 2 &&
+        (group_stored >= options.target_stored_bytes || payload.size() >= options.target_raw_bytes)) {
       RETURN_IF_ERROR(write_group());
       // Bounded passes: retention waits for a running one, and a long
       // backlog (a first pass after an upgrade) is taken over several.

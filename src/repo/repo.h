@@ -251,6 +251,10 @@ struct LogCompactionOptions {
   // Merged segments are written once and read rarely: worth a slower level
   // than the live segments' 1 (11% smaller on PostgreSQL WAL at level 3).
   int zstd_level = 3;
+  // Large live segments (a drained backlog's, stored at level 1) are merged
+  // too, two or more at a time, so that they are recompressed at zstd_level;
+  // a merged segment is never taken again for its size alone.
+  bool merge_large = false;
 };
 
 struct LogCompactionStats {

@@ -621,6 +621,39 @@ TEST_P(RepoTest, CompactionMergesSmallSegmentsAndReadersSeeTheSameLog) {
             std::string::npos);
 }
 
+// A drained backlog's large live segments (level 1) are recompressed in
+// pairs when asked to; a merged segment is not taken again for its size.
+TEST_P(RepoTest, CompactionRecompressesLargeLiveSegmentsInPairs) {
+  std::mt19937_64 rng(5);
+  std::string expected;
+  for (int i = 0; i < 5; ++i) {
+    std::string text(50000, '\0');
+    for (auto& c : text) c = static_cast<char>('a' + rng() % 8);
+    ASSERT_TRUE(repo_->AppendLogSegment("db-A", 100 * i, 100 * i + 50, text).ok());
+    expected += text;
+  }
+  LogCompactionOptions opts{.before_us = 10000, .small_stored_bytes = 1500, .target_stored_bytes = 1u << 20,
+                            .target_raw_bytes = 60000};
+  auto untouched = repo_->CompactLog("db-A", opts);
+  ASSERT_TRUE(untouched.ok());
+  EXPECT_EQ(untouched->segments_written, 0u) << "large segments stay unless asked";
+  opts.merge_large = true;
+  auto stats = repo_->CompactLog("db-A", opts);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->segments_merged, 4u);
+  EXPECT_EQ(stats->segments_written, 2u);
+  EXPECT_GT(stats->bytes_after, 0u);  // (smaller on WAL; this random text is not)
+  auto segs = repo_->ListLogSegments("db-A", INT64_MIN, INT64_MAX);
+  ASSERT_EQ(segs->size(), 3u) << "two pairs and the fifth alone";
+  EXPECT_EQ((*segs)[0].LastSeq(), 2u);
+  EXPECT_EQ((*segs)[1].LastSeq(), 4u);
+  EXPECT_EQ((*segs)[2].seq, 5u);
+  EXPECT_EQ(ReadWholeLog(*repo_, "db-A"), expected);
+  auto again = repo_->CompactLog("db-A", opts);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->segments_written, 0u) << "merged segments are not merged again for their size";
+}
+
 // Two segments under one seq (a put that failed after storing, then the
 // retry with more records, as a Strata before this one could leave) both
 // stay visible, and compaction loses neither; a failed put uses up its seq;
