@@ -275,7 +275,11 @@ class ControlPlane::Impl {
         std::lock_guard lock(compaction_mu);
         compactions_queued.erase(stream);
       }
-      auto done = backups->CompactLog(stream, before);
+      // In the background of a database under write load (compaction
+      // follows the load): at the lowest CPU priority, so the writers and
+      // the capture that keep up with them come first.
+      Result<LogCompaction> done = Status(errors::kInternalFailure, "not run");
+      RunAtBackgroundPriority([&] { done = backups->CompactLog(stream, before); });
       if (!done.ok()) {
         log::Warn("change-log compaction failed", {{"resource", stream}, {"error", done.status().ToString()}});
       } else if (done->segments_written > 0) {
