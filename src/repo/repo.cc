@@ -14,6 +14,7 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <thread>
@@ -231,6 +232,9 @@ class Repository::Impl {
   // Compaction and retention one at a time: a merged segment written after
   // retention listed the stream would outlive the deletion.
   std::mutex log_rewrite_mu;
+  // Retention waiting for log_rewrite_mu: a compaction running at idle
+  // priority then finishes at normal priority (no priority inversion).
+  std::atomic<int> log_rewrite_waiting{0};
 
   // Lookups take it shared (a snapshot's workers look up ids side by side);
   // adding a pack takes it exclusive.
@@ -1416,7 +1420,9 @@ Result<std::string> Repository::ReadLogSegment(const LogSegment& segment) {
 
 Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us) {
   if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
+  ++impl_->log_rewrite_waiting;
   std::lock_guard rewrite(impl_->log_rewrite_mu);
+  --impl_->log_rewrite_waiting;
   // Merged segments' leftovers too: they are past retention as well.
   ASSIGN_OR_RETURN(auto all, StoredLogSegments(*impl_->store, stream));
   std::vector<std::string> keys;
@@ -1429,6 +1435,12 @@ Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, 
 Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, const LogCompactionOptions& options) {
   if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
   std::lock_guard rewrite(impl_->log_rewrite_mu);
+  // Compaction may run at idle priority (stratad runs it so): once
+  // retention waits for it, it finishes at normal priority.
+  std::optional<ScopedNormalPriority> lifted;
+  auto lift_if_waited_for = [&] {
+    if (!lifted && impl_->log_rewrite_waiting.load() > 0) lifted.emplace();
+  };
   ASSIGN_OR_RETURN(auto stored, StoredLogSegments(*impl_->store, stream));
   std::vector<LogSegment> visible, covered;
   SplitCovered(std::move(stored), visible, &covered);
@@ -1442,6 +1454,7 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
   std::string payload;
   uint64_t group_stored = 0;
   auto write_group = [&]() -> Status {
+    lift_if_waited_for();
     if (group.size() >= 2) {
       // Merged segments exist only in repositories that say so.
       RETURN_IF_ERROR(impl_->RaiseFormat());
@@ -1472,6 +1485,7 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
     return Status::Ok();
   };
   for (const auto& s : visible) {
+    lift_if_waited_for();
     const bool live_large = options.merge_large && s.LastSeq() == s.seq;
     const bool eligible = (s.stored_bytes < options.small_stored_bytes || live_large) &&
                           s.last_time_us < options.before_us &&
