@@ -96,8 +96,9 @@ class BackupStore {
   virtual Result<std::string> ReadLogSegment(const std::string& stream, const LogSegmentRef& segment) = 0;
   // Deletes the segments that end before `time`; returns how many.
   virtual Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, TimePoint time) = 0;
-  // Merges the small segments that end before `before` into large ones
-  // (fewer objects, better compression); readers see the same records.
+  // Merges the small segments that end before `before` into large ones,
+  // and a drained backlog's large ones in pairs (fewer objects, better
+  // compression); readers see the same records.
   virtual Result<LogCompaction> CompactLog(const std::string& stream, TimePoint before) = 0;
   // Ids of every stored snapshot, to reconcile with the catalog after a crash.
   virtual Result<std::vector<std::string>> ListSnapshots() = 0;

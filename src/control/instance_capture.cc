@@ -10,6 +10,8 @@
 namespace strata::control {
 namespace {
 
+Status Stopped() { return Status(errors::kServiceUnavailable, "the change-log capture has stopped"); }
+
 constexpr size_t kMaxSegmentBytes = 16 << 20;
 constexpr auto kPersistInterval = std::chrono::milliseconds(500);
 constexpr auto kPollWait = std::chrono::milliseconds(100);
@@ -69,7 +71,6 @@ void InstanceCapture::Stop() {
   lock.unlock();
   shipper_.join();
   lock.lock();
-  if (st.ok() && in_flight_) st = ship_error_;
   if (st.ok()) st = PersistLocked();
   // What was not stored is read again on the next start: the persisted
   // position stops before it.
@@ -120,7 +121,7 @@ TimePoint InstanceCapture::RestorableUntil() {
 
 Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
   // What is read now could no longer be stored.
-  if (shipper_stop_) return Status(errors::kServiceUnavailable, "the change-log capture has stopped");
+  if (shipper_stop_) return Stopped();
   // A full buffer behind a segment not yet stored (the store is failing):
   // the engine keeps its log rather than this process's memory growing.
   if (in_flight_ && buffer_bytes_ >= kMaxSegmentBytes) return WaitShippedLocked(lock, cut_);
@@ -185,7 +186,7 @@ Status InstanceCapture::FlushLocked(std::unique_lock<std::mutex>& lock, TimePoin
                                     const std::string& position) {
   // One segment stores while the next fills; segments are stored in order.
   RETURN_IF_ERROR(WaitShippedLocked(lock, cut_));
-  if (shipper_stop_) return Status(errors::kServiceUnavailable, "the change-log capture has stopped");
+  if (shipper_stop_) return Stopped();
   // Built in place: the pieces point into the shipment's own records and headers.
   Shipment& s = in_flight_.emplace();
   s.first = buffer_.front().time;
@@ -208,7 +209,7 @@ Status InstanceCapture::WaitShippedLocked(std::unique_lock<std::mutex>& lock, ui
   const uint64_t failures = ship_failures_;
   shipped_cv_.wait(lock, [&] { return stored_ >= cut || ship_failures_ != failures || shipper_stop_; });
   if (stored_ >= cut) return Status::Ok();
-  return ship_failures_ != failures ? ship_error_ : Status(errors::kInternalFailure, "capture stopped");
+  return ship_failures_ != failures ? ship_error_ : Stopped();
 }
 
 void InstanceCapture::ShipLoop() {
@@ -228,13 +229,13 @@ void InstanceCapture::ShipLoop() {
       durable_until_ = std::max(durable_until_, stored.complete_until);
       if (unmerged_segments_++ == 0) first_unmerged_at_ = clock_.Now();
       if (stored.bytes < kMaxSegmentBytes / 2) small_bytes_ += stored.bytes;
-      Status persisted = PersistLocked(stored.position, stored.last_seq);
-      // Recorded where a restart resumes: the engine may drop its log up to
-      // here (told on the polling side, which alone drives the engine), unless
-      // the position is of a stream a gap has since replaced.
-      if (persisted.ok() && stored.stream_epoch == stream_epoch_) durable_position_ = stored.position;
-      if (!persisted.ok()) {
+      if (Status persisted = PersistLocked(stored.position, stored.last_seq); !persisted.ok()) {
         log::Warn("change-log position not recorded", {{"resource", resource_id_}, {"error", persisted.ToString()}});
+      } else if (stored.stream_epoch == stream_epoch_) {
+        // Recorded where a restart resumes: the engine may drop its log up
+        // to here (told on the polling side, which alone drives the engine),
+        // unless the position is of a stream a gap has since replaced.
+        durable_position_ = stored.position;
       }
       shipped_cv_.notify_all();
       continue;

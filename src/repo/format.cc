@@ -281,14 +281,6 @@ constexpr size_t kLogFrameBytes = 2 << 20;
 
 namespace {
 
-using ZstdContext = std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)>;
-
-// One per thread, kept: a fresh context is fresh memory (page faults).
-ZSTD_CCtx* ThreadContext() {
-  thread_local ZstdContext cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-  return cctx.get();
-}
-
 // The payload cut into frame inputs: a piece of kLogFrameBytes or more is
 // read in place (in parts of at most kLogFrameBytes); runs of smaller pieces
 // are gathered into `gathered` (sized first, so views into it stay valid).
@@ -325,6 +317,11 @@ Status ZstdFailure(size_t n) {
 
 }  // namespace
 
+size_t ZstdCompressKept(char* dst, size_t capacity, std::string_view src, int level) {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  return ZSTD_compressCCtx(cctx.get(), dst, capacity, src.data(), src.size(), level);
+}
+
 Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
                           const std::function<Status(std::string_view)>& sink, int zstd_level) {
   size_t total = 0;
@@ -346,7 +343,7 @@ Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
       input = gathered;
     }
     if (z.size() < ZSTD_compressBound(total)) z.resize(ZSTD_compressBound(total));
-    size_t n = ZSTD_compressCCtx(ThreadContext(), z.data(), z.size(), input.data(), input.size(), zstd_level);
+    size_t n = ZstdCompressKept(z.data(), z.size(), input, zstd_level);
     if (ZSTD_isError(n)) return ZstdFailure(n);
     RETURN_IF_ERROR(out.Put(std::string_view(z.data(), n)));
     return out.Finish();
@@ -374,8 +371,7 @@ Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
       workers.threads(),
       [&](size_t begin, size_t end) {
         for (size_t i = first[begin]; i < first[end]; ++i) {
-          written[i] = ZSTD_compressCCtx(ThreadContext(), into + offset[i], offset[i + 1] - offset[i],
-                                         frames[i].data(), frames[i].size(), zstd_level);
+          written[i] = ZstdCompressKept(into + offset[i], offset[i + 1] - offset[i], frames[i], zstd_level);
         }
       },
       /*serial_below=*/2);

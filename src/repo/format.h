@@ -92,6 +92,10 @@ struct Manifest {
 Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
                           const std::function<Status(std::string_view)>& sink, int zstd_level = 1);
 Result<std::string> DecodeLogSegment(std::string_view bytes);
+// ZSTD_compressCCtx with a context the calling thread keeps (a fresh one is
+// hundreds of KiB of fresh memory): the compressed size, or a zstd error
+// code (ZSTD_isError).
+size_t ZstdCompressKept(char* dst, size_t capacity, std::string_view src, int level);
 
 std::string EncodeManifest(const Manifest& m);
 // The same bytes handed to `sink` in pieces of about 1 MiB, checksum last:

@@ -132,12 +132,8 @@ Result<size_t> ReadFully(const FileSource& f, uint64_t offset, char* out, size_t
   return done;
 }
 
-// zstd contexts are costly to create (hundreds of KiB each): one per thread,
-// reused for every 4 KiB chunk.
-ZSTD_CCtx* ThreadCCtx() {
-  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-  return ctx.get();
-}
+// zstd contexts are costly to create (hundreds of KiB each): one per
+// thread, reused for every frame (compression: ZstdCompressKept).
 ZSTD_DCtx* ThreadDCtx() {
   thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   return ctx.get();
@@ -327,7 +323,7 @@ class Repository::Impl {
     // page faults and zeroing worth a tenth of a snapshot's time.
     thread_local std::string z;
     if (z.size() < ZSTD_compressBound(raw.size())) z.resize(ZSTD_compressBound(raw.size()));
-    size_t n = ZSTD_compressCCtx(ThreadCCtx(), z.data(), z.size(), raw.data(), raw.size(), options.zstd_level);
+    size_t n = ZstdCompressKept(z.data(), z.size(), raw, options.zstd_level);
     std::string_view plain = raw;
     out.codec = Codec::kRaw;
     if (!ZSTD_isError(n) && n < raw.size()) {
@@ -1449,7 +1445,7 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
   for (const auto& s : covered) leftovers.push_back(LogKey(s));
   RETURN_IF_ERROR(impl_->store->DeleteMany(leftovers));
 
-  // A group: consecutive small segments, read one by one into `payload`.
+  // A group: consecutive eligible segments, read one by one into `payload`.
   std::vector<LogSegment> group;
   std::string payload;
   uint64_t group_stored = 0;

@@ -235,11 +235,12 @@ struct LogSegment {
 };
 
 // Which log segments CompactLog merges: runs of consecutive small segments
-// that all end before `before_us`, into segments of about target bytes.
+// (and, with merge_large, unmerged large ones) that all end before
+// `before_us`, into segments of about target bytes.
 struct LogCompactionOptions {
   int64_t before_us = 0;
   // A segment stored in fewer bytes is small; a merged segment is written
-  // once its members hold target_stored_bytes or target_raw_bytes.
+  // once two or more members hold target_stored_bytes or target_raw_bytes.
   uint64_t small_stored_bytes = 1u << 20;
   uint64_t target_stored_bytes = 4u << 20;
   uint64_t target_raw_bytes = 16u << 20;
@@ -258,7 +259,7 @@ struct LogCompactionOptions {
 };
 
 struct LogCompactionStats {
-  uint64_t segments_merged = 0;   // small segments replaced
+  uint64_t segments_merged = 0;   // segments replaced
   uint64_t segments_written = 0;  // merged segments written
   uint64_t bytes_before = 0;      // stored bytes of the segments replaced
   uint64_t bytes_after = 0;       // stored bytes of the merged segments
@@ -351,7 +352,8 @@ class Repository {
   // Deletes the segments that end before `time_us` (retention); returns how many.
   Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us);
   // Merges runs of small segments (a capture ships one every fraction of a
-  // second under load) into few large ones, so that a stream is not
+  // second under load) into few large ones (and, with merge_large, a
+  // drained backlog's level-1 segments in pairs), so that a stream is not
   // hundreds of thousands of objects a day and compresses as a whole. The
   // merged segment is durable before its members are deleted; a crash in
   // between leaves members that listings hide and the next call deletes.
