@@ -382,14 +382,29 @@ Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
   return out.Finish();
 }
 
-Result<std::string> DecodeLogSegment(std::string_view bytes) {
+Result<LogSegmentFrames> LogSegmentFramesOf(std::string_view bytes) {
   ASSIGN_OR_RETURN(auto body, Unseal(bytes, kLogMagic, "log segment"));
   if (body.size() < 8) return Status(errors::kCorruption, "log segment is truncated");
   uint64_t raw = GetU64(body.data());
   if (raw > (1ull << 34)) return Status(errors::kCorruption, "log segment size is implausible");
-  std::string out(raw, '\0');
-  size_t n = ZSTD_decompress(out.data(), out.size(), body.data() + 8, body.size() - 8);
-  if (ZSTD_isError(n) || n != raw) return Status(errors::kCorruption, "log segment does not decompress");
+  return LogSegmentFrames{raw, body.substr(8)};
+}
+
+Status EncodeLogFramesTo(uint64_t raw_bytes, std::span<const std::string_view> frames,
+                         const std::function<Status(std::string_view)>& sink) {
+  std::string header(kLogMagic);
+  PutU64(header, raw_bytes);
+  SealingSink out(sink);
+  RETURN_IF_ERROR(out.Put(header));
+  for (auto f : frames) RETURN_IF_ERROR(out.Put(f));
+  return out.Finish();
+}
+
+Result<std::string> DecodeLogSegment(std::string_view bytes) {
+  ASSIGN_OR_RETURN(auto segment, LogSegmentFramesOf(bytes));
+  std::string out(segment.raw_bytes, '\0');
+  size_t n = ZSTD_decompress(out.data(), out.size(), segment.frames.data(), segment.frames.size());
+  if (ZSTD_isError(n) || n != segment.raw_bytes) return Status(errors::kCorruption, "log segment does not decompress");
   return out;
 }
 

@@ -92,6 +92,17 @@ struct Manifest {
 Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
                           const std::function<Status(std::string_view)>& sink, int zstd_level = 1);
 Result<std::string> DecodeLogSegment(std::string_view bytes);
+// A stored log segment's zstd frames (a view into `bytes`, checksum
+// checked) and the payload size they decode to.
+struct LogSegmentFrames {
+  uint64_t raw_bytes = 0;
+  std::string_view frames;
+};
+Result<LogSegmentFrames> LogSegmentFramesOf(std::string_view bytes);
+// A segment made of other segments' frames, as they are: concatenated zstd
+// frames decode to the concatenated payloads, so merging needs no zstd.
+Status EncodeLogFramesTo(uint64_t raw_bytes, std::span<const std::string_view> frames,
+                         const std::function<Status(std::string_view)>& sink);
 // ZSTD_compressCCtx with a context the calling thread keeps (a fresh one is
 // hundreds of KiB of fresh memory): the compressed size, or a zstd error
 // code (ZSTD_isError).

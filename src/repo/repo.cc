@@ -1445,10 +1445,12 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
   for (const auto& s : covered) leftovers.push_back(LogKey(s));
   RETURN_IF_ERROR(impl_->store->DeleteMany(leftovers));
 
-  // A group: consecutive eligible segments, read one by one into `payload`.
+  // A group: consecutive eligible segments, their stored objects (opened)
+  // read one by one.
   std::vector<LogSegment> group;
-  std::string payload;
-  uint64_t group_stored = 0;
+  std::vector<std::string> objects;
+  uint64_t group_stored = 0, group_raw = 0;
+  bool recompress = false;  // a member's frames are worth compressing again
   auto write_group = [&]() -> Status {
     lift_if_waited_for();
     if (group.size() >= 2) {
@@ -1459,9 +1461,23 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
         merged.first_time_us = std::min(merged.first_time_us, g.first_time_us);
         merged.last_time_us = std::max(merged.last_time_us, g.last_time_us);
       }
+      std::vector<std::string_view> frames;
+      std::string payload;
+      for (const auto& o : objects) {
+        ASSIGN_OR_RETURN(auto member, LogSegmentFramesOf(o));
+        frames.push_back(member.frames);
+      }
+      if (recompress) {
+        payload.reserve(group_raw);
+        for (const auto& o : objects) {
+          ASSIGN_OR_RETURN(auto bytes, DecodeLogSegment(o));
+          payload += bytes;
+        }
+      }
       RETURN_IF_ERROR(impl_->PutStreamed(
           LogKey(merged),
           [&](const Impl::Sink& sink) {
+            if (!recompress) return EncodeLogFramesTo(group_raw, frames, sink);
             std::string_view whole = payload;
             return EncodeLogSegmentTo({&whole, 1}, sink, options.zstd_level);
           },
@@ -1476,13 +1492,14 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
       stats.bytes_after += merged.stored_bytes;
     }
     group.clear();
-    payload.clear();
-    group_stored = 0;
+    objects.clear();
+    group_stored = group_raw = 0;
+    recompress = false;
     return Status::Ok();
   };
   for (const auto& s : visible) {
     lift_if_waited_for();
-    const bool live_large = options.merge_large && s.LastSeq() == s.seq;
+    const bool live_large = options.merge_large && s.LastSeq() == s.seq && s.stored_bytes >= options.small_stored_bytes;
     const bool eligible = (s.stored_bytes < options.small_stored_bytes || live_large) &&
                           s.last_time_us < options.before_us &&
                           s.last_time_us - s.first_time_us < options.max_span_us;
@@ -1491,14 +1508,23 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
       RETURN_IF_ERROR(write_group());
     }
     if (!eligible) continue;
-    ASSIGN_OR_RETURN(auto bytes, ReadLogSegment(s));
-    payload += bytes;
+    auto bytes = impl_->store->Get(LogKey(s));
+    auto plain = bytes.ok() ? impl_->OpenObject(LogKey(s), std::move(*bytes)) : Result<std::string>(bytes.status());
+    if (!plain.ok()) return plain.status().WithContext(LogKey(s));
+    ASSIGN_OR_RETURN(auto member, LogSegmentFramesOf(*plain));
+    // A large live segment is at the live level (merge_large); small
+    // frames compress far better together.
+    const bool keep_frames = member.raw_bytes >= options.keep_frames_raw_bytes &&
+                             member.frames.size() * options.keep_frames_ratio <= member.raw_bytes;
+    recompress = recompress || live_large || !keep_frames;
+    objects.push_back(std::move(*plain));
     group.push_back(s);
     group_stored += s.stored_bytes;
+    group_raw += member.raw_bytes;
     // A group is written once it reaches the targets with two members at
     // least (large segments are merged in pairs).
     if (group.size() >= 2 &&
-        (group_stored >= options.target_stored_bytes || payload.size() >= options.target_raw_bytes)) {
+        (group_stored >= options.target_stored_bytes || group_raw >= options.target_raw_bytes)) {
       RETURN_IF_ERROR(write_group());
       // Bounded passes: retention waits for a running one, and a long
       // backlog (a first pass after an upgrade) is taken over several.
