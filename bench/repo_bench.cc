@@ -104,8 +104,11 @@ long PeakRssMiB() {
   return ru.ru_maxrss / 1024;
 }
 
+int zstd_level = repo::RepoOptions{}.zstd_level;
+
 repo::RepoOptions Options(bool encrypt) {
   repo::RepoOptions o;
+  o.zstd_level = zstd_level;
   if (encrypt) {
     std::string key(32, '\0');
     std::random_device rd;
@@ -166,6 +169,7 @@ int main(int argc, char** argv) {
   app.add_option("--rss-gib", rss_gib);
   app.add_option("--days", days);
   app.add_flag("--encrypt", encrypt, "Encrypt the repository (AES-256-GCM, HMAC chunk ids)");
+  app.add_option("--zstd-level", zstd_level, "The chunks' zstd level (default: the repository's)");
   CLI11_PARSE(app, argc, argv);
   fs::path dir = dir_s;
   fs::create_directories(dir);
