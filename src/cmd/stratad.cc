@@ -41,6 +41,7 @@ struct Options {
   bool s3_path_style = false;
   int s3_stall_timeout = 30;
   int repo_memory_mib = 256;
+  int repo_zstd_level = repo::RepoOptions{}.zstd_level;
   std::string repo_key_file;  // empty: an unencrypted repository
   std::string repo_key_id;
 };
@@ -128,6 +129,10 @@ int main(int argc, char** argv) {
                  "Working memory of one snapshot or restore, whatever the database's size")
       ->capture_default_str()
       ->check(CLI::Range(16, 65536));
+  app.add_option("--repo-zstd-level", opt.repo_zstd_level,
+                 "zstd level of new chunks (-7 fastest to 19 smallest); existing chunks keep theirs")
+      ->capture_default_str()
+      ->check(CLI::Range(-7, 19));
   auto* key_file = app.add_option("--repo-key-file", opt.repo_key_file,
                                   "Encrypt the backup repository at rest with the 256-bit key in this file (32 raw "
                                   "bytes or 64 hex digits, mode 0600); chosen when the repository is created");
@@ -186,6 +191,7 @@ int main(int argc, char** argv) {
   if (!store.ok()) return Fail(store.status());
   log::Info("backup repository", {{"store", (*store)->Describe()}});
   auto repo_options = repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20);
+  repo_options.zstd_level = opt.repo_zstd_level;
   if (!opt.repo_key_file.empty()) {
     auto keyring = cli::RepoKeyring(data_dir, opt.repo_key_file, opt.repo_key_id);
     if (!keyring.ok()) return Fail(keyring.status());

@@ -55,6 +55,19 @@ std::string ReadFile(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// Another handle on a store the test keeps (a repository owns its store).
+struct BorrowedStore final : storage::ObjectStore {
+  storage::ObjectStore* s;
+  explicit BorrowedStore(storage::ObjectStore* x) : s(x) {}
+  Status Put(const std::string& k, std::string_view b) override { return s->Put(k, b); }
+  Result<std::string> Get(const std::string& k) override { return s->Get(k); }
+  Result<std::string> GetRange(const std::string& k, uint64_t o, uint64_t n) override { return s->GetRange(k, o, n); }
+  Result<std::vector<storage::ObjectInfo>> List(const std::string& p) override { return s->List(p); }
+  Status Delete(const std::string& k) override { return s->Delete(k); }
+  Result<std::optional<uint64_t>> Stat(const std::string& k) override { return s->Stat(k); }
+  std::string Describe() const override { return s->Describe(); }
+};
+
 // Every test runs on the posix driver and, when an S3 endpoint is given
 // (S3_ENDPOINT and keys, as scripts/test exports for its Ceph RGW), on S3;
 // and each of those again with the repository encrypted ("-encrypted"): the
@@ -87,18 +100,7 @@ class RepoTest : public ::testing::TestWithParam<std::string> {
     repo_.reset();
     std::unique_ptr<storage::ObjectStore> store;
     if (via) {
-      struct Borrowed final : storage::ObjectStore {
-        storage::ObjectStore* s;
-        explicit Borrowed(storage::ObjectStore* x) : s(x) {}
-        Status Put(const std::string& k, std::string_view b) override { return s->Put(k, b); }
-        Result<std::string> Get(const std::string& k) override { return s->Get(k); }
-        Result<std::string> GetRange(const std::string& k, uint64_t o, uint64_t n) override { return s->GetRange(k, o, n); }
-        Result<std::vector<storage::ObjectInfo>> List(const std::string& p) override { return s->List(p); }
-        Status Delete(const std::string& k) override { return s->Delete(k); }
-        Result<std::optional<uint64_t>> Stat(const std::string& k) override { return s->Stat(k); }
-        std::string Describe() const override { return s->Describe(); }
-      };
-      store = std::make_unique<Borrowed>(via);
+      store = std::make_unique<BorrowedStore>(via);
     } else {
       store = DriverStore();
     }
@@ -981,6 +983,38 @@ TEST(RepoFormat, ConsecutiveNewChunksShareAFrame) {
   ASSERT_TRUE(repo->RestoreSnapshot("framed", out.string()).ok());
   EXPECT_EQ(ReadFile(out / "data.db"), text);
   fs::remove_all(out);
+}
+
+// The chunks' zstd level is the opener's choice: snapshots stored at the
+// fastest and at a slow level in one repository restore alike, and the slow
+// level stores less.
+TEST(RepoFormat, TheZstdLevelCanChangeBetweenOpens) {
+  auto mem = storage::NewMemoryStore();
+  auto* store = mem.get();
+  auto open = [&](int level) {
+    return std::move(Repository::Open(std::make_unique<BorrowedStore>(store), RepoOptions{.zstd_level = level})).value();
+  };
+  std::string fast_text, slow_text;
+  for (int i = 0; fast_text.size() < (256u << 10); ++i) {
+    fast_text += fmt::format("row {} of the fast one, {};", i, i * 7919 % 1000);
+    slow_text += fmt::format("row {} of the slow one, {};", i, i * 7919 % 1000);
+  }
+  MemFile fast_file{"data.db", fast_text}, slow_file{"data.db", slow_text};
+  auto fast = open(-7)->CreateSnapshot("fast", {}, {fast_file.Source()});
+  ASSERT_TRUE(fast.ok()) << fast.status().ToString();
+  auto slow_repo = open(19);
+  auto slow = slow_repo->CreateSnapshot("slow", {}, {slow_file.Source()});
+  ASSERT_TRUE(slow.ok()) << slow.status().ToString();
+  EXPECT_LT(slow->stored_bytes * 3, fast->stored_bytes * 2) << "level 19 against -7";
+  for (const auto& [id, text] : {std::pair{"fast", &fast_text}, std::pair{"slow", &slow_text}}) {
+    fs::path out = fs::temp_directory_path() / ("strata-level-" + RandomHex(6));
+    ASSERT_TRUE(slow_repo->RestoreSnapshot(id, out.string()).ok()) << id;
+    EXPECT_EQ(ReadFile(out / "data.db"), *text) << id;
+    fs::remove_all(out);
+  }
+  auto report = slow_repo->Verify(false);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok());
 }
 
 TEST(RepoFormat, RandomChunksGoIntoFramesApartFromCompressibleOnes) {

@@ -8,7 +8,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import StrataTestCase, wait_until
+from harness import Stratad, StrataTestCase, wait_until
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -124,6 +124,25 @@ class Snapshots(StrataTestCase):
         self.aws("rds", "delete-db-snapshot", "--db-snapshot-identifier", "q0")
         self.aws("rds", "wait", "db-snapshot-deleted", "--db-snapshot-identifier", "q0")
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "q3")
+
+    def test_the_chunks_zstd_level_is_a_setting(self):
+        self.server.stop()
+        bad = Stratad(self.server.data_dir, ["--repo-zstd-level", "20"])
+        with self.assertRaisesRegex(AssertionError, "--repo-zstd-level: Value 20 not in range -7 to 19"):
+            bad.start()
+        self.server.extra_args = ["--repo-zstd-level", "19"]
+        self.server.start()
+        self.create_instance("app")
+        fill(db_path(self, "app"), 2000)
+        self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "z19")
+        self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "z19")
+        self.server.stop()
+        self.server.extra_args = ["--repo-zstd-level", "-7"]
+        self.server.start()
+        self.aws("rds", "restore-db-instance-from-db-snapshot", "--db-instance-identifier", "copy",
+                 "--db-snapshot-identifier", "z19")
+        self.aws("rds", "wait", "db-instance-available", "--db-instance-identifier", "copy")
+        self.assertEqual(check(db_path(self, "copy")), (2000, 2000))
 
     def test_copy_tags_delete_and_final_snapshot_with_boto3(self):
         rds = self.client()
