@@ -105,10 +105,12 @@ long PeakRssMiB() {
 }
 
 int zstd_level = repo::RepoOptions{}.zstd_level;
+uint32_t chunk_kib = repo::RepoOptions{}.chunk_size / 1024;
 
 repo::RepoOptions Options(bool encrypt) {
   repo::RepoOptions o;
   o.zstd_level = zstd_level;
+  o.chunk_size = chunk_kib * 1024;
   if (encrypt) {
     std::string key(32, '\0');
     std::random_device rd;
@@ -170,6 +172,7 @@ int main(int argc, char** argv) {
   app.add_option("--days", days);
   app.add_flag("--encrypt", encrypt, "Encrypt the repository (AES-256-GCM, HMAC chunk ids)");
   app.add_option("--zstd-level", zstd_level, "The chunks' zstd level (default: the repository's)");
+  app.add_option("--chunk-kib", chunk_kib, "The chunk size in KiB (default: the repository's)");
   CLI11_PARSE(app, argc, argv);
   fs::path dir = dir_s;
   fs::create_directories(dir);

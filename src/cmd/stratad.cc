@@ -42,6 +42,7 @@ struct Options {
   int s3_stall_timeout = 30;
   int repo_memory_mib = 256;
   int repo_zstd_level = repo::RepoOptions{}.zstd_level;
+  uint32_t repo_chunk_kib = control::kMinChunkSize / 1024;
   std::string repo_key_file;  // empty: an unencrypted repository
   std::string repo_key_id;
 };
@@ -133,6 +134,19 @@ int main(int argc, char** argv) {
                  "zstd level of new chunks (-7 fastest to 19 smallest); existing chunks keep theirs")
       ->capture_default_str()
       ->check(CLI::Range(-7, 19));
+  app.add_option("--repo-chunk-kib", opt.repo_chunk_kib,
+                 "Least chunk size of new snapshots in KiB (a power of two, 4 to 1024); an engine with larger "
+                 "pages chunks at its page size")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        unsigned long n = 0;
+        try {
+          n = std::stoul(v);
+        } catch (...) {
+          return "not a number: " + v;
+        }
+        return n >= 4 && n <= 1024 && (n & (n - 1)) == 0 ? "" : "must be a power of two from 4 to 1024, got " + v;
+      });
   auto* key_file = app.add_option("--repo-key-file", opt.repo_key_file,
                                   "Encrypt the backup repository at rest with the 256-bit key in this file (32 raw "
                                   "bytes or 64 hex digits, mode 0600); chosen when the repository is created");
@@ -210,7 +224,7 @@ int main(int argc, char** argv) {
   cfg.region = opt.region;
   cfg.clock = &clock;
   cfg.manual_snapshot_quota = opt.manual_snapshot_quota;
-  auto control = control::ControlPlane::Open(cfg, std::move(*catalog), control::NewRepoBackupStore(shared_repo));
+  auto control = control::ControlPlane::Open(cfg, std::move(*catalog), control::NewRepoBackupStore(shared_repo, opt.repo_chunk_kib * 1024));
   if (!control.ok()) return Fail(control.status());
 
   api::ServerConfig scfg;

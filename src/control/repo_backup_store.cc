@@ -5,16 +5,13 @@
 namespace strata::control {
 namespace {
 
-// SQLite pages of 512 B-2 KiB share a 4 KiB chunk: smaller chunks would
-// grow every manifest (32 bytes per chunk) for no gain in dedup.
-constexpr uint32_t kMinChunkSize = 4096;
-
 int64_t Us(TimePoint t) { return t.time_since_epoch().count(); }
 TimePoint FromUs(int64_t us) { return TimePoint(std::chrono::microseconds(us)); }
 
 class RepoBackupStore final : public BackupStore {
  public:
-  explicit RepoBackupStore(std::shared_ptr<repo::Repository> r) : repo_(std::move(r)) {}
+  RepoBackupStore(std::shared_ptr<repo::Repository> r, uint32_t least_chunk_size)
+      : repo_(std::move(r)), least_chunk_size_(std::max(least_chunk_size, kMinChunkSize)) {}
 
   Result<StoredSnapshot> PutSnapshot(const std::string& id, const std::map<std::string, std::string>& metadata,
                                      const std::vector<engine::FileSource>& files, uint32_t page_size,
@@ -34,7 +31,7 @@ class RepoBackupStore final : public BackupStore {
     }
     repo::SnapshotOptions options{.progress = progress,
                                   .late_files = late,
-                                  .chunk_size = std::max<uint32_t>(page_size, kMinChunkSize),
+                                  .chunk_size = std::max<uint32_t>(page_size, least_chunk_size_),
                                   .parent_id = base.parent_id};
     for (const auto& [path, ranges] : base.changed) {
       auto& out = options.changed[path];
@@ -95,12 +92,14 @@ class RepoBackupStore final : public BackupStore {
 
  private:
   std::shared_ptr<repo::Repository> repo_;
+  const uint32_t least_chunk_size_;
 };
 
 }  // namespace
 
-std::unique_ptr<BackupStore> NewRepoBackupStore(std::shared_ptr<repo::Repository> repository) {
-  return std::make_unique<RepoBackupStore>(std::move(repository));
+std::unique_ptr<BackupStore> NewRepoBackupStore(std::shared_ptr<repo::Repository> repository,
+                                                uint32_t least_chunk_size) {
+  return std::make_unique<RepoBackupStore>(std::move(repository), least_chunk_size);
 }
 
 }  // namespace strata::control

@@ -8,7 +8,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import Stratad, StrataTestCase, wait_until
+from harness import ON_S3, Stratad, StrataTestCase, wait_until
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -125,24 +125,40 @@ class Snapshots(StrataTestCase):
         self.aws("rds", "wait", "db-snapshot-deleted", "--db-snapshot-identifier", "q0")
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "q3")
 
-    def test_the_chunks_zstd_level_is_a_setting(self):
+    def test_the_chunks_zstd_level_and_size_are_settings(self):
         self.server.stop()
-        bad = Stratad(self.server.data_dir, ["--repo-zstd-level", "20"])
-        with self.assertRaisesRegex(AssertionError, "--repo-zstd-level: Value 20 not in range -7 to 19"):
-            bad.start()
-        self.server.extra_args = ["--repo-zstd-level", "19"]
+        for flag, value, message in (("--repo-zstd-level", "20", "Value 20 not in range -7 to 19"),
+                                     ("--repo-chunk-kib", "48", "must be a power of two from 4 to 1024, got 48")):
+            with self.assertRaisesRegex(AssertionError, f"{flag}: {message}"):
+                Stratad(self.server.data_dir, [flag, value]).start()
+        self.server.extra_args = ["--repo-zstd-level", "19", "--repo-chunk-kib", "64"]
         self.server.start()
         self.create_instance("app")
         fill(db_path(self, "app"), 2000)
-        self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "z19")
-        self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "z19")
+        self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "big")
+        self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "big")
+        # The defaults again: the next snapshot has other chunks, so it reads the file whole.
         self.server.stop()
         self.server.extra_args = ["--repo-zstd-level", "-7"]
         self.server.start()
-        self.aws("rds", "restore-db-instance-from-db-snapshot", "--db-instance-identifier", "copy",
-                 "--db-snapshot-identifier", "z19")
-        self.aws("rds", "wait", "db-instance-available", "--db-instance-identifier", "copy")
-        self.assertEqual(check(db_path(self, "copy")), (2000, 2000))
+        fill(db_path(self, "app"), 10)
+        self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "small")
+        self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "small")
+        if not ON_S3:
+            sizes = {}
+            for name in os.listdir(os.path.join(self.server.data_dir, "repo", "snapshots")):
+                with open(os.path.join(self.server.data_dir, "repo", "snapshots", name), "rb") as f:
+                    head = f.read(4096)
+                for size in (65536, 4096):
+                    if b'"chunk_size":%d' % size in head:
+                        sizes[name] = size
+            self.assertEqual(sorted(sizes.values()), [4096, 65536, 65536],
+                             "the instance's first automated snapshot and `big` in 64 KiB chunks, `small` in 4 KiB")
+        for snap, rows in (("big", 2000), ("small", 2010)):
+            self.aws("rds", "restore-db-instance-from-db-snapshot", "--db-instance-identifier", f"from-{snap}",
+                     "--db-snapshot-identifier", snap)
+            self.aws("rds", "wait", "db-instance-available", "--db-instance-identifier", f"from-{snap}")
+            self.assertEqual(check(db_path(self, f"from-{snap}")), (rows, rows))
 
     def test_copy_tags_delete_and_final_snapshot_with_boto3(self):
         rds = self.client()
