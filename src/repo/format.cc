@@ -386,8 +386,27 @@ Result<LogSegmentFrames> LogSegmentFramesOf(std::string_view bytes) {
   ASSIGN_OR_RETURN(auto body, Unseal(bytes, kLogMagic, "log segment"));
   if (body.size() < 8) return Status(errors::kCorruption, "log segment is truncated");
   uint64_t raw = GetU64(body.data());
-  if (raw > (1ull << 34)) return Status(errors::kCorruption, "log segment size is implausible");
+  if (raw > kMaxLogSegmentRawBytes) return Status(errors::kCorruption, "log segment size is implausible");
   return LogSegmentFrames{raw, body.substr(8)};
+}
+
+Status DecodeLogFramesTo(std::string_view frames, uint64_t raw_bytes, std::string& out) {
+  const size_t at = out.size();
+  out.resize(at + raw_bytes);
+  size_t n = ZSTD_decompress(out.data() + at, raw_bytes, frames.data(), frames.size());
+  if (ZSTD_isError(n) || n != raw_bytes) {
+    out.resize(at);
+    return Status(errors::kCorruption, "log segment does not decompress");
+  }
+  return Status::Ok();
+}
+
+Status CompressLogFrame(std::string_view payload, int level, std::string& out) {
+  out.resize(ZSTD_compressBound(payload.size()));
+  size_t n = ZstdCompressKept(out.data(), out.size(), payload, level);
+  if (ZSTD_isError(n)) return ZstdFailure(n);
+  out.resize(n);
+  return Status::Ok();
 }
 
 Status EncodeLogFramesTo(uint64_t raw_bytes, std::span<const std::string_view> frames,
@@ -402,9 +421,8 @@ Status EncodeLogFramesTo(uint64_t raw_bytes, std::span<const std::string_view> f
 
 Result<std::string> DecodeLogSegment(std::string_view bytes) {
   ASSIGN_OR_RETURN(auto segment, LogSegmentFramesOf(bytes));
-  std::string out(segment.raw_bytes, '\0');
-  size_t n = ZSTD_decompress(out.data(), out.size(), segment.frames.data(), segment.frames.size());
-  if (ZSTD_isError(n) || n != segment.raw_bytes) return Status(errors::kCorruption, "log segment does not decompress");
+  std::string out;
+  RETURN_IF_ERROR(DecodeLogFramesTo(segment.frames, segment.raw_bytes, out));
   return out;
 }
 

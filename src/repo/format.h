@@ -99,6 +99,13 @@ struct LogSegmentFrames {
   std::string_view frames;
 };
 Result<LogSegmentFrames> LogSegmentFramesOf(std::string_view bytes);
+// A segment's payload is at most this large (a sanity bound for readers).
+inline constexpr uint64_t kMaxLogSegmentRawBytes = 1ull << 34;
+// Appends what `frames` decode to to `out`: kCorruption unless that is
+// exactly raw_bytes.
+Status DecodeLogFramesTo(std::string_view frames, uint64_t raw_bytes, std::string& out);
+// `payload` as one zstd frame at `level`, into `out` (replacing it).
+Status CompressLogFrame(std::string_view payload, int level, std::string& out);
 // A segment made of other segments' frames, as they are: concatenated zstd
 // frames decode to the concatenated payloads, so merging needs no zstd.
 Status EncodeLogFramesTo(uint64_t raw_bytes, std::span<const std::string_view> frames,

@@ -1447,10 +1447,17 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
 
   // A group: consecutive eligible segments, their stored objects (opened)
   // read one by one.
+  struct Member {
+    std::string object;
+    size_t frames_at = 0, frames_size = 0;  // its zstd frames, within object
+    uint64_t raw_bytes = 0;
+    bool keep_frames = false;  // copied as they are, not compressed again
+    std::string_view Frames() const { return std::string_view(object).substr(frames_at, frames_size); }
+  };
   std::vector<LogSegment> group;
-  std::vector<std::string> objects;
+  std::vector<Member> members;
   uint64_t group_stored = 0, group_raw = 0;
-  bool recompress = false;  // a member's frames are worth compressing again
+  std::string scratch;  // a kept member's frames decoded, to check them
   auto write_group = [&]() -> Status {
     lift_if_waited_for();
     if (group.size() >= 2) {
@@ -1461,40 +1468,49 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
         merged.first_time_us = std::min(merged.first_time_us, g.first_time_us);
         merged.last_time_us = std::max(merged.last_time_us, g.last_time_us);
       }
+      // Kept members' frames as they are; each run of other members as one
+      // new frame at options.zstd_level. Concatenated frames decode to the
+      // concatenated payloads, so the merged segment reads as one.
+      std::vector<std::string> runs;
+      runs.reserve(members.size());  // never reallocated: `frames` points into them
       std::vector<std::string_view> frames;
-      std::string payload;
-      for (const auto& o : objects) {
-        ASSIGN_OR_RETURN(auto member, LogSegmentFramesOf(o));
-        frames.push_back(member.frames);
-      }
-      if (recompress) {
-        payload.reserve(group_raw);
-        for (const auto& o : objects) {
-          ASSIGN_OR_RETURN(auto bytes, DecodeLogSegment(o));
-          payload += bytes;
+      std::string pending;
+      auto close_run = [&]() -> Status {
+        if (pending.empty()) return Status::Ok();
+        runs.emplace_back();
+        RETURN_IF_ERROR(CompressLogFrame(pending, options.zstd_level, runs.back()));
+        frames.push_back(runs.back());
+        pending.clear();
+        return Status::Ok();
+      };
+      for (const auto& m : members) {
+        if (!m.keep_frames) {
+          RETURN_IF_ERROR(DecodeLogFramesTo(m.Frames(), m.raw_bytes, pending));
+          continue;
         }
+        RETURN_IF_ERROR(close_run());
+        // Checked before its neighbours' records are tied to it: frames
+        // that do not decode must not take a merged segment down with them.
+        scratch.clear();
+        RETURN_IF_ERROR(DecodeLogFramesTo(m.Frames(), m.raw_bytes, scratch));
+        frames.push_back(m.Frames());
       }
+      RETURN_IF_ERROR(close_run());
       RETURN_IF_ERROR(impl_->PutStreamed(
-          LogKey(merged),
-          [&](const Impl::Sink& sink) {
-            if (!recompress) return EncodeLogFramesTo(group_raw, frames, sink);
-            std::string_view whole = payload;
-            return EncodeLogSegmentTo({&whole, 1}, sink, options.zstd_level);
-          },
+          LogKey(merged), [&](const Impl::Sink& sink) { return EncodeLogFramesTo(group_raw, frames, sink); },
           &merged.stored_bytes));
-      std::vector<std::string> members;
-      for (const auto& g : group) members.push_back(LogKey(g));
+      std::vector<std::string> keys;
+      for (const auto& g : group) keys.push_back(LogKey(g));
       // Durable first, deleted after: a crash between leaves covered members.
-      RETURN_IF_ERROR(impl_->store->DeleteMany(members));
+      RETURN_IF_ERROR(impl_->store->DeleteMany(keys));
       stats.segments_merged += group.size();
       ++stats.segments_written;
       stats.bytes_before += group_stored;
       stats.bytes_after += merged.stored_bytes;
     }
     group.clear();
-    objects.clear();
+    members.clear();
     group_stored = group_raw = 0;
-    recompress = false;
     return Status::Ok();
   };
   for (const auto& s : visible) {
@@ -1511,16 +1527,22 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
     auto bytes = impl_->store->Get(LogKey(s));
     auto plain = bytes.ok() ? impl_->OpenObject(LogKey(s), std::move(*bytes)) : Result<std::string>(bytes.status());
     if (!plain.ok()) return plain.status().WithContext(LogKey(s));
-    ASSIGN_OR_RETURN(auto member, LogSegmentFramesOf(*plain));
-    // A large live segment is at the live level (merge_large); small
+    auto frames = LogSegmentFramesOf(*plain);
+    if (!frames.ok()) return frames.status().WithContext(LogKey(s));
+    if (!group.empty() && group_raw + frames->raw_bytes > kMaxLogSegmentRawBytes) RETURN_IF_ERROR(write_group());
+    Member m;
+    m.frames_at = static_cast<size_t>(frames->frames.data() - plain->data());
+    m.frames_size = frames->frames.size();
+    m.raw_bytes = frames->raw_bytes;
+    // A large live segment is at the live level (merge_large), and small
     // frames compress far better together.
-    const bool keep_frames = member.raw_bytes >= options.keep_frames_raw_bytes &&
-                             member.frames.size() * options.keep_frames_ratio <= member.raw_bytes;
-    recompress = recompress || live_large || !keep_frames;
-    objects.push_back(std::move(*plain));
+    m.keep_frames = !live_large && m.raw_bytes >= options.keep_frames_raw_bytes &&
+                    m.frames_size * options.keep_frames_ratio <= m.raw_bytes;
+    m.object = std::move(*plain);
+    members.push_back(std::move(m));
     group.push_back(s);
     group_stored += s.stored_bytes;
-    group_raw += member.raw_bytes;
+    group_raw += members.back().raw_bytes;
     // A group is written once it reaches the targets with two members at
     // least (large segments are merged in pairs).
     if (group.size() >= 2 &&
