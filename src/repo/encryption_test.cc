@@ -41,20 +41,6 @@ std::string RandomBytes(size_t n, uint32_t seed) {
   return out;
 }
 
-// A store that outlives the repositories opened on it, so a test can reopen
-// one with another key and look at the raw objects.
-struct Shared final : storage::ObjectStore {
-  storage::ObjectStore* s;
-  explicit Shared(storage::ObjectStore* x) : s(x) {}
-  Status Put(const std::string& k, std::string_view b) override { return s->Put(k, b); }
-  Result<std::string> Get(const std::string& k) override { return s->Get(k); }
-  Result<std::string> GetRange(const std::string& k, uint64_t o, uint64_t n) override { return s->GetRange(k, o, n); }
-  Result<std::vector<storage::ObjectInfo>> List(const std::string& p) override { return s->List(p); }
-  Status Delete(const std::string& k) override { return s->Delete(k); }
-  Result<std::optional<uint64_t>> Stat(const std::string& k) override { return s->Stat(k); }
-  std::string Describe() const override { return "mem://test"; }
-};
-
 const RepoOptions kSmall{.chunk_size = 512, .pack_target_bytes = 64 << 10, .batch_bytes = 16 << 10};
 
 class EncryptedRepo : public ::testing::Test {
@@ -71,7 +57,7 @@ class EncryptedRepo : public ::testing::Test {
   Result<std::unique_ptr<Repository>> Open(std::shared_ptr<Keyring> keyring) {
     RepoOptions o = kSmall;
     o.keyring = std::move(keyring);
-    return Repository::Open(std::make_unique<Shared>(mem_.get()), o);
+    return Repository::Open(storage::NewBorrowedStore(mem_.get()), o);
   }
   // Every stored object's bytes, by key.
   std::map<std::string, std::string> AllObjects() {

@@ -117,6 +117,9 @@ Result<std::unique_ptr<ObjectStore>> OpenRepoOfDataDir(const std::filesystem::pa
 
 // An in-memory store, for tests.
 std::unique_ptr<ObjectStore> NewMemoryStore();
+// `inner`, through a store that does not own it: a test keeps the objects
+// while it reopens repositories over them. `inner` must outlive it.
+std::unique_ptr<ObjectStore> NewBorrowedStore(ObjectStore* inner);
 
 // Test hooks: a store wrapper that fails or "crashes" on command.
 struct FaultPlan {
