@@ -138,15 +138,7 @@ int main(int argc, char** argv) {
                  "Least chunk size of new snapshots in KiB (a power of two, 4 to 1024); an engine with larger "
                  "pages chunks at its page size")
       ->capture_default_str()
-      ->check([](const std::string& v) -> std::string {
-        unsigned long n = 0;
-        try {
-          n = std::stoul(v);
-        } catch (...) {
-          return "not a number: " + v;
-        }
-        return n >= 4 && n <= 1024 && (n & (n - 1)) == 0 ? "" : "must be a power of two from 4 to 1024, got " + v;
-      });
+      ->check(CLI::IsMember({4, 8, 16, 32, 64, 128, 256, 512, 1024}));
   auto* key_file = app.add_option("--repo-key-file", opt.repo_key_file,
                                   "Encrypt the backup repository at rest with the 256-bit key in this file (32 raw "
                                   "bytes or 64 hex digits, mode 0600); chosen when the repository is created");
@@ -224,7 +216,8 @@ int main(int argc, char** argv) {
   cfg.region = opt.region;
   cfg.clock = &clock;
   cfg.manual_snapshot_quota = opt.manual_snapshot_quota;
-  auto control = control::ControlPlane::Open(cfg, std::move(*catalog), control::NewRepoBackupStore(shared_repo, opt.repo_chunk_kib * 1024));
+  auto control = control::ControlPlane::Open(cfg, std::move(*catalog),
+                                             control::NewRepoBackupStore(shared_repo, opt.repo_chunk_kib * 1024));
   if (!control.ok()) return Fail(control.status());
 
   api::ServerConfig scfg;

@@ -18,7 +18,7 @@ struct WalChunk {
   std::string_view bytes;
 };
 
-inline constexpr size_t kWalChunkHeaderBytes = 16;
+inline constexpr size_t kWalChunkHeaderBytes = 4 + 4 + 8;  // magic, timeline, start
 
 inline std::string EncodeWalChunk(uint32_t timeline, uint64_t start, std::string_view bytes) {
   std::string out("PGW1", 4);
@@ -29,13 +29,13 @@ inline std::string EncodeWalChunk(uint32_t timeline, uint64_t start, std::string
 }
 
 inline Result<WalChunk> DecodeWalChunk(std::string_view record) {
-  if (record.size() < 16 || record.substr(0, 4) != "PGW1") {
+  if (record.size() < kWalChunkHeaderBytes || record.substr(0, 4) != "PGW1") {
     return Status(errors::kCorruption, "not a PostgreSQL WAL record in the change log");
   }
   WalChunk c;
   std::memcpy(&c.timeline, record.data() + 4, 4);
   std::memcpy(&c.start, record.data() + 8, 8);
-  c.bytes = record.substr(16);
+  c.bytes = record.substr(kWalChunkHeaderBytes);
   return c;
 }
 

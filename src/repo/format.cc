@@ -323,18 +323,16 @@ size_t ZstdCompressKept(char* dst, size_t capacity, std::string_view src, int le
 }
 
 Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
-                          const std::function<Status(std::string_view)>& sink, int zstd_level) {
+                          const std::function<Status(std::string_view)>& sink) {
+  constexpr int kLiveLevel = 1;  // keeps the capture's lag low; compaction may recompress
   size_t total = 0;
   for (auto p : pieces) total += p.size();
-  std::string header(kLogMagic);
-  PutU64(header, total);
   // Kept by the thread (a capture's shipper stores every segment of its
   // instance): fresh 16 MiB buffers per segment were page faults and
   // zeroing worth most of a backlog's drain.
   thread_local std::string z, gathered;
-  SealingSink out(sink);
-  RETURN_IF_ERROR(out.Put(header));
-  if (zstd_level != 1 || total < kParallelLogBytes) {
+  std::vector<std::string_view> frames;
+  if (total < kParallelLogBytes) {
     std::string_view input = pieces.size() == 1 ? pieces[0] : std::string_view{};
     if (pieces.size() > 1) {
       gathered.clear();
@@ -343,43 +341,43 @@ Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
       input = gathered;
     }
     if (z.size() < ZSTD_compressBound(total)) z.resize(ZSTD_compressBound(total));
-    size_t n = ZstdCompressKept(z.data(), z.size(), input, zstd_level);
+    size_t n = ZstdCompressKept(z.data(), z.size(), input, kLiveLevel);
     if (ZSTD_isError(n)) return ZstdFailure(n);
-    RETURN_IF_ERROR(out.Put(std::string_view(z.data(), n)));
-    return out.Finish();
+    frames.emplace_back(z.data(), n);
+    return EncodeLogFramesTo(total, frames, sink);
   }
   // A backlog drains as fast as this compresses: frames on two threads
   // (kept with the calling thread), each into its own part of z. A reader
   // decompresses the frames one after another (ZSTD_decompress does).
   thread_local Workers workers(2);
-  std::vector<std::string_view> frames = PlanLogFrames(pieces, gathered);
-  std::vector<size_t> offset(frames.size() + 1, 0), written(frames.size(), 0);
-  for (size_t i = 0; i < frames.size(); ++i) offset[i + 1] = offset[i] + ZSTD_compressBound(frames[i].size());
+  std::vector<std::string_view> inputs = PlanLogFrames(pieces, gathered);
+  std::vector<size_t> offset(inputs.size() + 1, 0), written(inputs.size(), 0);
+  for (size_t i = 0; i < inputs.size(); ++i) offset[i + 1] = offset[i] + ZSTD_compressBound(inputs[i].size());
   if (z.size() < offset.back()) z.resize(offset.back());
   // Each thread takes a run of frames holding its share of the bytes.
   std::vector<size_t> first{0};
   size_t done = 0;
-  for (size_t i = 0; i < frames.size(); ++i) {
-    done += frames[i].size();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    done += inputs[i].size();
     if (done * workers.threads() >= total * first.size() && first.size() < static_cast<size_t>(workers.threads())) {
       first.push_back(i + 1);
     }
   }
-  while (first.size() <= static_cast<size_t>(workers.threads())) first.push_back(frames.size());
+  while (first.size() <= static_cast<size_t>(workers.threads())) first.push_back(inputs.size());
   char* const into = z.data();  // named here: in the lambda, `z` would be the running thread's own
   workers.For(
       workers.threads(),
       [&](size_t begin, size_t end) {
         for (size_t i = first[begin]; i < first[end]; ++i) {
-          written[i] = ZstdCompressKept(into + offset[i], offset[i + 1] - offset[i], frames[i], zstd_level);
+          written[i] = ZstdCompressKept(into + offset[i], offset[i + 1] - offset[i], inputs[i], kLiveLevel);
         }
       },
       /*serial_below=*/2);
-  for (size_t i = 0; i < frames.size(); ++i) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
     if (ZSTD_isError(written[i])) return ZstdFailure(written[i]);
-    RETURN_IF_ERROR(out.Put(std::string_view(z.data() + offset[i], written[i])));
+    frames.emplace_back(z.data() + offset[i], written[i]);
   }
-  return out.Finish();
+  return EncodeLogFramesTo(total, frames, sink);
 }
 
 Result<LogSegmentFrames> LogSegmentFramesOf(std::string_view bytes) {

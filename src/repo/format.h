@@ -83,14 +83,13 @@ struct Manifest {
   uint64_t ChunkCount() const;
 };
 
-// A change-log segment object: the payload (the concatenation of `pieces`)
-// zstd-compressed, checksummed, handed to `sink` in pieces (checksum last),
-// compressed into buffers the calling thread keeps. Level 1 (a capture's
-// live segments) compresses a large payload as several zstd frames on two
-// threads, reading large pieces in place; other levels (compaction, in the
-// background) as one frame on one thread.
+// A change-log segment object (a capture's live segment): the payload (the
+// concatenation of `pieces`) zstd-compressed at level 1, checksummed, handed
+// to `sink` in pieces (checksum last), compressed into buffers the calling
+// thread keeps; a payload of 4 MiB or more as several frames on two threads,
+// reading large pieces in place.
 Status EncodeLogSegmentTo(std::span<const std::string_view> pieces,
-                          const std::function<Status(std::string_view)>& sink, int zstd_level = 1);
+                          const std::function<Status(std::string_view)>& sink);
 Result<std::string> DecodeLogSegment(std::string_view bytes);
 // A stored log segment's zstd frames (a view into `bytes`, checksum
 // checked) and the payload size they decode to.
