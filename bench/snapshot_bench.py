@@ -34,6 +34,11 @@ def snapshot_loop(endpoint, key, secret, ready, stop, count):
     2026-12-06 (4-5 ms whatever the snapshot did)."""
     import boto3
     import botocore.config
+    # At idle priority, so that this process's own Python work (boto3
+    # signing and parsing 20 polls a second, where a runbook's waiter polls
+    # every 30 s) takes no CPU from the writer; stratad serves the polls at
+    # normal priority as it would any client's.
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     rds = boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret,
                                 region_name="us-east-1").client(
         "rds", endpoint_url=endpoint, config=botocore.config.Config(retries={"max_attempts": 1}))

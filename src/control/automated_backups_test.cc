@@ -283,12 +283,14 @@ class RecordingStore final : public BackupStore {
   };
   std::map<std::string, Put> puts;  // by repository snapshot id
   std::function<Status()> before_log_put;  // runs first; an error fails the put
+  std::function<void(const Progress&)> before_snapshot_put;  // runs first, and may report progress
   std::mutex mu;
 
   Result<StoredSnapshot> PutSnapshot(const std::string& id, const std::map<std::string, std::string>& metadata,
                                      const std::vector<engine::FileSource>& files, uint32_t page_size,
                                      const IncrementalBase& base, const Progress& progress,
                                      const LateFiles& late_files) override {
+    if (before_snapshot_put) before_snapshot_put(progress);
     auto r = inner_->PutSnapshot(id, metadata, files, page_size, base, progress, late_files);
     std::lock_guard lock(mu);
     if (r.ok()) puts[metadata.at("snapshot_id")] = {base, *r};
@@ -445,6 +447,35 @@ TEST_F(IncrementalSnapshotTest, RandomPageUpdatesRestoreExactlyFromAnIncremental
   ASSERT_TRUE(pitr.ok()) << pitr.status().ToString();
   ASSERT_TRUE(Status("pitr", "available"));
   EXPECT_EQ(Contents(cp_->InstanceEndpoint("pitr").value().address), at_s3);
+}
+
+TEST_F(IncrementalSnapshotTest, PercentProgressShowsWhileTheSnapshotRuns) {
+  ASSERT_TRUE(cp_->CreateInstance(SqliteInstance("app", 0)).ok());
+  ASSERT_TRUE(Status("app", "available"));
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  store_->before_snapshot_put = [&](const Progress& progress) {
+    progress(37);
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return released; });
+  };
+  ASSERT_TRUE(cp_->CreateSnapshot({"s1", "app", {}}).ok());
+  SnapshotQuery q;
+  q.snapshot_id = "s1";
+  EXPECT_TRUE(Eventually([&] { return cp_->DescribeSnapshots(q).value().at(0).record.percent_progress == 37; }));
+  EXPECT_EQ(cp_->DescribeSnapshots(q).value().at(0).record.status, "creating");
+  EXPECT_EQ(cp_->DescribeInstance("app").value().record.status, "backing-up");
+  {
+    std::lock_guard lock(mu);
+    released = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(NoSnapshotCreating());
+  auto done = cp_->DescribeSnapshots(q).value().at(0).record;
+  EXPECT_EQ(done.status, "available") << done.status_reason;
+  EXPECT_EQ(done.percent_progress, 100);
+  EXPECT_TRUE(Status("app", "available"));
 }
 
 TEST_F(IncrementalSnapshotTest, ABreakInTheChangeLogMakesTheNextSnapshotFull) {

@@ -296,6 +296,13 @@ class ControlPlane::Impl {
   }
   std::mutex compaction_mu;
   std::set<std::string> compactions_queued;
+  // PercentProgress of the snapshots being created, by snapshot id. Held
+  // here, not in the catalog: every catalog commit is an fsync, and it lands
+  // on the disk of the database being snapshotted while its writers wait on
+  // theirs. After a crash a creating snapshot completes or fails whatever its
+  // progress was, so nothing durable is lost.
+  std::mutex progress_mu;
+  std::map<std::string, int> snapshot_progress;
   // Automated backups and point-in-time restore (automated_backups.cc).
   std::mutex capture_mu;
   std::map<std::string, std::shared_ptr<InstanceCapture>> captures;  // by DbiResourceId

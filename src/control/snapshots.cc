@@ -1,15 +1,12 @@
 // Manual snapshots, copies, restores from a snapshot, final snapshots: the
 // state machines of DB snapshots and of instances born from them.
 #include <algorithm>
-#include <atomic>
 #include <set>
 
 #include "control/control_impl.h"
 
 namespace strata::control {
 namespace {
-
-constexpr auto kProgressInterval = std::chrono::milliseconds(200);
 
 bool Matches(const std::vector<std::string>& any_of, const std::string& v) {
   return any_of.empty() || std::find(any_of.begin(), any_of.end(), v) != any_of.end();
@@ -39,6 +36,10 @@ Snapshot ControlPlane::Impl::ToSnapshot(const catalog::SnapshotRecord& r) {
   s.arn = SnapshotArn(r.id);
   s.tags = catalog->ListTags(s.arn);
   s.encrypted = config.backups_encrypted;
+  if (r.status == "creating") {
+    std::lock_guard lock(progress_mu);
+    if (auto it = snapshot_progress.find(r.id); it != snapshot_progress.end()) s.record.percent_progress = it->second;
+  }
   return s;
 }
 
@@ -76,8 +77,12 @@ catalog::SnapshotRecord ControlPlane::Impl::NewSnapshotRecord(const catalog::Ins
 Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
                                        catalog::SnapshotRecord snap) {
   std::string kind = snap.snapshot_type == "manual" ? "manual" : "automated";
-  Event("db-instance", inst.id, InstanceArn(inst.id), "Backing up DB instance", {"backup"});
-  Event("db-snapshot", snap.id, SnapshotArn(snap.id), "Creating " + kind + " snapshot", {"creation"});
+  // One catalog commit (one fsync) for both events; the same at the end.
+  (void)catalog->InTransaction([&]() -> Status {
+    Event("db-instance", inst.id, InstanceArn(inst.id), "Backing up DB instance", {"backup"});
+    Event("db-snapshot", snap.id, SnapshotArn(snap.id), "Creating " + kind + " snapshot", {"creation"});
+    return Status::Ok();
+  });
   engine::Engine* eng = engine::FindEngine(inst.engine);
   Status st = eng ? Status::Ok() : Status(errors::kInternalFailure, "unknown engine " + inst.engine);
   Result<StoredSnapshot> stored = st.ok() ? Status(errors::kInternalFailure, "snapshot did not run") : st;
@@ -105,20 +110,11 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
       stored = view.status();
     } else {
       snap.database_time = (*view)->DatabaseTime();
-      auto last_report = std::chrono::steady_clock::now();
-      std::atomic<int> last_percent{0};
       Progress progress = [&](int percent) {
-        // Progress lands in the catalog at most every kProgressInterval.
-        auto now = std::chrono::steady_clock::now();
-        if (percent <= last_percent || percent >= 100 || now - last_report < kProgressInterval) return;
-        last_report = now;
-        last_percent = percent;
-        (void)catalog->InTransaction([&]() -> Status {
-          ASSIGN_OR_RETURN(auto cur, catalog->GetSnapshot(snap.id));
-          if (cur.status != "creating") return Status::Ok();
-          cur.percent_progress = percent;
-          return catalog->UpdateSnapshot(cur);
-        });
+        if (percent >= 100) return;  // 100 is for available, which the catalog records
+        std::lock_guard lock(progress_mu);
+        int& shown = snapshot_progress[snap.id];
+        shown = std::max(shown, percent);
       };
       RunAtBackgroundPriority([&] {
         stored = backups->PutSnapshot(snap.repo_snapshot_id, ManifestMetadata(snap), (*view)->Files(),
@@ -126,30 +122,46 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
       });
     }
   }
+  {
+    std::lock_guard lock(progress_mu);
+    snapshot_progress.erase(snap.id);
+  }
   // Whatever happened, the instance is no longer backing up.
-  (void)catalog->InTransaction([&]() -> Status {
+  auto instance_available = [&]() -> Status {
     auto cur = catalog->GetInstance(inst.id);
     if (!cur.ok() || cur->status != "backing-up") return Status::Ok();
     cur->status = "available";
     return catalog->UpdateInstance(*cur);
-  });
+  };
   if (!stored.ok()) {
     log::Error("snapshot failed", {{"snapshot", snap.id}, {"error", stored.status().ToString()}});
     snap.status = "failed";
     snap.status_reason = stored.status().message();
-    (void)catalog->UpdateSnapshot(snap);
-    Event("db-snapshot", snap.id, SnapshotArn(snap.id), "Snapshot failed: " + stored.status().message(),
-          {"failure"});
+    (void)catalog->InTransaction([&]() -> Status {
+      (void)instance_available();
+      (void)catalog->UpdateSnapshot(snap);
+      Event("db-snapshot", snap.id, SnapshotArn(snap.id), "Snapshot failed: " + stored.status().message(),
+            {"failure"});
+      return Status::Ok();
+    });
     return stored.status();
   }
   snap.status = "available";
   snap.percent_progress = 100;
   snap.logical_bytes = stored->logical_bytes;
   snap.stored_bytes = stored->stored_bytes;
-  if (Status u = catalog->UpdateSnapshot(snap); !u.ok()) return u;
-  Event("db-snapshot", snap.id, SnapshotArn(snap.id),
-        kind == "manual" ? "Manual snapshot created" : "Automated snapshot created", {"creation"});
-  Event("db-instance", inst.id, InstanceArn(inst.id), "Finished DB Instance backup", {"backup"});
+  Status recorded = catalog->InTransaction([&]() -> Status {
+    (void)instance_available();
+    RETURN_IF_ERROR(catalog->UpdateSnapshot(snap));
+    Event("db-snapshot", snap.id, SnapshotArn(snap.id),
+          kind == "manual" ? "Manual snapshot created" : "Automated snapshot created", {"creation"});
+    Event("db-instance", inst.id, InstanceArn(inst.id), "Finished DB Instance backup", {"backup"});
+    return Status::Ok();
+  });
+  if (!recorded.ok()) {
+    (void)catalog->InTransaction(instance_available);  // the rollback took it back to backing-up
+    return recorded;
+  }
   log::Info("snapshot available", {{"snapshot", snap.id},
                                    {"logical_bytes", snap.logical_bytes},
                                    {"stored_bytes", snap.stored_bytes},
