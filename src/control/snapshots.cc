@@ -122,10 +122,12 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
       });
     }
   }
-  {
+  // Forgotten only once the catalog has the outcome: until then a describe
+  // still shows the snapshot creating, and its progress must not fall back.
+  auto forget_progress = [&] {
     std::lock_guard lock(progress_mu);
     snapshot_progress.erase(snap.id);
-  }
+  };
   // Whatever happened, the instance is no longer backing up.
   auto instance_available = [&]() -> Status {
     auto cur = catalog->GetInstance(inst.id);
@@ -144,6 +146,7 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
             {"failure"});
       return Status::Ok();
     });
+    forget_progress();
     return stored.status();
   }
   snap.status = "available";
@@ -158,6 +161,7 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
     Event("db-instance", inst.id, InstanceArn(inst.id), "Finished DB Instance backup", {"backup"});
     return Status::Ok();
   });
+  forget_progress();
   if (!recorded.ok()) {
     (void)catalog->InTransaction(instance_available);  // the rollback took it back to backing-up
     return recorded;
