@@ -271,21 +271,7 @@ class SqliteCapture final : public ChangeCapture {
     const uint64_t want = kWalHeaderSize + kReservedWalFrames * (kWalFrameHeaderSize + *page_size);
     struct stat sb {};
     if (::fstat(wal_fd_, &sb) != 0 || static_cast<uint64_t>(sb.st_size) >= want) return;
-    if (!writer_.Exec("BEGIN IMMEDIATE").ok()) return;
-    int fd = ::open(wal_path_.c_str(), O_WRONLY | O_CLOEXEC);
-    // Under the write lock the file ends at or past the last frame; only what
-    // lies beyond its end is written.
-    if (fd >= 0 && ::fstat(fd, &sb) == 0) {
-      static const std::string kZeros(1 << 20, '\0');
-      bool ok = true;
-      for (uint64_t at = static_cast<uint64_t>(sb.st_size); ok && at < want; at += kZeros.size()) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(kZeros.size(), want - at));
-        ok = ::pwrite(fd, kZeros.data(), n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
-      }
-      if (ok) (void)::fdatasync(fd);
-    }
-    if (fd >= 0) ::close(fd);
-    (void)writer_.Exec("ROLLBACK");
+    (void)ExtendWal(writer_, wal_path_, want, /*sync_under_lock=*/true);
   }
 
   // PRAGMA wal_checkpoint(PASSIVE) on the checkpointer connection (the

@@ -1,7 +1,10 @@
 #include "engine/sqlite_wal.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -141,6 +144,25 @@ Result<WalIndex> ReadWalIndex(const std::string& wal_path) {
     }
   }
   return idx;
+}
+
+bool ExtendWal(sqlite::Db& writer, const std::string& wal_path, uint64_t size, bool sync_under_lock) {
+  if (!writer.Exec("BEGIN IMMEDIATE").ok()) return false;
+  int fd = ::open(wal_path.c_str(), O_WRONLY | O_CLOEXEC);
+  struct stat sb {};
+  bool ok = fd >= 0 && ::fstat(fd, &sb) == 0;
+  if (ok) {
+    static const std::string kZeros(1 << 20, '\0');
+    for (uint64_t at = static_cast<uint64_t>(sb.st_size); ok && at < size; at += kZeros.size()) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(kZeros.size(), size - at));
+      ok = ::pwrite(fd, kZeros.data(), n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
+    }
+    if (ok && sync_under_lock) ok = ::fdatasync(fd) == 0;
+  }
+  (void)writer.Exec("ROLLBACK");
+  if (ok && !sync_under_lock) ok = ::fdatasync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok;
 }
 
 Result<uint32_t> DatabasePageSize(sqlite::Db& db) {

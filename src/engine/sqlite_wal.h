@@ -67,6 +67,20 @@ std::optional<WalHeader> ReadWalHeader(int fd);
 // committed are left for the next call.
 Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor);
 
+// Writes zeros from the end of the WAL file at `wal_path` up to `size` bytes,
+// holding the database's write lock meanwhile (BEGIN IMMEDIATE on `writer`,
+// a read-write connection of its own; a busy database is left as it was and
+// false returned, as on any failure). Why: a commit that extends the WAL file
+// costs its fsync a journal commit (new blocks, a new size) that a commit
+// overwriting blocks already there does not, and a reader that holds the WAL
+// from restarting makes every commit extend it. Why it is safe: under the
+// write lock the file ends at or past the last frame, and SQLite stops reading
+// a WAL at the first frame without the header's salts and a valid checksum,
+// so zeros are no frames. `sync_under_lock`: the zeros reach the disk before
+// the lock is released; otherwise just after (a commit in between then syncs
+// them with its own frames).
+bool ExtendWal(sqlite::Db& writer, const std::string& wal_path, uint64_t size, bool sync_under_lock);
+
 // The database's page size, read on `db` (which also sizes each WAL frame).
 Result<uint32_t> DatabasePageSize(sqlite::Db& db);
 
