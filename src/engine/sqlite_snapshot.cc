@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -40,6 +41,13 @@ constexpr uint64_t kWalRoomBytes = 16 << 20;
 // into the page cache on the benchmark VM; the sync comes after).
 constexpr uint64_t kWalStepBytes = 8 << 20;
 constexpr auto kWalRoomCheckInterval = std::chrono::milliseconds(10);
+
+// Up to about 10 ms in 50 us steps; then the next check tries again.
+int WriteLockRetry(void*, int attempt) {
+  if (attempt >= 200) return 0;
+  ::usleep(50);
+  return 1;
+}
 
 uint32_t Be32(const unsigned char* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
@@ -188,24 +196,35 @@ class SqliteSnapshotView final : public SnapshotView {
     if ((magic != 0x377f0682 && magic != 0x377f0683) || page_size < 512 || page_size > 65536) return;
     const uint64_t frame = kWalFrameHeaderSize + page_size;
     const uint64_t end = static_cast<uint64_t>(sb.st_size);
-    bool near_end = end < kWalHeaderSize + frame + kWalRoomBytes;
-    if (!near_end) {
+    if (!seen_size_) seen_size_ = end;
+    // Extended once commits push the file's end out, or (a file larger than
+    // the room) once the frame slot kWalRoomBytes before its end is this
+    // generation's. So a WAL that nothing writes to keeps its size, unless its
+    // last commits had already filled it to within the room.
+    bool near_end = end > *seen_size_;
+    if (end >= kWalHeaderSize + frame + kWalRoomBytes) {
       uint64_t probe = kWalHeaderSize + (end - kWalRoomBytes - kWalHeaderSize) / frame * frame - frame;
       unsigned char fh[kWalFrameHeaderSize];
-      near_end = ::pread(probe_fd_, fh, sizeof fh, static_cast<off_t>(probe)) == static_cast<ssize_t>(sizeof fh) &&
-                 std::memcmp(fh + 8, hdr + 16, 8) == 0;
+      near_end = near_end || (::pread(probe_fd_, fh, sizeof fh, static_cast<off_t>(probe)) ==
+                                  static_cast<ssize_t>(sizeof fh) &&
+                              std::memcmp(fh + 8, hdr + 16, 8) == 0);
     }
     if (!near_end) return;
     if (!extender_.get()) {
       auto db = sqlite::Db::Open(db_path_.string(), SQLITE_OPEN_READWRITE);
       if (!db.ok()) return;
       extender_ = std::move(*db);
-      sqlite3_busy_timeout(extender_.get(), 0);  // a busy writer: try again at the next check
+      // A writer committing back to back frees the lock only between its
+      // transactions, for microseconds: SQLite's own busy timeout sleeps a
+      // whole millisecond between tries and would almost never get it.
+      sqlite3_busy_handler(extender_.get(), WriteLockRetry, nullptr);
     }
     // Writers wait on the lock this holds: it must not sit behind other
     // background work (ScopedNormalPriority).
     ScopedNormalPriority normal;
-    (void)ExtendWal(extender_, wal_path_, end + kWalStepBytes, /*sync_under_lock=*/false);
+    if (ExtendWal(extender_, wal_path_, end + kWalStepBytes, /*sync_under_lock=*/false)) {
+      seen_size_ = end + kWalStepBytes;
+    }
   }
 
   Status ReadDatabase(uint64_t pos, std::byte* out, size_t n) {
@@ -230,6 +249,7 @@ class SqliteSnapshotView final : public SnapshotView {
   std::string wal_path_;
   std::mutex room_mu_;
   std::chrono::steady_clock::time_point next_room_check_{};
+  std::optional<uint64_t> seen_size_;  // the WAL file's size when last looked at or extended
   int probe_fd_ = -1;
   WalIndex wal_;
   sqlite3_file* db_file_ = nullptr;  // owned by conn_
