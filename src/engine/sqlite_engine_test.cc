@@ -26,6 +26,32 @@ class SqliteEngineTest : public ::testing::Test {
   InstanceSpec spec_;
 };
 
+// Opens the database at `path`, expects PRAGMA integrity_check to pass, and
+// returns table seq's row count and largest id (0 when empty).
+std::pair<int64_t, int64_t> IntactSeqCountAndMax(const std::string& path) {
+  auto row = [](auto& stmt) {
+    auto stepped = stmt.Step();
+    return stepped.ok() && *stepped;
+  };
+  auto db = sqlite::Db::Open(path);
+  if (!db.ok()) {
+    ADD_FAILURE() << db.status().ToString();
+    return {-1, -1};
+  }
+  auto check = db->Prepare("PRAGMA integrity_check");
+  if (!check.ok() || !row(*check)) {
+    ADD_FAILURE() << "integrity_check did not run on " << path;
+    return {-1, -1};
+  }
+  EXPECT_EQ(check->Text(0), "ok") << path;
+  auto q = db->Prepare("SELECT count(*), coalesce(max(id), 0) FROM seq");
+  if (!q.ok() || !row(*q)) {
+    ADD_FAILURE() << "cannot count seq in " << path;
+    return {-1, -1};
+  }
+  return {q->Int(0), q->Int(1)};
+}
+
 TEST_F(SqliteEngineTest, CreatesADatabaseInWalMode) {
   auto db = sqlite::Db::Open(SqliteEngine::DatabaseFile(spec_).string());
   ASSERT_TRUE(db.ok());
@@ -122,17 +148,7 @@ TEST_F(SqliteEngineTest, AViewKeepsTheWalAheadOfTheWriterAndLosesNothing) {
   std::filesystem::copy_file(path, copy);
   std::filesystem::copy_file(path + "-wal", copy.string() + "-wal");
   view->reset();
-  auto recovered = sqlite::Db::Open(copy.string());
-  ASSERT_TRUE(recovered.ok());
-  auto check = recovered->Prepare("PRAGMA integrity_check");
-  ASSERT_TRUE(check.ok());
-  ASSERT_TRUE(*check->Step());
-  EXPECT_EQ(check->Text(0), "ok");
-  auto q = recovered->Prepare("SELECT count(*), max(id) FROM seq");
-  ASSERT_TRUE(q.ok());
-  ASSERT_TRUE(*q->Step());
-  EXPECT_EQ(q->Int(0), kRows);
-  EXPECT_EQ(q->Int(1), kRows);
+  EXPECT_EQ(IntactSeqCountAndMax(copy.string()), std::make_pair(int64_t{kRows}, int64_t{kRows}));
   // The writer goes on over the zeros once the view is gone.
   ASSERT_TRUE(db->Exec("INSERT INTO seq VALUES (" + std::to_string(kRows + 1) + ", randomblob(3000))").ok());
 }
@@ -183,17 +199,9 @@ TEST_F(SqliteEngineTest, SnapshotsAreConsistentWhileAWriterRuns) {
     auto copy = spec_.data_dir / ("copy" + std::to_string(round) + ".db");
     Materialize(**view, copy);
     view->reset();
-    auto db = sqlite::Db::Open(copy.string());
-    ASSERT_TRUE(db.ok());
-    auto check = db->Prepare("PRAGMA integrity_check");
-    ASSERT_TRUE(check.ok());
-    ASSERT_TRUE(*check->Step());
-    EXPECT_EQ(check->Text(0), "ok");
-    auto q = db->Prepare("SELECT count(*), coalesce(max(id), 0) FROM seq");
-    ASSERT_TRUE(q.ok());
-    ASSERT_TRUE(*q->Step());
-    EXPECT_EQ(q->Int(0), q->Int(1)) << "ids must be a gap-free prefix";
-    EXPECT_GE(q->Int(0), 200);
+    auto [count, max_id] = IntactSeqCountAndMax(copy.string());
+    EXPECT_EQ(count, max_id) << "ids must be a gap-free prefix";
+    EXPECT_GE(count, 200);
   }
   stop = true;
   writer.join();
