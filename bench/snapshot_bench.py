@@ -3,7 +3,7 @@
 create-db-snapshot -> available and restore -> available against cp of the
 file, and a writer's commit latency with and without a snapshot running.
 
-  bench/snapshot_bench.py --stratad build-release/bin/stratad [--size-mib 1024] [--seconds 30 --rounds 3]
+  bench/snapshot_bench.py --stratad build-release/bin/stratad [--size-mib 1024] [--seconds 30 --rounds 3] [--fresh-wal]
 """
 import argparse
 import multiprocessing
@@ -52,15 +52,18 @@ def snapshot_loop(endpoint, key, secret, ready, stop, count):
             time.sleep(0.05)
 
 
-def writer_latencies(path, seconds, during=None):
+def writer_latencies(path, seconds, during=None, fresh_wal=False):
     """A writer's commit latencies; `during(stop)` starts what runs beside it
-    and returns something to join."""
+    and returns something to join. `fresh_wal`: the WAL is truncated first, as
+    after an application's restart, so that it must grow while snapshots run."""
     lat = []
     stop = multiprocessing.get_context("spawn").Event()
     side = None
     with sqlite3.connect(path, isolation_level=None) as db:
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("CREATE TABLE IF NOT EXISTS w (id INTEGER PRIMARY KEY, v TEXT)")
+        if fresh_wal:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if during:
             side = during(stop)
         end = time.monotonic() + seconds
@@ -81,6 +84,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=30,
                     help="the writer's time without snapshots, and again with them")
     ap.add_argument("--rounds", type=int, default=3, help="alternations of the two (--seconds split over them)")
+    ap.add_argument("--fresh-wal", action="store_true",
+                    help="truncate the WAL before each round with snapshots (as after an application's restart)")
     args = ap.parse_args()
     harness.STRATAD = os.path.abspath(args.stratad)
     tmp = tempfile.mkdtemp(prefix="strata-bench-")
@@ -132,7 +137,7 @@ def main():
         base, during = [], []
         for _ in range(args.rounds):
             base += writer_latencies(path, args.seconds / args.rounds)
-            during += writer_latencies(path, args.seconds / args.rounds, snapshots_meanwhile)
+            during += writer_latencies(path, args.seconds / args.rounds, snapshots_meanwhile, args.fresh_wal)
         counter = [counter.value]
         mib = size / 1048576
         print(f"database file                 {mib:8.0f} MiB")

@@ -83,11 +83,8 @@ std::string EncodeRedo(uint32_t page_size, const WalTransaction& tx) {
   return out;
 }
 
-int QuickRetry(void*, int attempt) {
-  if (attempt >= 4000) return 0;
-  ::usleep(50);
-  return 1;
-}
+// Up to about 200 ms (RetryEvery50us).
+int kLockAttempts = 4000;
 
 class SqliteCapture final : public ChangeCapture {
  public:
@@ -119,8 +116,8 @@ class SqliteCapture final : public ChangeCapture {
     // A busy application takes the write lock back within microseconds of
     // each commit; SQLite's default busy handler sleeps milliseconds and
     // loses that race. Retry quickly instead, for up to 200 ms.
-    sqlite3_busy_handler(c->writer_.get(), QuickRetry, nullptr);
-    sqlite3_busy_handler(c->checkpointer_.get(), QuickRetry, nullptr);
+    sqlite3_busy_handler(c->writer_.get(), RetryEvery50us, &kLockAttempts);
+    sqlite3_busy_handler(c->checkpointer_.get(), RetryEvery50us, &kLockAttempts);
     RETURN_IF_ERROR(c->BeginRead());
     c->ReserveWalSpace();
     c->pending_gap_ = true;

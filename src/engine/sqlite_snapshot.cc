@@ -15,10 +15,9 @@
 // which costs a writer's fsync a journal commit each time (on the benchmark
 // VM, a reader held for 5 s took a busy writer's median commit from 0.13-0.14
 // to 0.21 ms; with the WAL zero-extended first, 0.14: bench/RESULTS.md). So
-// while the view lives, its
-// readers keep the WAL file kWalRoomBytes ahead of the last frame, in zeros
-// written under the write lock (ExtendWal): writers then overwrite blocks the
-// file already has.
+// while the view lives, its readers keep the WAL file kWalRoomBytes ahead of
+// the last frame, in zeros written under the write lock (ExtendWal): writers
+// then overwrite blocks the file already has.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,16 +43,8 @@ constexpr uint64_t kWalRoomBytes = 16 << 20;
 constexpr uint64_t kWalStepBytes = 8 << 20;
 constexpr auto kWalRoomCheckInterval = std::chrono::milliseconds(10);
 
-// Up to about 10 ms in 50 us steps; then the next check tries again.
-int WriteLockRetry(void*, int attempt) {
-  if (attempt >= 200) return 0;
-  ::usleep(50);
-  return 1;
-}
-
-uint32_t Be32(const unsigned char* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
+// Up to about 10 ms (RetryEvery50us); then the next check tries again.
+int kExtendLockAttempts = 200;
 
 Status PreadFully(int fd, uint64_t off, std::byte* out, size_t n, const std::string& what) {
   size_t done = 0;
@@ -172,7 +163,10 @@ class SqliteSnapshotView final : public SnapshotView {
     unsigned char hdr[kWalFrameHeaderSize];
     RETURN_IF_ERROR(PreadFully(wal_fd_, data_offset - kWalFrameHeaderSize, reinterpret_cast<std::byte*>(hdr),
                                sizeof hdr, "WAL"));
-    if (Be32(hdr + 8) == wal_.salt1 && Be32(hdr + 12) == wal_.salt2) return Status::Ok();
+    WalHeader generation;
+    generation.salt1 = wal_.salt1;
+    generation.salt2 = wal_.salt2;
+    if (FrameHeaderOfGeneration(hdr, generation)) return Status::Ok();
     return ReadDatabase(pos, out, n);
   }
 
@@ -188,15 +182,11 @@ class SqliteSnapshotView final : public SnapshotView {
     if (!room.owns_lock() || now < next_room_check_) return;
     next_room_check_ = now + kWalRoomCheckInterval;
     if (probe_fd_ < 0) probe_fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
-    unsigned char hdr[kWalHeaderSize];
     struct stat sb {};
-    if (probe_fd_ < 0 || ::fstat(probe_fd_, &sb) != 0 ||
-        ::pread(probe_fd_, hdr, sizeof hdr, 0) != static_cast<ssize_t>(sizeof hdr)) {
-      return;  // no WAL yet, or not even its header: SQLite writes it at the first commit
-    }
-    const uint32_t magic = Be32(hdr), page_size = Be32(hdr + 8);
-    if ((magic != 0x377f0682 && magic != 0x377f0683) || page_size < 512 || page_size > 65536) return;
-    const uint64_t frame = kWalFrameHeaderSize + page_size;
+    if (probe_fd_ < 0 || ::fstat(probe_fd_, &sb) != 0) return;
+    auto hdr = ReadWalHeader(probe_fd_);
+    if (!hdr) return;  // no WAL yet, or no valid header: SQLite writes it at the first commit
+    const uint64_t frame = kWalFrameHeaderSize + hdr->page_size;
     const uint64_t end = static_cast<uint64_t>(sb.st_size);
     if (!seen_size_) seen_size_ = end;
     // Extended once commits push the file's end out, or (a file larger than
@@ -206,20 +196,14 @@ class SqliteSnapshotView final : public SnapshotView {
     bool near_end = end > *seen_size_;
     if (end >= kWalHeaderSize + frame + kWalRoomBytes) {
       uint64_t probe = kWalHeaderSize + (end - kWalRoomBytes - kWalHeaderSize) / frame * frame - frame;
-      unsigned char fh[kWalFrameHeaderSize];
-      near_end = near_end || (::pread(probe_fd_, fh, sizeof fh, static_cast<off_t>(probe)) ==
-                                  static_cast<ssize_t>(sizeof fh) &&
-                              std::memcmp(fh + 8, hdr + 16, 8) == 0);
+      near_end = near_end || FrameOfGeneration(probe_fd_, probe, *hdr);
     }
     if (!near_end) return;
     if (!extender_.get()) {
       auto db = sqlite::Db::Open(db_path_.string(), SQLITE_OPEN_READWRITE);
       if (!db.ok()) return;
       extender_ = std::move(*db);
-      // A writer committing back to back frees the lock only between its
-      // transactions, for microseconds: SQLite's own busy timeout sleeps a
-      // whole millisecond between tries and would almost never get it.
-      sqlite3_busy_handler(extender_.get(), WriteLockRetry, nullptr);
+      sqlite3_busy_handler(extender_.get(), RetryEvery50us, &kExtendLockAttempts);
     }
     // Writers wait on the lock this holds: it must not sit behind other
     // background work (ScopedNormalPriority).

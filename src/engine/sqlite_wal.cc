@@ -146,6 +146,21 @@ Result<WalIndex> ReadWalIndex(const std::string& wal_path) {
   return idx;
 }
 
+bool FrameHeaderOfGeneration(const unsigned char* frame_header, const WalHeader& hdr) {
+  return Be32(frame_header + 8) == hdr.salt1 && Be32(frame_header + 12) == hdr.salt2;
+}
+
+bool FrameOfGeneration(int fd, uint64_t offset, const WalHeader& hdr) {
+  unsigned char fh[kWalFrameHeaderSize];
+  return ReadAt(fd, offset, fh, sizeof fh) && FrameHeaderOfGeneration(fh, hdr);
+}
+
+int RetryEvery50us(void* max_attempts, int attempt) {
+  if (attempt >= *static_cast<const int*>(max_attempts)) return 0;
+  ::usleep(50);
+  return 1;
+}
+
 bool ExtendWal(sqlite::Db& writer, const std::string& wal_path, uint64_t size, bool sync_under_lock) {
   if (!writer.Exec("BEGIN IMMEDIATE").ok()) return false;
   int fd = ::open(wal_path.c_str(), O_WRONLY | O_CLOEXEC);

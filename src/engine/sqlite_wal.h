@@ -81,6 +81,19 @@ Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader&
 // them with its own frames).
 bool ExtendWal(sqlite::Db& writer, const std::string& wal_path, uint64_t size, bool sync_under_lock);
 
+// Whether a frame header (kWalFrameHeaderSize bytes) carries `hdr`'s salts,
+// i.e. belongs to the WAL generation `hdr` describes.
+bool FrameHeaderOfGeneration(const unsigned char* frame_header, const WalHeader& hdr);
+// The same for the frame whose header starts at `offset` in `fd` (false if unreadable).
+bool FrameOfGeneration(int fd, uint64_t offset, const WalHeader& hdr);
+
+// A SQLite busy handler (sqlite3_busy_handler) retrying every 50 us, at most
+// *static_cast<const int*>(max_attempts) times. A writer committing back to
+// back frees its lock only for microseconds between transactions; SQLite's
+// own busy timeout sleeps a whole millisecond between tries and would almost
+// never get it.
+int RetryEvery50us(void* max_attempts, int attempt);
+
 // The database's page size, read on `db` (which also sizes each WAL frame).
 Result<uint32_t> DatabasePageSize(sqlite::Db& db);
 
