@@ -41,6 +41,7 @@ struct Options {
   bool s3_path_style = false;
   int s3_stall_timeout = 30;
   int repo_memory_mib = 256;
+  int repo_threads = 0;  // 0: one per core
   int repo_zstd_level = repo::RepoOptions{}.zstd_level;
   uint32_t repo_chunk_kib = control::kMinChunkSize / 1024;
   std::string repo_key_file;  // empty: an unencrypted repository
@@ -130,6 +131,11 @@ int main(int argc, char** argv) {
                  "Working memory of one snapshot or restore, whatever the database's size")
       ->capture_default_str()
       ->check(CLI::Range(16, 65536));
+  app.add_option("--repo-threads", opt.repo_threads,
+                 "Threads of one snapshot (a restore runs on twice as many); 0: one per core. Either way no more "
+                 "than --repo-memory-mib allows, 32 MiB each; the log says how many")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   app.add_option("--repo-zstd-level", opt.repo_zstd_level,
                  "zstd level of new chunks (-7 fastest to 19 smallest); existing chunks keep theirs")
       ->capture_default_str()
@@ -195,8 +201,11 @@ int main(int argc, char** argv) {
 
   auto store = OpenRepoStore(opt, data_dir);
   if (!store.ok()) return Fail(store.status());
-  log::Info("backup repository", {{"store", (*store)->Describe()}});
-  auto repo_options = repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20);
+  const int cpus = opt.repo_threads > 0 ? opt.repo_threads : static_cast<int>(std::thread::hardware_concurrency());
+  auto repo_options = repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20, cpus);
+  log::Info("backup repository", {{"store", (*store)->Describe()},
+                                  {"snapshot_threads", std::to_string(repo_options.threads)},
+                                  {"restore_threads", std::to_string(repo_options.restore_threads)}});
   repo_options.zstd_level = opt.repo_zstd_level;
   if (!opt.repo_key_file.empty()) {
     auto keyring = cli::RepoKeyring(data_dir, opt.repo_key_file, opt.repo_key_id);

@@ -1122,10 +1122,12 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
   ASSIGN_OR_RETURN(auto m, impl_->ReadManifest(id));
   const uint64_t total = m.LogicalBytes();
   std::atomic<uint64_t> done_bytes{0};
-  // Twice the snapshot's threads: a restore's threads wait on the store's
-  // reads and the target's writes about as long as they decode, and
-  // an S3 read waits longer.
-  Workers workers(impl_->options.threads * 2);
+  // By default twice the snapshot's threads: a restore's threads wait on
+  // the store's reads and the target's writes about as long as they
+  // decode, and an S3 read waits longer.
+  const int restore_threads = impl_->options.restore_threads > 0 ? impl_->options.restore_threads
+                                                                 : std::max(1, impl_->options.threads) * 2;
+  Workers workers(restore_threads);
   for (const auto& f : m.files) {
     std::filesystem::path path = std::filesystem::path(target_dir) / f.path;
     std::error_code ec;
@@ -1661,7 +1663,7 @@ Result<GcStats> Repository::CollectGarbage() {
   ASSIGN_OR_RETURN(auto packs, impl_->store->List("packs/"));
   std::set<std::string> indexed;
   Impl::PackWriter rewriter(impl_.get());
-  Workers workers(impl_->options.threads);
+  Workers workers(std::max(1, impl_->options.threads));
   std::vector<Impl::EncodedFrame> frames;
   std::unordered_set<Hash, HashHasher> rewritten;
   std::vector<std::string> to_delete;
@@ -1789,10 +1791,17 @@ Result<std::string> Repository::TEST_ChunkId(std::string_view plain) const {
   return std::string(reinterpret_cast<const char*>(h.data()), h.size());
 }
 
-RepoOptions RepoOptions::ForMemoryBudget(uint64_t bytes) {
+RepoOptions RepoOptions::ForMemoryBudget(uint64_t bytes, int cpus) {
   RepoOptions o;
+  // A lane's share of the budget: a quarter of it across all lanes, in its
+  // batch and the batch's frames; packs (an eighth each, filling and being
+  // stored) take another quarter.
+  const uint64_t most_lanes = std::max<uint64_t>(1, bytes / (32ull << 20));
+  o.threads = static_cast<int>(std::clamp<uint64_t>(static_cast<uint64_t>(std::max(cpus, 1)), 1, most_lanes));
   o.pack_target_bytes = std::clamp<uint64_t>(bytes / 8, 1ull << 20, 32ull << 20);
-  o.batch_bytes = std::clamp<uint64_t>(bytes / 16, 256ull << 10, 8ull << 20);
+  o.batch_bytes = std::clamp<uint64_t>(bytes / (8ull * static_cast<uint64_t>(o.threads)), 256ull << 10, 8ull << 20);
+  const uint64_t most_restorers = std::max<uint64_t>(1, bytes / kRestoreThreadBytes);
+  o.restore_threads = static_cast<int>(std::min<uint64_t>(2ull * static_cast<uint64_t>(o.threads), most_restorers));
   return o;
 }
 

@@ -109,14 +109,25 @@ struct RepoOptions {
   // over a full and an incremental snapshot (bench/RESULTS.md).
   uint32_t frame_bytes = 1u << 20;
   uint64_t pack_target_bytes = 32ull << 20;
+  // A snapshot's lanes (and garbage collection's threads). A full snapshot
+  // is bound by the CPU (SHA-256 and zstd of every chunk), so it runs as
+  // fast as it has cores to run on.
   int threads = 2;
+  // A restore's threads; 0: twice `threads` (they wait on the store's
+  // reads and the target's writes about as long as they decode).
+  int restore_threads = 0;
   // Bytes of file data read ahead per batch (memory stays near 2 batches + 1 pack).
   uint64_t batch_bytes = 8ull << 20;
 
-  // Pack and batch sizes that keep a snapshot's working memory (three
-  // batches in flight, a pack filling and one being stored) within `bytes`,
-  // whatever the database's size. The manifest (32 bytes per chunk) comes on top.
-  static RepoOptions ForMemoryBudget(uint64_t bytes);
+  // Thread counts, pack and batch sizes that keep one snapshot's working
+  // memory (each lane's batch and its frames, a pack's blocks filling and
+  // being stored) and one restore's (about kRestoreThreadBytes a thread)
+  // within `bytes`, whatever the database's size, on a machine with `cpus`
+  // cores. The manifest (32 bytes per chunk) comes on top.
+  static RepoOptions ForMemoryBudget(uint64_t bytes, int cpus = 2);
+  // What one restore thread holds at most: its decoded frames (16 MiB),
+  // the run it is writing (up to 5 MiB) and the pack range it read (4 MiB).
+  static constexpr uint64_t kRestoreThreadBytes = 32ull << 20;
 
   // Encryption at rest. A new repository is created encrypted under
   // keyring->DefaultKeyId() when a keyring is given, unencrypted when not;

@@ -859,6 +859,36 @@ TEST(RepoOptions, AMemoryBudgetBoundsPacksAndBatches) {
   EXPECT_LE(3 * dflt.batch_bytes + 2 * dflt.pack_target_bytes, 256ull << 20);
 }
 
+TEST(RepoOptions, ThreadsFollowTheCoresWithinTheMemoryBudget) {
+  // Two cores and the default budget: what stratad always ran with before.
+  auto two = RepoOptions::ForMemoryBudget(256ull << 20, 2);
+  EXPECT_EQ(two.threads, 2);
+  EXPECT_EQ(two.restore_threads, 4);
+  EXPECT_EQ(two.batch_bytes, 8ull << 20);
+  auto many = RepoOptions::ForMemoryBudget(256ull << 20, 64);
+  EXPECT_EQ(many.threads, 8);  // the budget, not the cores, stops it
+  EXPECT_EQ(many.restore_threads, 8);
+  auto roomy = RepoOptions::ForMemoryBudget(4096ull << 20, 12);
+  EXPECT_EQ(roomy.threads, 12);
+  EXPECT_EQ(roomy.restore_threads, 24);
+  for (uint64_t mib : {16, 64, 256, 1024, 4096}) {
+    for (int cpus : {0, 1, 2, 4, 16, 128}) {
+      SCOPED_TRACE(testing::Message() << mib << " MiB, " << cpus << " cpus");
+      const uint64_t bytes = mib << 20;
+      auto o = RepoOptions::ForMemoryBudget(bytes, cpus);
+      EXPECT_GE(o.threads, 1);
+      EXPECT_LE(o.threads, std::max(cpus, 1));
+      EXPECT_GE(o.restore_threads, 1);
+      EXPECT_LE(o.restore_threads, 2 * o.threads);
+      // Each lane's batch and its frames, and two packs' worth of blocks.
+      EXPECT_LE(2 * static_cast<uint64_t>(o.threads) * o.batch_bytes + 2 * o.pack_target_bytes,
+                std::max<uint64_t>(bytes, 4ull << 20));
+      EXPECT_LE(static_cast<uint64_t>(o.restore_threads) * RepoOptions::kRestoreThreadBytes,
+                std::max(bytes, RepoOptions::kRestoreThreadBytes));
+    }
+  }
+}
+
 // A repository written before frames: format-1 index entries, each chunk
 // its own blob. It still restores and verifies.
 TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {

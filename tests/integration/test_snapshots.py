@@ -125,13 +125,14 @@ class Snapshots(StrataTestCase):
         self.aws("rds", "wait", "db-snapshot-deleted", "--db-snapshot-identifier", "q0")
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "q3")
 
-    def test_the_chunks_zstd_level_and_size_are_settings(self):
+    def test_the_chunks_zstd_level_size_and_threads_are_settings(self):
         self.server.stop()
         for flag, value, message in (("--repo-zstd-level", "20", "Value 20 not in range -7 to 19"),
-                                     ("--repo-chunk-kib", "48", "48 not in \\{4,8,16,32,64,128,256,512,1024\\}")):
+                                     ("--repo-chunk-kib", "48", "48 not in \\{4,8,16,32,64,128,256,512,1024\\}"),
+                                     ("--repo-threads", "-1", "Value -1 not in range 0 to 1024")):
             with self.assertRaisesRegex(AssertionError, f"{flag}: {message}"):
                 Stratad(self.server.data_dir, [flag, value]).start()
-        self.server.extra_args = ["--repo-zstd-level", "19", "--repo-chunk-kib", "64"]
+        self.server.extra_args = ["--repo-zstd-level", "19", "--repo-chunk-kib", "64", "--repo-threads", "3"]
         self.server.start()
         self.create_instance("app")
         fill(db_path(self, "app"), 2000)
@@ -139,7 +140,7 @@ class Snapshots(StrataTestCase):
         self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "big")
         # The defaults again: the next snapshot has other chunks, so it reads the file whole.
         self.server.stop()
-        self.server.extra_args = ["--repo-zstd-level", "-7"]
+        self.server.extra_args = ["--repo-zstd-level", "-7", "--repo-threads", "1"]
         self.server.start()
         fill(db_path(self, "app"), 10)
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "small")
