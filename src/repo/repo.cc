@@ -1793,9 +1793,11 @@ Result<std::string> Repository::TEST_ChunkId(std::string_view plain) const {
 
 RepoOptions RepoOptions::ForMemoryBudget(uint64_t bytes, int cpus) {
   RepoOptions o;
-  // A lane's share of the budget: a quarter of it across all lanes, in its
-  // batch and the batch's frames; packs (an eighth each, filling and being
-  // stored) take another quarter.
+  // The lanes take a quarter of the budget, each in its batch and the
+  // batch's frames; packs (an eighth each, filling and being stored)
+  // another quarter. No more lanes than leave each a batch of 4 MiB: a
+  // smaller unit splits a stretch of the file over more places in the packs
+  // (more ranged reads for a restore) and pays the per-unit costs more often.
   const uint64_t most_lanes = std::max<uint64_t>(1, bytes / (32ull << 20));
   o.threads = static_cast<int>(std::clamp<uint64_t>(static_cast<uint64_t>(std::max(cpus, 1)), 1, most_lanes));
   o.pack_target_bytes = std::clamp<uint64_t>(bytes / 8, 1ull << 20, 32ull << 20);
