@@ -209,14 +209,15 @@ int main(int argc, char** argv) {
 
   // cp's time swings 2x between runs with the state of the page cache and
   // writeback: the median of three.
-  std::vector<double> cps;
-  for (int i = 0; i < 3; ++i) {
+  auto cp_once = [&] {
+    double s = Run(fmt::format("cp {0} {1}/cp.out && sync {1}/cp.out", db.string(), dir.string()));
     fs::remove(dir / "cp.out");
-    cps.push_back(Run(fmt::format("cp {0} {1}/cp.out && sync {1}/cp.out", db.string(), dir.string())));
-  }
+    return s;
+  };
+  std::vector<double> cps;
+  for (int i = 0; i < 3; ++i) cps.push_back(cp_once());
   std::sort(cps.begin(), cps.end());
   double cp = cps[1];
-  fs::remove(dir / "cp.out");
   double tarz = Run(fmt::format("tar cf - -C {0} data.db | zstd -1 -T0 -q -f -o {0}/tar.zst && sync {0}/tar.zst",
                                 dir.string()));
   uint64_t tarz_bytes = fs::file_size(dir / "tar.zst");
@@ -281,15 +282,10 @@ int main(int argc, char** argv) {
   };
   auto cp_before = [&] {
     Cp c;
-    auto once = [&] {
-      double s = Run(fmt::format("cp {0} {1}/cp.out && sync {1}/cp.out", db.string(), dir.string()));
-      fs::remove(dir / "cp.out");
-      return s;
-    };
-    once();
+    cp_once();
     Run(fmt::format("dd if={} iflag=nocache count=0 status=none", db.string()));
-    c.cold = once();
-    c.warm = once();
+    c.cold = cp_once();
+    c.warm = cp_once();
     return c;
   };
   const Cp restore_cp = cp_before();
@@ -321,8 +317,8 @@ int main(int argc, char** argv) {
               tarz_bytes / 1048576.0);
   std::printf("strata full snapshot          %8.2f s  %7.0f MiB/s  -> %.0f MiB stored   (%.2fx cp, %.2fx tar|zstd)\n",
               full_s, mib / full_s, full.stored_bytes / 1048576.0, cp / full_s, tarz / full_s);
-  std::printf("  its CPU: %.2f s user + %.2f s system = %.2f of the 2 cores busy\n", full_user, full_sys,
-              (full_user + full_sys) / full_s);
+  std::printf("  its CPU: %.2f s user + %.2f s system = %.2f cores busy (%d threads)\n", full_user, full_sys,
+              (full_user + full_sys) / full_s, threads);
   std::printf("  the same, first in a fresh process %5.2f s   (%.2fx cp)\n", first_s, cp / first_s);
   std::printf("strata incremental (1%% pages, changed ranges given) %6.3f s  = %.1f%% of full; read %.2f MiB; "
               "added %.2f MiB = %.2f%% of the file\n",
@@ -353,12 +349,11 @@ int main(int argc, char** argv) {
     parent = id;
   }
   if (!daily_s.empty()) {
-    std::vector<double> sorted = daily_s;
-    std::sort(sorted.begin(), sorted.end());
+    std::sort(daily_s.begin(), daily_s.end());
+    const double median = daily_s[daily_s.size() / 2];
     std::printf("daily incrementals (1%% pages, ranges given), %zu of them: median %.3f s = %.1f%% of full "
                 "(fastest %.3f s, slowest %.3f s)\n",
-                sorted.size(), sorted[sorted.size() / 2], 100 * sorted[sorted.size() / 2] / full_s, sorted.front(),
-                sorted.back());
+                daily_s.size(), median, 100 * median / full_s, daily_s.front(), daily_s.back());
   }
   if (!repository->RestoreSnapshot(parent, (dir / "restore").string()).ok()) return 1;
   Run(fmt::format("cmp -s {} {}/restore/data.db", db.string(), dir.string()));

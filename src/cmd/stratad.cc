@@ -1,5 +1,6 @@
 // stratad: the Strata server. One process, one port, every API.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -106,6 +108,15 @@ Status WriteFileAtomically(const fs::path& path, const std::string& text) {
   return Status::Ok();
 }
 
+// The cores this process may run on (taskset, a cpuset): a machine's whole
+// count would start more snapshot threads than can run at once.
+int UsableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -201,7 +212,7 @@ int main(int argc, char** argv) {
 
   auto store = OpenRepoStore(opt, data_dir);
   if (!store.ok()) return Fail(store.status());
-  const int cpus = opt.repo_threads > 0 ? opt.repo_threads : static_cast<int>(std::thread::hardware_concurrency());
+  const int cpus = opt.repo_threads > 0 ? opt.repo_threads : UsableCpus();
   auto repo_options = repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20, cpus);
   log::Info("backup repository", {{"store", (*store)->Describe()},
                                   {"snapshot_threads", std::to_string(repo_options.threads)},

@@ -83,8 +83,8 @@ std::string EncodeRedo(uint32_t page_size, const WalTransaction& tx) {
   return out;
 }
 
-// Up to about 200 ms (RetryEvery50us).
-int kLockAttempts = 4000;
+// Up to about 200 ms (RetryEvery50us, which only reads it).
+const int kLockAttempts = 4000;
 
 class SqliteCapture final : public ChangeCapture {
  public:
@@ -116,8 +116,8 @@ class SqliteCapture final : public ChangeCapture {
     // A busy application takes the write lock back within microseconds of
     // each commit; SQLite's default busy handler sleeps milliseconds and
     // loses that race. Retry quickly instead, for up to 200 ms.
-    sqlite3_busy_handler(c->writer_.get(), RetryEvery50us, &kLockAttempts);
-    sqlite3_busy_handler(c->checkpointer_.get(), RetryEvery50us, &kLockAttempts);
+    sqlite3_busy_handler(c->writer_.get(), RetryEvery50us, const_cast<int*>(&kLockAttempts));
+    sqlite3_busy_handler(c->checkpointer_.get(), RetryEvery50us, const_cast<int*>(&kLockAttempts));
     RETURN_IF_ERROR(c->BeginRead());
     c->ReserveWalSpace();
     c->pending_gap_ = true;

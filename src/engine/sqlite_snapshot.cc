@@ -43,8 +43,9 @@ constexpr uint64_t kWalRoomBytes = 16 << 20;
 constexpr uint64_t kWalStepBytes = 8 << 20;
 constexpr auto kWalRoomCheckInterval = std::chrono::milliseconds(10);
 
-// Up to about 10 ms (RetryEvery50us); then the next check tries again.
-int kExtendLockAttempts = 200;
+// Up to about 10 ms (RetryEvery50us, which only reads it); then the next
+// check tries again.
+const int kExtendLockAttempts = 200;
 
 Status PreadFully(int fd, uint64_t off, std::byte* out, size_t n, const std::string& what) {
   size_t done = 0;
@@ -203,7 +204,7 @@ class SqliteSnapshotView final : public SnapshotView {
       auto db = sqlite::Db::Open(db_path_.string(), SQLITE_OPEN_READWRITE);
       if (!db.ok()) return;
       extender_ = std::move(*db);
-      sqlite3_busy_handler(extender_.get(), RetryEvery50us, &kExtendLockAttempts);
+      sqlite3_busy_handler(extender_.get(), RetryEvery50us, const_cast<int*>(&kExtendLockAttempts));
     }
     // Writers wait on the lock this holds: it must not sit behind other
     // background work (ScopedNormalPriority).

@@ -1,5 +1,6 @@
 """Manual DB snapshots and restores, end to end through the RDS API with the
 real aws CLI and boto3, on real SQLite databases."""
+import json
 import os
 import signal
 import sqlite3
@@ -125,6 +126,13 @@ class Snapshots(StrataTestCase):
         self.aws("rds", "wait", "db-snapshot-deleted", "--db-snapshot-identifier", "q0")
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "q3")
 
+    def repository_threads(self):
+        """The snapshot and restore thread counts the running stratad's log says it chose."""
+        with open(self.server.log_path, "rb") as f:
+            lines = [json.loads(l) for l in f if b'"msg":"backup repository"' in l]
+        self.assertTrue(lines, self.server.tail())
+        return lines[-1]["snapshot_threads"], lines[-1]["restore_threads"]
+
     def test_the_chunks_zstd_level_size_and_threads_are_settings(self):
         self.server.stop()
         for flag, value, message in (("--repo-zstd-level", "20", "Value 20 not in range -7 to 19"),
@@ -134,14 +142,16 @@ class Snapshots(StrataTestCase):
                 Stratad(self.server.data_dir, [flag, value]).start()
         self.server.extra_args = ["--repo-zstd-level", "19", "--repo-chunk-kib", "64", "--repo-threads", "3"]
         self.server.start()
+        self.assertEqual(self.repository_threads(), ("3", "6"))
         self.create_instance("app")
         fill(db_path(self, "app"), 2000)
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "big")
         self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "big")
         # The defaults again: the next snapshot has other chunks, so it reads the file whole.
         self.server.stop()
-        self.server.extra_args = ["--repo-zstd-level", "-7", "--repo-threads", "1"]
+        self.server.extra_args = ["--repo-zstd-level", "-7", "--repo-threads", "1", "--repo-memory-mib", "32"]
         self.server.start()
+        self.assertEqual(self.repository_threads(), ("1", "1"), "32 MiB of working memory is one restore thread")
         fill(db_path(self, "app"), 10)
         self.aws("rds", "create-db-snapshot", "--db-instance-identifier", "app", "--db-snapshot-identifier", "small")
         self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "small")
