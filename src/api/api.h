@@ -30,6 +30,7 @@ struct ServerConfig {
   int port = 5480;  // 0 picks a free port
   size_t max_body_bytes = 1 << 20;
   int threads = 8;
+  std::string region = "us-east-1";  // the only region a request's signature may be scoped to
   const Clock* clock = nullptr;  // for SigV4 time checks; not owned
   sigv4::SecretLookup secrets;   // access key id -> secret key
 };

@@ -249,6 +249,20 @@ JsonResponse JsonError(const Status& status) {
                       std::string(status.code().aws_code)};
 }
 
+JsonResponse JsonAuthError(const Status& status) {
+  static constexpr std::pair<const ErrorCode*, ErrorCode> kJsonNames[] = {
+      {&errors::kMissingAuthenticationToken, {"MissingAuthenticationTokenException", 403}},
+      {&errors::kIncompleteSignature, {"IncompleteSignatureException", 400}},
+      {&errors::kInvalidClientTokenId, {"UnrecognizedClientException", 403}},
+      {&errors::kSignatureDoesNotMatch, {"InvalidSignatureException", 403}},
+      {&errors::kRequestExpired, {"InvalidSignatureException", 403}},
+  };
+  for (const auto& [query_code, json_code] : kJsonNames) {
+    if (status.Is(*query_code)) return JsonError(Status(json_code, status.message()));
+  }
+  return JsonError(status);
+}
+
 std::string Base64Encode(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3), '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),

@@ -33,6 +33,10 @@ class RdsDataApi {
 // becomes a rest-json error.
 JsonResponse JsonError(const Status& status);
 
+// A SigV4 failure as the JSON protocols name it (the Query APIs' codes, e.g.
+// SignatureDoesNotMatch, are InvalidSignatureException there).
+JsonResponse JsonAuthError(const Status& status);
+
 std::string Base64Encode(std::string_view bytes);
 std::optional<std::string> Base64Decode(std::string_view text);
 

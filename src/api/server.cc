@@ -95,21 +95,16 @@ class Server::Impl {
     Status st = Status::Ok();
     int status = 200;
 
-    auto identity = sigv4::Verify(signed_req, config.secrets, config.clock->Now());
-    if (!identity.ok()) {
-      st = identity.status();
-    } else if (is_data_api) {
-      if (identity->service != "rds-data") {
-        st = Status(errors::kDataBadRequest, "Data API requests must be signed for service rds-data");
-      }
-    } else if (identity->service != "rds") {
-      st = Status(errors::kInvalidAction,
-                  fmt::format("Service {} is not served here", identity->service));
-    }
+    // The path says which service this request is for; the signature must
+    // have been made for that service in this region.
+    std::string_view service = is_data_api ? "rds-data" : "rds";
+    auto identity = sigv4::Verify(signed_req, config.secrets, config.clock->Now(),
+                                  {.region = config.region, .service = service});
+    if (!identity.ok()) st = identity.status();
 
     if (is_data_api) {
       action = req.path.substr(1);
-      JsonResponse r = st.ok() ? data.Handle(req.path, req.body) : JsonError(st);
+      JsonResponse r = st.ok() ? data.Handle(req.path, req.body) : JsonAuthError(st);
       status = r.status;
       SendJson(res, r, request_id);
     } else {

@@ -244,6 +244,7 @@ int main(int argc, char** argv) {
   scfg.host = host;
   scfg.port = port;
   scfg.clock = &clock;
+  scfg.region = opt.region;
   scfg.secrets = [secrets](std::string_view akid) -> std::optional<std::string> {
     auto it = secrets.find(std::string(akid));
     if (it == secrets.end()) return std::nullopt;

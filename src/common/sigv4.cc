@@ -276,6 +276,35 @@ Result<ParsedAuth> ParseAuthorizationHeader(const Request& req, std::string_view
   return p;
 }
 
+// The payload line of the canonical request. Only s3 signs a hash the client
+// declares (and UNSIGNED-PAYLOAD); everywhere else the body received is hashed,
+// so a signature never covers a body other than the one it came with.
+Result<std::string> PayloadHash(const Request& req, const ParsedAuth& p, bool s3) {
+  std::string declared = HeaderValues(req, "x-amz-content-sha256");
+  bool declared_signed = std::find(p.signed_headers.begin(), p.signed_headers.end(),
+                                   "x-amz-content-sha256") != p.signed_headers.end();
+  std::string actual = Sha256Hex(req.body);
+  if (s3) {
+    if (declared.empty()) {
+      if (p.presigned) return std::string("UNSIGNED-PAYLOAD");
+      return Status(errors::kIncompleteSignature, "Missing required header for this request: x-amz-content-sha256");
+    }
+    if (!declared_signed) return Incomplete("The x-amz-content-sha256 header must be signed");
+    if (declared != "UNSIGNED-PAYLOAD" && declared != actual) {
+      return Status(errors::kSignatureDoesNotMatch,
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    }
+    return declared;
+  }
+  if (!declared.empty() && declared_signed && declared != actual) {
+    return Status(errors::kSignatureDoesNotMatch,
+                  declared == "UNSIGNED-PAYLOAD"
+                      ? std::string("UNSIGNED-PAYLOAD is accepted only by s3; sign the request body")
+                      : std::string("The provided 'x-amz-content-sha256' header does not match the request body"));
+  }
+  return actual;
+}
+
 }  // namespace
 
 std::string Sha256Hex(std::string_view data) {
@@ -373,7 +402,8 @@ std::optional<std::string> PeekService(const Request& req) {
   return scope->service;
 }
 
-Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoint now) {
+Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoint now,
+                        const Scoped& expected) {
   ParsedAuth p;
   std::string auth = HeaderValues(req, "authorization");
   std::string query_for_signing = std::string(req.raw_query);
@@ -447,6 +477,17 @@ Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoin
     if (!HasHeader(req, h)) return Incomplete(fmt::format("Signed header '{}' is missing", h));
   }
 
+  // AWS checks the scope before the key: a signature for another region or
+  // service is refused whoever made it.
+  if (p.scope.region != expected.region) {
+    return Status(errors::kSignatureDoesNotMatch,
+                  fmt::format("Credential should be scoped to a valid region, not '{}'.", p.scope.region));
+  }
+  if (p.scope.service != expected.service) {
+    return Status(errors::kSignatureDoesNotMatch,
+                  fmt::format("Credential should be scoped to correct service: '{}'.", expected.service));
+  }
+
   auto secret = lookup(p.akid);
   if (!secret) {
     return Status(errors::kInvalidClientTokenId,
@@ -454,14 +495,13 @@ Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoin
   }
 
   bool s3 = p.scope.service == "s3";
-  std::string payload_hash = HeaderValues(req, "x-amz-content-sha256");
-  if (payload_hash.empty()) payload_hash = (p.presigned && s3) ? "UNSIGNED-PAYLOAD" : Sha256Hex(req.body);
+  ASSIGN_OR_RETURN(std::string payload_hash, PayloadHash(req, p, s3));
   std::string canonical = CanonicalRequest(req, p.signed_headers,
                                            CanonicalQueryString(query_for_signing), payload_hash, s3);
-  std::string expected_raw =
+  std::string computed_raw =
       HmacSha256(SigningKey(*secret, p.scope), StringToSign(p.amz_date, p.scope, canonical));
-  std::string expected = Hex(reinterpret_cast<const unsigned char*>(expected_raw.data()), expected_raw.size());
-  if (!ConstantTimeEqual(expected, Lower(p.signature))) {
+  std::string computed = Hex(reinterpret_cast<const unsigned char*>(computed_raw.data()), computed_raw.size());
+  if (!ConstantTimeEqual(computed, Lower(p.signature))) {
     return Status(errors::kSignatureDoesNotMatch,
                   "The request signature we calculated does not match the signature you provided. "
                   "Check your AWS Secret Access Key and signing method.");

@@ -61,12 +61,27 @@ struct Identity {
 // Returns the secret key for an access key id, or nullopt if unknown.
 using SecretLookup = std::function<std::optional<std::string>(std::string_view access_key_id)>;
 
+// What the endpoint that received the request serves: a signature scoped to
+// another region or service was made for another endpoint and is refused, so
+// a request captured on its way to one cannot be replayed against another.
+struct Scoped {
+  std::string_view region;   // e.g. "us-east-1"
+  std::string_view service;  // e.g. "rds", "rds-data"
+};
+
 // Verifies an Authorization header or a presigned query string (X-Amz-Signature).
+// The body is always bound to the signature: for every service but s3 the
+// payload hash is computed from the body received (a client's
+// x-amz-content-sha256 header is only another signed header, and must equal it);
+// s3 alone takes the header's value, which must then be signed, and allows
+// UNSIGNED-PAYLOAD.
 // Errors, as AWS names them: MissingAuthenticationToken (no auth at all),
 // IncompleteSignature (malformed header or query), InvalidClientTokenId (unknown
-// key), SignatureDoesNotMatch, RequestExpired (X-Amz-Date more than 15 minutes
-// from `now`, or a presigned URL past X-Amz-Expires).
-Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoint now);
+// key), SignatureDoesNotMatch (a wrong signature, or a credential scope whose
+// region, service or date does not match), RequestExpired (X-Amz-Date more than
+// 15 minutes from `now`, or a presigned URL past X-Amz-Expires).
+Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoint now,
+                        const Scoped& expected);
 
 // The service named in the request's credential scope without verifying
 // anything, for routing before verification. nullopt if there is none.
