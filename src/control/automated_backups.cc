@@ -571,8 +571,9 @@ Result<Instance> ControlPlane::RestoreToPointInTime(const PointInTimeRestoreRequ
   } else if (req.source_resource_id) {
     resource_id = *req.source_resource_id;
   } else {
+    ASSIGN_OR_RETURN(auto arn, ParseOwnArn(*req.source_backup_arn, impl_->Owner(), "auto-backup"));
     for (const auto& ab : impl_->catalog->ListAutomatedBackups()) {
-      if (impl_->AutomatedBackupArn(ab.resource_id) == *req.source_backup_arn) resource_id = ab.resource_id;
+      if (impl_->AutomatedBackupArn(ab.resource_id) == arn.Text()) resource_id = ab.resource_id;
     }
     if (resource_id.empty()) {
       return Status(errors::kDBInstanceAutomatedBackupNotFound,
@@ -631,11 +632,16 @@ Result<Instance> ControlPlane::RestoreToPointInTime(const PointInTimeRestoreRequ
 Result<std::vector<AutomatedBackup>> ControlPlane::DescribeAutomatedBackups(const AutomatedBackupQuery& q) {
   std::vector<AutomatedBackup> out;
   bool named = q.resource_id || q.instance_id || q.arn;
+  std::optional<std::string> canonical_arn;
+  if (q.arn) {
+    ASSIGN_OR_RETURN(auto arn, ParseOwnArn(*q.arn, impl_->Owner(), "auto-backup"));
+    canonical_arn = arn.Text();
+  }
   for (const auto& ab : impl_->catalog->ListAutomatedBackups()) {
     if (q.resource_id && ab.resource_id != *q.resource_id) continue;
     if (q.instance_id && ab.instance_id != ToLower(*q.instance_id)) continue;
     std::string arn = impl_->AutomatedBackupArn(ab.resource_id);
-    if (q.arn && arn != *q.arn) continue;
+    if (canonical_arn && arn != *canonical_arn) continue;
     AutomatedBackup b;
     b.record = ab;
     b.arn = arn;

@@ -356,25 +356,27 @@ Result<Instance> ControlPlane::RebootInstance(const std::string& id, bool force_
 
 namespace {
 
-// What a resource ARN names, checked against the catalog.
-Result<std::string> ResolveTaggable(catalog::Catalog& catalog, const std::string& arn_text) {
-  auto arn = ParseArn(arn_text);
-  if (!arn) return InvalidValue(fmt::format("Invalid resource name: {}", arn_text));
-  if (arn->resource_type == "db") {
-    RETURN_IF_ERROR(catalog.GetInstance(arn->resource_id).status());
-    return arn_text;
+// The canonical ARN of a taggable resource this server owns, checked against the catalog.
+Result<std::string> ResolveTaggable(catalog::Catalog& catalog, const ArnOwner& owner,
+                                    const std::string& arn_text) {
+  auto any = ParseArn(arn_text);
+  std::string_view type = any ? std::string_view(any->resource_type) : std::string_view("db");
+  if (type != "db" && type != "snapshot") {
+    return InvalidValue(fmt::format("Invalid resource name {}: resource type '{}' cannot be tagged", arn_text, type));
   }
-  if (arn->resource_type == "snapshot") {
-    RETURN_IF_ERROR(catalog.GetSnapshot(arn->resource_id).status());
-    return arn_text;
+  ASSIGN_OR_RETURN(auto arn, ParseOwnArn(arn_text, owner, type));
+  if (type == "db") {
+    RETURN_IF_ERROR(catalog.GetInstance(arn.resource_id).status());
+  } else {
+    RETURN_IF_ERROR(catalog.GetSnapshot(arn.resource_id).status());
   }
-  return InvalidValue(fmt::format("Unsupported resource type in ARN: {}", arn_text));
+  return arn.Text();
 }
 
 }  // namespace
 
 Status ControlPlane::AddTags(const std::string& arn, const std::vector<Tag>& tags) {
-  ASSIGN_OR_RETURN(auto resolved, ResolveTaggable(*impl_->catalog, arn));
+  ASSIGN_OR_RETURN(auto resolved, ResolveTaggable(*impl_->catalog, impl_->Owner(), arn));
   for (const auto& t : tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
   return impl_->catalog->InTransaction([&]() -> Status {
     auto existing = impl_->catalog->ListTags(resolved);
@@ -392,12 +394,12 @@ Status ControlPlane::AddTags(const std::string& arn, const std::vector<Tag>& tag
 }
 
 Status ControlPlane::RemoveTags(const std::string& arn, const std::vector<std::string>& keys) {
-  ASSIGN_OR_RETURN(auto resolved, ResolveTaggable(*impl_->catalog, arn));
+  ASSIGN_OR_RETURN(auto resolved, ResolveTaggable(*impl_->catalog, impl_->Owner(), arn));
   return impl_->catalog->RemoveTags(resolved, keys);
 }
 
 Result<std::vector<Tag>> ControlPlane::ListTags(const std::string& arn) {
-  ASSIGN_OR_RETURN(auto resolved, ResolveTaggable(*impl_->catalog, arn));
+  ASSIGN_OR_RETURN(auto resolved, ResolveTaggable(*impl_->catalog, impl_->Owner(), arn));
   return impl_->catalog->ListTags(resolved);
 }
 

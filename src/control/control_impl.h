@@ -79,6 +79,14 @@ class ControlPlane::Impl {
   std::string InstanceArn(const std::string& id) const {
     return FormatArn(config.region, account_id, "db", id);
   }
+  ArnOwner Owner() const { return {config.region, account_id}; }
+  // An identifier as given, or the identifier inside this server's ARN of
+  // `resource_type` (a foreign ARN is InvalidParameterValue).
+  Result<std::string> IdFrom(const std::string& id_or_arn, std::string_view resource_type) const {
+    if (id_or_arn.rfind("arn:", 0) != 0) return id_or_arn;
+    ASSIGN_OR_RETURN(auto arn, ParseOwnArn(id_or_arn, Owner(), resource_type));
+    return arn.resource_id;
+  }
 
   void Event(const std::string& source_type, const std::string& id, const std::string& arn,
              const std::string& message, std::vector<std::string> categories) {
@@ -174,10 +182,8 @@ class ControlPlane::Impl {
   }
 
   Result<catalog::InstanceRecord> InstanceFromArn(const std::string& resource_arn) {
-    auto arn = ParseArn(resource_arn);
-    if (!arn || arn->resource_type != "db") {
-      return Status(errors::kDataBadRequest, fmt::format("Invalid resourceArn: {}", resource_arn));
-    }
+    auto arn = ParseOwnArn(resource_arn, Owner(), "db");
+    if (!arn.ok()) return Status(errors::kDataBadRequest, std::string(arn.status().message()));
     auto r = catalog->GetInstance(arn->resource_id);
     if (!r.ok()) {
       return Status(errors::kDataNotFound,
@@ -195,8 +201,8 @@ class ControlPlane::Impl {
     std::lock_guard lock(tx_mu);
     ReapIdleTransactionsLocked();
     auto it = transactions.find(id);
-    auto arn = ParseArn(resource_arn);
-    if (it == transactions.end() || !arn || arn->resource_id != it->second->instance_id) {
+    auto arn = ParseOwnArn(resource_arn, Owner(), "db");
+    if (it == transactions.end() || !arn.ok() || arn->resource_id != it->second->instance_id) {
       return Status(errors::kDataNotFound, fmt::format("Transaction {} is not found", id));
     }
     it->second->last_used = Now();

@@ -22,12 +22,6 @@ std::map<std::string, std::string> ManifestMetadata(const catalog::SnapshotRecor
           {"database_time", FormatIso8601(s.database_time)}};
 }
 
-// A snapshot id as given, or the id inside a snapshot ARN.
-std::string SnapshotIdFrom(const std::string& id_or_arn) {
-  if (auto arn = ParseArn(id_or_arn); arn && arn->resource_type == "snapshot") return arn->resource_id;
-  return id_or_arn;
-}
-
 }  // namespace
 
 Snapshot ControlPlane::Impl::ToSnapshot(const catalog::SnapshotRecord& r) {
@@ -316,7 +310,8 @@ Result<Snapshot> ControlPlane::CreateSnapshot(const CreateSnapshotRequest& req) 
 Result<std::vector<Snapshot>> ControlPlane::DescribeSnapshots(const SnapshotQuery& q) {
   std::vector<catalog::SnapshotRecord> records;
   if (q.snapshot_id) {
-    ASSIGN_OR_RETURN(auto one, impl_->catalog->GetSnapshot(ToLower(SnapshotIdFrom(*q.snapshot_id))));
+    ASSIGN_OR_RETURN(auto id, impl_->IdFrom(*q.snapshot_id, "snapshot"));
+    ASSIGN_OR_RETURN(auto one, impl_->catalog->GetSnapshot(ToLower(id)));
     records.push_back(std::move(one));
   } else {
     records = impl_->catalog->ListSnapshots();
@@ -337,7 +332,8 @@ Result<std::vector<Snapshot>> ControlPlane::DescribeSnapshots(const SnapshotQuer
 }
 
 Result<Snapshot> ControlPlane::DeleteSnapshot(const std::string& id_in) {
-  std::string id = ToLower(SnapshotIdFrom(id_in));
+  ASSIGN_OR_RETURN(std::string id, impl_->IdFrom(id_in, "snapshot"));
+  id = ToLower(id);
   catalog::SnapshotRecord snap;
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(snap, impl_->catalog->GetSnapshot(id));
@@ -377,7 +373,8 @@ Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
   RETURN_IF_ERROR(ValidateIdentifier("TargetDBSnapshotIdentifier", req.target_id, 255));
   for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
   catalog::SnapshotRecord copy;
-  std::string source_id = ToLower(SnapshotIdFrom(req.source_id));
+  ASSIGN_OR_RETURN(std::string source_id, impl_->IdFrom(req.source_id, "snapshot"));
+  source_id = ToLower(source_id);
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto src, impl_->catalog->GetSnapshot(source_id));
     if (src.status != "available") {
@@ -456,7 +453,8 @@ Result<Instance> ControlPlane::RestoreFromSnapshot(const RestoreFromSnapshotRequ
   for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
   catalog::InstanceRecord r;
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(auto snap, impl_->catalog->GetSnapshot(ToLower(SnapshotIdFrom(req.snapshot_id))));
+    ASSIGN_OR_RETURN(auto snap_id, impl_->IdFrom(req.snapshot_id, "snapshot"));
+    ASSIGN_OR_RETURN(auto snap, impl_->catalog->GetSnapshot(ToLower(snap_id)));
     if (snap.status != "available") {
       return Status(errors::kInvalidDBSnapshotState,
                     fmt::format("Snapshot {} is {}; only an available snapshot can be restored.",

@@ -65,5 +65,20 @@ TEST(Arns, RoundTrip) {
   EXPECT_FALSE(ParseArn("arn:aws:rds:us-east-1:1:db:"));
 }
 
+TEST(Arn, OnlyThisServersArnsAreOwn) {
+  const ArnOwner owner{"us-east-1", "123456789012"};
+  auto own = ParseOwnArn("arn:aws:rds:us-east-1:123456789012:db:App", owner, "db");
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_EQ(own->resource_id, "app");
+  EXPECT_EQ(own->Text(), "arn:aws:rds:us-east-1:123456789012:db:app");
+  for (const char* foreign : {"arn:aws:rds:us-west-2:123456789012:db:app", "arn:aws:rds:us-east-1:111111111111:db:app",
+                              "arn:aws:ec2:us-east-1:123456789012:db:app", "arn:aws-cn:rds:us-east-1:123456789012:db:app",
+                              "arn:aws:rds:us-east-1:123456789012:snapshot:app", "arn:aws:rds:us-east-1:123456789012:db:",
+                              "app", "arn:aws:rds"}) {
+    auto st = ParseOwnArn(foreign, owner, "db").status();
+    EXPECT_TRUE(st.Is(errors::kInvalidParameterValue)) << foreign;
+  }
+}
+
 }  // namespace
 }  // namespace strata::control

@@ -1,0 +1,66 @@
+"""Issue 21: what careful clients noticed. Each test failed on the build before its fix."""
+import unittest
+
+from harness import StrataTestCase
+
+
+class ForeignArns(StrataTestCase):
+    """An ARN of another region, account, partition or service never names a
+    resource here, and nothing is stored under it."""
+
+    def setUp(self):
+        super().setUp()
+        self.arn = self.create_instance("app", "--backup-retention-period", "0")["DBInstanceArn"]
+        _, _, _, self.region, self.account, _, _ = self.arn.split(":", 6)
+        self.rds = self.client()
+
+    def code_of(self, call, **kwargs):
+        with self.assertRaises(self.rds.exceptions.ClientError) as caught:
+            call(**kwargs)
+        return caught.exception.response["Error"]["Code"]
+
+    def test_tags_on_foreign_arns_are_refused(self):
+        foreign = [
+            f"arn:aws:rds:us-west-2:{self.account}:db:app",
+            f"arn:aws:rds:{self.region}:111111111111:db:app",
+            f"arn:aws:ec2:{self.region}:{self.account}:db:app",
+            f"arn:aws-cn:rds:{self.region}:{self.account}:db:app",
+        ]
+        for arn in foreign:
+            self.assertEqual(self.code_of(self.rds.add_tags_to_resource, ResourceName=arn,
+                                          Tags=[{"Key": "k", "Value": "v"}]), "InvalidParameterValue", arn)
+            self.assertEqual(self.code_of(self.rds.list_tags_for_resource, ResourceName=arn),
+                             "InvalidParameterValue", arn)
+        self.assertEqual(self.rds.list_tags_for_resource(ResourceName=self.arn)["TagList"], [])
+        # The instance's own ARN, in any case of its identifier, is the same resource.
+        self.rds.add_tags_to_resource(ResourceName=self.arn.replace(":db:app", ":db:APP"),
+                                      Tags=[{"Key": "k", "Value": "v"}])
+        self.assertEqual(self.rds.list_tags_for_resource(ResourceName=self.arn)["TagList"],
+                         [{"Key": "k", "Value": "v"}])
+
+    def test_snapshot_arns_of_another_account_or_type_are_refused(self):
+        self.rds.create_db_snapshot(DBInstanceIdentifier="app", DBSnapshotIdentifier="s1")
+        self.rds.get_waiter("db_snapshot_available").wait(DBSnapshotIdentifier="s1",
+                                                          WaiterConfig={"Delay": 1})
+        own = f"arn:aws:rds:{self.region}:{self.account}:snapshot:s1"
+        other_account = f"arn:aws:rds:{self.region}:111111111111:snapshot:s1"
+        self.assertEqual(self.code_of(self.rds.copy_db_snapshot, SourceDBSnapshotIdentifier=other_account,
+                                      TargetDBSnapshotIdentifier="s2"), "InvalidParameterValue")
+        bad_type = f"arn:aws:rds:{self.region}:{self.account}:snapshotx:s1"
+        self.assertEqual(self.code_of(self.rds.describe_db_snapshots, DBSnapshotIdentifier=bad_type),
+                         "InvalidParameterValue")
+        self.rds.copy_db_snapshot(SourceDBSnapshotIdentifier=own, TargetDBSnapshotIdentifier="s2")
+        self.assertEqual(
+            self.rds.describe_db_snapshots(DBSnapshotIdentifier=own)["DBSnapshots"][0]["DBSnapshotIdentifier"], "s1")
+
+    def test_data_api_refuses_a_foreign_resource_arn(self):
+        data = self.client("rds-data")
+        with self.assertRaises(data.exceptions.BadRequestException) as caught:
+            data.execute_statement(resourceArn=self.arn.replace(self.account, "111111111111"),
+                                   secretArn=f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:x",
+                                   sql="SELECT 1")
+        self.assertIn("account", caught.exception.response["Error"]["Message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
