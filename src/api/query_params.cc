@@ -128,9 +128,14 @@ std::optional<std::string> QueryParams::Get(std::string_view key) const {
 
 Result<std::string> QueryParams::Required(std::string_view key) const {
   auto v = Get(key);
-  if (!v || v->empty()) {
+  if (!v) {
     return Status(errors::kMissingParameter,
                   fmt::format("The request must contain the parameter {}", key));
+  }
+  if (v->empty()) {
+    // Present but blank is a bad value to AWS, not a missing parameter.
+    return Status(errors::kInvalidParameterValue,
+                  fmt::format("The parameter {} must be provided and must not be blank.", key));
   }
   return *v;
 }

@@ -26,7 +26,8 @@ TEST(QueryParams, ParsesBotocoreFlattening) {
   ASSERT_EQ(filters->size(), 1u);
   EXPECT_EQ((*filters)[0].values, (std::vector<std::string>{"db1", "db2"}));
   EXPECT_EQ(p->Get("Empty"), "");
-  EXPECT_TRUE(p->Required("Empty").status().Is(errors::kMissingParameter));
+  EXPECT_TRUE(p->Required("Empty").status().Is(errors::kInvalidParameterValue));
+  EXPECT_TRUE(p->Required("Absent").status().Is(errors::kMissingParameter));
 }
 
 TEST(QueryParams, TypedAccessorsNameTheParameter) {

@@ -211,6 +211,9 @@ void ControlPlane::Impl::StartAutomatedSnapshot(const catalog::InstanceRecord& i
     for (int n = 2; catalog->GetSnapshot(id).ok(); ++n) id = FormatAutomatedId(inst.id, Now()) + "-" + std::to_string(n);
     snap = NewSnapshotRecord(inst, id, "automated");
     RETURN_IF_ERROR(catalog->InsertSnapshot(snap));
+    if (inst.copy_tags_to_snapshot) {
+      RETURN_IF_ERROR(catalog->SetTags(SnapshotArn(snap.id), catalog->ListTags(InstanceArn(inst.id))));
+    }
     inst.status = "backing-up";
     return catalog->UpdateInstance(inst);
   });

@@ -9,6 +9,7 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <set>
 
 namespace strata::control {
@@ -129,9 +130,12 @@ Result<Instance> ControlPlane::CreateInstance(const CreateInstanceRequest& req) 
     return InvalidValue("The backup window and maintenance window must not overlap.");
   }
   if (req.db_name) {
-    if (req.db_name->empty() || req.db_name->size() > 63 ||
-        !std::isalpha(static_cast<unsigned char>((*req.db_name)[0]))) {
-      return InvalidValue("Invalid DBName: must begin with a letter and contain 1 to 63 characters");
+    const std::string& name = *req.db_name;
+    bool word = std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+    if (name.empty() || name.size() > 63 || !std::isalpha(static_cast<unsigned char>(name[0])) || !word) {
+      return InvalidValue(
+          "Invalid DBName: it must begin with a letter, contain only letters, digits and underscores, and be 1 to "
+          "63 characters long");
     }
     r.db_name = *req.db_name;
   }

@@ -395,12 +395,9 @@ Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
     copy.source_snapshot_id = src.id;
     copy.stored_bytes = 0;  // shares every chunk with its source
     RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(copy));
-    std::vector<Tag> tags = req.copy_tags ? impl_->catalog->ListTags(impl_->SnapshotArn(src.id))
-                                          : std::vector<Tag>{};
-    for (const auto& t : req.tags) {
-      auto same = std::find_if(tags.begin(), tags.end(), [&](const Tag& x) { return x.key == t.key; });
-      if (same != tags.end()) same->value = t.value; else tags.push_back(t);
-    }
+    // As RDS does: the request's tags when it gives any, else the source's with CopyTags.
+    std::vector<Tag> tags = req.tags;
+    if (tags.empty() && req.copy_tags) tags = impl_->catalog->ListTags(impl_->SnapshotArn(src.id));
     RETURN_IF_ERROR(impl_->catalog->SetTags(impl_->SnapshotArn(copy.id), tags));
     return impl_->backups->CopySnapshot(src.repo_snapshot_id, copy.repo_snapshot_id,
                                         ManifestMetadata(copy));

@@ -62,5 +62,47 @@ class ForeignArns(StrataTestCase):
         self.assertIn("account", caught.exception.response["Error"]["Message"])
 
 
+class TagsAndValues(StrataTestCase):
+    def test_automated_snapshots_get_the_instances_tags(self):
+        self.create_instance("app", "--copy-tags-to-snapshot", "--tags", "Key=team,Value=payments")
+        rds = self.client()
+        auto = rds.describe_db_snapshots(DBInstanceIdentifier="app", SnapshotType="automated")["DBSnapshots"]
+        self.assertTrue(auto)
+        self.assertEqual(rds.list_tags_for_resource(ResourceName=auto[0]["DBSnapshotArn"])["TagList"],
+                         [{"Key": "team", "Value": "payments"}])
+
+    def test_copy_with_copy_tags_and_tags_uses_the_requests_tags(self):
+        self.create_instance("app", "--backup-retention-period", "0")
+        rds = self.client()
+        rds.create_db_snapshot(DBInstanceIdentifier="app", DBSnapshotIdentifier="s1",
+                               Tags=[{"Key": "source", "Value": "1"}])
+        rds.get_waiter("db_snapshot_available").wait(DBSnapshotIdentifier="s1", WaiterConfig={"Delay": 1})
+        copy = rds.copy_db_snapshot(SourceDBSnapshotIdentifier="s1", TargetDBSnapshotIdentifier="s2",
+                                    CopyTags=True, Tags=[{"Key": "request", "Value": "2"}])["DBSnapshot"]
+        self.assertEqual(rds.list_tags_for_resource(ResourceName=copy["DBSnapshotArn"])["TagList"],
+                         [{"Key": "request", "Value": "2"}])
+        copy = rds.copy_db_snapshot(SourceDBSnapshotIdentifier="s1", TargetDBSnapshotIdentifier="s3",
+                                    CopyTags=True)["DBSnapshot"]
+        self.assertEqual(rds.list_tags_for_resource(ResourceName=copy["DBSnapshotArn"])["TagList"],
+                         [{"Key": "source", "Value": "1"}])
+
+    def test_blank_identifiers_and_bad_db_names_are_invalid_values(self):
+        self.create_instance("app", "--backup-retention-period", "0")
+        self.assertEqual(self.aws_error("rds", "create-db-snapshot", "--db-instance-identifier", "app",
+                                        "--db-snapshot-identifier", ""), "InvalidParameterValue")
+        rds = self.client()
+        with self.assertRaises(rds.exceptions.ClientError) as caught:
+            rds.create_db_snapshot(DBInstanceIdentifier="app", DBSnapshotIdentifier="")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterValue")
+        self.assertIn("must not be blank", caught.exception.response["Error"]["Message"])
+        for name in ("my-db", "1db", "db name"):
+            self.assertEqual(self.aws_error("rds", "create-db-instance", "--db-instance-identifier", "pg",
+                                            "--db-instance-class", "db.t3.micro", "--engine", "postgres",
+                                            "--master-username", "admin1", "--master-user-password",
+                                            "long-secret-1", "--db-name", name), "InvalidParameterValue", name)
+        names = [i["DBInstanceIdentifier"] for i in self.client().describe_db_instances()["DBInstances"]]
+        self.assertEqual(names, ["app"])
+
+
 if __name__ == "__main__":
     unittest.main()
