@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 
+#include "api/rds_parameters.h"
 #include "api/rds_xml.h"
 #include "api/xml_writer.h"
 #include "control/arn.h"
@@ -113,6 +114,7 @@ Status ModifyDBInstance(control::ControlPlane& cp, const QueryParams& p, XmlWrit
   ASSIGN_OR_RETURN(req.deletion_protection, p.Bool("DeletionProtection"));
   ASSIGN_OR_RETURN(req.copy_tags_to_snapshot, p.Bool("CopyTagsToSnapshot"));
   req.instance_class = p.Get("DBInstanceClass");
+  req.new_id = p.Get("NewDBInstanceIdentifier");
   ASSIGN_OR_RETURN(req.allocated_storage_gib, OptInt(p, "AllocatedStorage", 0, 1 << 30));
   ASSIGN_OR_RETURN(auto apply, p.Bool("ApplyImmediately"));
   req.apply_immediately = apply.value_or(false);
@@ -205,10 +207,6 @@ Status CopyDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter
   ASSIGN_OR_RETURN(auto copy_tags, p.Bool("CopyTags"));
   req.copy_tags = copy_tags.value_or(false);
   ASSIGN_OR_RETURN(req.tags, TagsParam(p));
-  if (p.Has("KmsKeyId")) {
-    return Status(errors::kInvalidParameterCombination,
-                  "KmsKeyId is not supported: Strata encrypts its repository with its own keys");
-  }
   ASSIGN_OR_RETURN(auto snap, cp.CopySnapshot(req));
   WriteSnapshot(x, snap);
   return Status::Ok();
@@ -216,6 +214,7 @@ Status CopyDBSnapshot(control::ControlPlane& cp, const QueryParams& p, XmlWriter
 
 // The new instance's settings, shared by both kinds of restore.
 Status RestoredInstanceParams(const QueryParams& p, control::RestoreFromSnapshotRequest& req) {
+  req.engine = p.Get("Engine");
   req.instance_class = p.Get("DBInstanceClass");
   ASSIGN_OR_RETURN(req.port, OptInt(p, "Port", 1150, 65535));
   req.db_name = p.Get("DBName");
@@ -407,6 +406,7 @@ Result<std::string> RdsQueryApi::Handle(const QueryParams& params, const std::st
     return Status(errors::kInvalidParameterValue,
                   fmt::format("Unsupported Version {}; Strata speaks {}", *version, kRdsVersion));
   }
+  RETURN_IF_ERROR(CheckUnactedParameters(*action_name, params));
   XmlWriter x;
   x.Open(*action_name + "Response", kRdsXmlns);
   if (it->second.has_result) x.Open(*action_name + "Result");

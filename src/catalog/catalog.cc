@@ -254,6 +254,28 @@ Status Catalog::DeleteInstance(const std::string& id) {
   return s.Run();
 }
 
+Status Catalog::RenameInstance(const std::string& old_id, const std::string& new_id, const std::string& old_arn,
+                               const std::string& new_arn) {
+  std::lock_guard lock(impl_->mu);
+  {
+    ASSIGN_OR_RETURN(auto taken, impl_->db.Prepare("SELECT 1 FROM instances WHERE id = ?"));
+    taken.Bind(1, new_id);
+    ASSIGN_OR_RETURN(bool row, taken.Step());
+    if (row) return Status(errors::kDBInstanceAlreadyExists, fmt::format("DB instance {} already exists.", new_id));
+  }
+  const std::pair<const char*, std::pair<const std::string*, const std::string*>> updates[] = {
+      {"UPDATE instances SET id = ?1 WHERE id = ?2", {&new_id, &old_id}},
+      {"UPDATE automated_backups SET instance_id = ?1 WHERE instance_id = ?2", {&new_id, &old_id}},
+      {"UPDATE tags SET arn = ?1 WHERE arn = ?2", {&new_arn, &old_arn}},
+  };
+  for (const auto& [sql, values] : updates) {
+    ASSIGN_OR_RETURN(auto s, impl_->db.Prepare(sql));
+    s.Bind(1, *values.first).Bind(2, *values.second);
+    RETURN_IF_ERROR(s.Run());
+  }
+  return Status::Ok();
+}
+
 Result<InstanceRecord> Catalog::GetInstance(const std::string& id) {
   std::lock_guard lock(impl_->mu);
   ASSIGN_OR_RETURN(auto s, impl_->db.Prepare(

@@ -163,6 +163,12 @@ class Catalog {
   Status InsertInstance(const InstanceRecord& r);  // DBInstanceAlreadyExists if id taken
   Status UpdateInstance(const InstanceRecord& r);  // DBInstanceNotFound if absent
   Status DeleteInstance(const std::string& id);
+  // Gives instance `old_id` the identifier `new_id`, with its automated
+  // backups and the tags under its ARN (old_arn -> new_arn). Snapshots keep the
+  // identifier they were taken under, as in RDS. DBInstanceAlreadyExists if
+  // new_id is taken. Call inside InTransaction.
+  Status RenameInstance(const std::string& old_id, const std::string& new_id, const std::string& old_arn,
+                        const std::string& new_arn);
   Result<InstanceRecord> GetInstance(const std::string& id);  // DBInstanceNotFound
   std::optional<InstanceRecord> FindInstanceByResourceId(const std::string& resource_id);
   std::vector<InstanceRecord> ListInstances();  // ordered by id

@@ -199,6 +199,7 @@ std::vector<Instance> ControlPlane::ListInstances() {
 
 Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) {
   catalog::InstanceRecord updated;
+  std::optional<std::string> renamed_from;
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto r, impl_->catalog->GetInstance(ToLower(req.id)));
     if (r.status != "available" && r.status != "backing-up") {
@@ -256,12 +257,35 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
       r.allocated_storage_gib = *req.allocated_storage_gib;
     }
     RETURN_IF_ERROR(impl_->catalog->UpdateInstance(r));
+    if (req.new_id && ToLower(*req.new_id) != r.id) {
+      RETURN_IF_ERROR(ValidateIdentifier("NewDBInstanceIdentifier", *req.new_id, 63));
+      if (!req.apply_immediately) {
+        return InvalidCombination(
+            "Strata renames an instance only with ApplyImmediately; it does not defer a rename to the "
+            "maintenance window.");
+      }
+      if (r.status != "available") {
+        return Status(errors::kInvalidDBInstanceState,
+                      fmt::format("Database instance {} can be renamed only while available (it is {}).", r.id,
+                                  r.status));
+      }
+      std::string new_id = ToLower(*req.new_id);
+      RETURN_IF_ERROR(impl_->catalog->RenameInstance(r.id, new_id, impl_->InstanceArn(r.id),
+                                                     impl_->InstanceArn(new_id)));
+      renamed_from = r.id;
+      r.id = new_id;
+    }
     // The server's password changes last: a request refused above changes
     // nothing, and if the server refuses, the catalog's change rolls back.
     if (password_engine) RETURN_IF_ERROR(password_engine->SetMasterPassword(SpecOf(r), r.engine_state));
     updated = r;
     return Status::Ok();
   }));
+  if (renamed_from) {
+    impl_->Event("db-instance", updated.id, impl_->InstanceArn(updated.id),
+                 fmt::format("Renamed instance from {} to {}", *renamed_from, updated.id), {"configuration change"});
+    log::Info("instance renamed", {{"from", *renamed_from}, {"to", updated.id}});
+  }
   impl_->Event("db-instance", updated.id, impl_->InstanceArn(updated.id),
                "Finished applying modification to DB instance", {"configuration change"});
   if (req.backup_retention_days && !updated.pending_backup_retention_days) impl_->OnRetentionChanged(updated);

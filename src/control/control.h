@@ -82,6 +82,7 @@ struct CopySnapshotRequest {
 struct RestoreFromSnapshotRequest {
   std::string instance_id;
   std::string snapshot_id;
+  std::optional<std::string> engine;  // if given, must be the backup's
   std::optional<std::string> instance_class;
   std::optional<int> port;
   std::optional<std::string> db_name;
@@ -151,6 +152,9 @@ struct ModifyInstanceRequest {
   std::optional<std::string> instance_class;
   std::optional<int> allocated_storage_gib;
   std::optional<std::string> master_password;  // applied at once, as RDS does
+  // Renames the instance (its ARN changes; snapshots keep the old name, as in
+  // RDS). Only with apply_immediately, and only while it is available.
+  std::optional<std::string> new_id;
   bool apply_immediately = false;
 };
 

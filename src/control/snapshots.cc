@@ -409,6 +409,11 @@ Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
 
 Result<catalog::InstanceRecord> ControlPlane::Impl::RestoredInstance(const catalog::SnapshotRecord& snap,
                                                                      const RestoreFromSnapshotRequest& req) {
+  if (req.engine && ToLower(*req.engine) != snap.engine) {
+    return Status(errors::kInvalidParameterCombination,
+                  fmt::format("Engine {} differs from the backup's engine {}: a restore keeps its engine.",
+                              *req.engine, snap.engine));
+  }
   catalog::InstanceRecord r;
   r.id = ToLower(req.instance_id);
   r.engine = snap.engine;

@@ -1,7 +1,12 @@
 """Issue 21: what careful clients noticed. Each test failed on the build before its fix."""
+import json
+import os
 import unittest
 
 from harness import StrataTestCase
+
+MODEL = "/usr/lib/python3/dist-packages/botocore/data/rds/2014-10-31/service-2.json"
+DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "api.md")
 
 
 class ForeignArns(StrataTestCase):
@@ -102,6 +107,85 @@ class TagsAndValues(StrataTestCase):
                                             "long-secret-1", "--db-name", name), "InvalidParameterValue", name)
         names = [i["DBInstanceIdentifier"] for i in self.client().describe_db_instances()["DBInstances"]]
         self.assertEqual(names, ["app"])
+
+
+class UnactedParameters(StrataTestCase):
+    """No parameter is accepted and silently dropped."""
+
+    def test_parameters_strata_cannot_honour_are_refused(self):
+        rds = self.client()
+        base = dict(DBInstanceIdentifier="x", DBInstanceClass="db.t3.micro", Engine="sqlite")
+        refused = {
+            "StorageEncrypted": True, "MultiAZ": True, "MaxAllocatedStorage": 100,
+            "MonitoringInterval": 60, "MonitoringRoleArn": "arn:aws:iam::123456789012:role/m",
+            "EnableIAMDatabaseAuthentication": True, "AvailabilityZone": "us-east-1a",
+            "LicenseModel": "license-included", "KmsKeyId": "k", "PubliclyAccessible": True,
+            "VpcSecurityGroupIds": ["sg-1"],
+        }
+        for name, value in refused.items():
+            with self.assertRaises(rds.exceptions.ClientError, msg=name) as caught:
+                rds.create_db_instance(**base, **{name: value})
+            err = caught.exception.response["Error"]
+            self.assertEqual(err["Code"], "InvalidParameterCombination", name)
+            self.assertIn(name, err["Message"])
+        with self.assertRaises(rds.exceptions.DBParameterGroupNotFoundFault):
+            rds.create_db_instance(**base, DBParameterGroupName="custom")
+        with self.assertRaises(rds.exceptions.OptionGroupNotFoundFault):
+            rds.create_db_instance(**base, OptionGroupName="custom")
+        self.assertEqual(rds.describe_db_instances()["DBInstances"], [])
+        # The values that are true of Strata are accepted.
+        rds.create_db_instance(**base, MultiAZ=False, StorageEncrypted=False, BackupRetentionPeriod=0,
+                               DBParameterGroupName="default.sqlite3", StorageType="gp3")
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="x", WaiterConfig={"Delay": 1})
+        with self.assertRaises(rds.exceptions.ClientError) as caught:
+            rds.modify_db_instance(DBInstanceIdentifier="x", MultiAZ=True, ApplyImmediately=True)
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterCombination")
+        rds.create_db_snapshot(DBInstanceIdentifier="x", DBSnapshotIdentifier="xs")
+        rds.get_waiter("db_snapshot_available").wait(DBSnapshotIdentifier="xs", WaiterConfig={"Delay": 1})
+        with self.assertRaises(rds.exceptions.ClientError) as caught:
+            rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="y", DBSnapshotIdentifier="xs",
+                                                     Engine="postgres")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterCombination")
+
+    def test_docs_list_every_parameter_of_the_instance_actions(self):
+        model = json.load(open(MODEL))
+        docs = open(DOCS).read()
+        section = docs.split("## Parameters", 1)[1].split("\n## ", 1)[0]
+        for op in ("CreateDBInstance", "ModifyDBInstance", "RestoreDBInstanceFromDBSnapshot",
+                   "RestoreDBInstanceToPointInTime", "CreateDBSnapshot", "CopyDBSnapshot", "DeleteDBInstance"):
+            members = model["shapes"][model["operations"][op]["input"]["shape"]]["members"]
+            for name in members:
+                self.assertIn(f"`{name}`", section, f"{op}.{name} is not in docs/api.md's parameter table")
+
+
+class Rename(StrataTestCase):
+    def test_new_identifier_renames_the_instance(self):
+        old_arn = self.create_instance("app", "--tags", "Key=team,Value=payments")["DBInstanceArn"]
+        rds = self.client()
+        with self.assertRaises(rds.exceptions.ClientError) as caught:
+            rds.modify_db_instance(DBInstanceIdentifier="app", NewDBInstanceIdentifier="app2")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterCombination")
+        out = self.aws("rds", "modify-db-instance", "--db-instance-identifier", "app",
+                       "--new-db-instance-identifier", "App2", "--apply-immediately")["DBInstance"]
+        self.assertEqual(out["DBInstanceIdentifier"], "app2")
+        self.assertEqual(out["DBInstanceArn"], old_arn.replace(":db:app", ":db:app2"))
+        self.assertEqual(self.aws_error("rds", "describe-db-instances", "--db-instance-identifier", "app"),
+                         "DBInstanceNotFound")
+        self.assertEqual(rds.list_tags_for_resource(ResourceName=out["DBInstanceArn"])["TagList"],
+                         [{"Key": "team", "Value": "payments"}])
+        events = rds.describe_events(SourceType="db-instance", SourceIdentifier="app2")["Events"]
+        self.assertTrue(any(e["Message"] == "Renamed instance from app to app2" for e in events), events)
+        backups = rds.describe_db_instance_automated_backups(DBInstanceIdentifier="app2")
+        self.assertEqual(len(backups["DBInstanceAutomatedBackups"]), 1)
+        data = self.client("rds-data")
+        r = data.execute_statement(resourceArn=out["DBInstanceArn"], sql="SELECT 7",
+                                   secretArn="arn:aws:secretsmanager:us-east-1:123456789012:secret:x")
+        self.assertEqual(r["records"], [[{"longValue": 7}]])
+        # The old name is free again.
+        self.create_instance("app", "--backup-retention-period", "0")
+        self.assertEqual(self.aws_error("rds", "modify-db-instance", "--db-instance-identifier", "app",
+                                        "--new-db-instance-identifier", "app2", "--apply-immediately"),
+                         "DBInstanceAlreadyExists")
 
 
 if __name__ == "__main__":
