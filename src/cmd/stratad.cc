@@ -262,8 +262,8 @@ int main(int argc, char** argv) {
       "Point the aws CLI and SDKs at it:\n"
       "  export AWS_SHARED_CREDENTIALS_FILE=%s\n"
       "  export AWS_DEFAULT_REGION=%s\n"
-      "  export AWS_ENDPOINT_URL=%s   # boto3 and aws CLI v1\n"
-      "  aws --endpoint-url %s rds describe-db-instances   # aws CLI v2 (Debian 12)\n",
+      "  export AWS_ENDPOINT_URL=%s   # read by aws CLI >= 2.13 and boto3 >= 1.28 only\n"
+      "  aws --endpoint-url %s rds describe-db-instances   # Debian 12's aws and boto3 need it given\n",
       url.c_str(), data_dir.c_str(), cred_path.c_str(), opt.region.c_str(), url.c_str(),
       url.c_str());
   std::fflush(stdout);
