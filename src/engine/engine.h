@@ -84,6 +84,11 @@ struct SessionLimits {
   size_t max_queued_writers = 4;
   // The Data API refuses results over 1 MiB: rows stop being built there.
   size_t max_result_bytes = size_t{1} << 20;
+  // sqlite: the largest string or blob a statement may build
+  // (SQLITE_LIMIT_LENGTH). SQLite materializes a result value whole before
+  // it can be measured (zeroblob(400000000) would take 400 MB), so a value
+  // is bounded where it is made: 16 times the largest result there is.
+  int max_value_bytes = 16 << 20;
 };
 
 // The Data API's message for a result over SessionLimits::max_result_bytes.

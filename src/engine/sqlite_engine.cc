@@ -128,6 +128,7 @@ class SqliteSession final : public Session {
       return Status(errors::kInternalFailure, fmt::format("sqlite3_db_config: {}", sqlite3_errmsg(db)));
     }
     sqlite3_busy_timeout(db, static_cast<int>(limits_.lock_timeout.count()));
+    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, limits_.max_value_bytes);
     if (sqlite3_set_authorizer(db, &SqliteSession::Authorize, this) != SQLITE_OK) {
       return Status(errors::kInternalFailure, fmt::format("sqlite3_set_authorizer: {}", sqlite3_errmsg(db)));
     }
@@ -342,6 +343,10 @@ class SqliteSession final : public Session {
       if (rc == SQLITE_DONE) break;
       if (rc != SQLITE_ROW) {
         stepping_ = false;
+        if ((rc & 0xff) == SQLITE_TOOBIG && ncol > 0) {
+          // A value of the result passed max_value_bytes: the result would be larger still.
+          return Status(errors::kDataBadRequest, kResultTooLargeMessage);
+        }
         return Error();
       }
       // Sizes first (a zeroblob's size costs nothing; its bytes would):
