@@ -37,8 +37,24 @@ Result<engine::Value> FieldToValue(const json& f) {
   const auto& [key, v] = *f.items().begin();
   if (key == "isNull") return engine::Value(std::monostate{});
   if (key == "booleanValue" && v.is_boolean()) return engine::Value(v.get<bool>());
+  if (key == "longValue" && v.is_number_unsigned()) {
+    // JSON numbers above INT64_MAX parse as unsigned; they would wrap.
+    if (v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      return BadRequest(fmt::format("longValue {} is out of range: a longValue is a signed 64-bit integer",
+                                    v.get<uint64_t>()));
+    }
+    return engine::Value(static_cast<int64_t>(v.get<uint64_t>()));
+  }
   if (key == "longValue" && v.is_number_integer()) return engine::Value(v.get<int64_t>());
-  if (key == "doubleValue" && v.is_number()) return engine::Value(v.get<double>());
+  if (key == "longValue" && v.is_number_float()) {
+    // Integers beyond the 64-bit range (below INT64_MIN, above UINT64_MAX) parse as floats.
+    return BadRequest("longValue is out of range or not an integer: a longValue is a signed 64-bit integer");
+  }
+  if (key == "doubleValue" && v.is_number()) {
+    double d = v.get<double>();
+    if (!std::isfinite(d)) return BadRequest("doubleValue must be a finite number");
+    return engine::Value(d);
+  }
   if (key == "stringValue" && v.is_string()) return engine::Value(v.get<std::string>());
   if (key == "blobValue" && v.is_string()) {
     auto bytes = Base64Decode(v.get<std::string>());
@@ -97,25 +113,88 @@ control::DataTarget Target(const json& req, const std::string& arn) {
   return {arn, OptionalString(req, "database").value_or("")};
 }
 
-Result<json> Execute(control::ControlPlane& cp, const json& req) {
-  ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
-  ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
+// A member that, when present, must have the type the model gives it.
+Status CheckOptional(const json& req, const char* key, json::value_t type) {
+  auto it = req.find(key);
+  if (it == req.end() || it->is_null()) return Status::Ok();
+  bool ok = type == json::value_t::object ? it->is_object()
+            : type == json::value_t::boolean ? it->is_boolean()
+            : type == json::value_t::string ? it->is_string()
+            : type == json::value_t::array ? it->is_array()
+            : false;
+  if (!ok) return BadRequest(fmt::format("Parameter {} has the wrong type", key));
+  return Status::Ok();
+}
+
+bool OptionalBool(const json& req, const char* key) {
+  auto it = req.find(key);
+  return it != req.end() && it->is_boolean() && it->get<bool>();
+}
+
+// Everything of an ExecuteStatement request, read and checked before the
+// statement runs: once it has run (and, outside a transaction, committed)
+// nothing may fail but what the database itself answers.
+struct ExecuteRequest {
+  std::string arn;
+  control::DataTarget target;
+  std::string sql;
+  std::vector<engine::Parameter> params;
+  std::optional<std::string> transaction_id;
+  bool records_as_json = false;
+  bool include_metadata = false;
+};
+
+Result<std::string> CheckedSql(const json& req) {
   ASSIGN_OR_RETURN(auto sql, RequiredString(req, "sql"));
   if (sql.size() > kMaxSqlLength) return BadRequest("sql must be at most 65536 characters");
-  ASSIGN_OR_RETURN(auto params, Parameters(req.value("parameters", json())));
-  auto tx = OptionalString(req, "transactionId");
-  ASSIGN_OR_RETURN(auto result, cp.ExecuteStatement(Target(req, arn), sql, params, tx));
+  // SQLite would stop reading at a NUL and PostgreSQL's protocol cannot carry one.
+  if (sql.find('\0') != std::string::npos) return BadRequest("The SQL text contains a NUL character.");
+  return sql;
+}
+
+Status CheckCommonMembers(const json& req) {
+  for (const char* key : {"database", "schema", "transactionId", "secretArn", "resourceArn"}) {
+    RETURN_IF_ERROR(CheckOptional(req, key, json::value_t::string));
+  }
+  return Status::Ok();
+}
+
+Result<ExecuteRequest> ReadExecute(const json& req) {
+  ExecuteRequest r;
+  RETURN_IF_ERROR(CheckCommonMembers(req));
+  ASSIGN_OR_RETURN(r.arn, RequiredString(req, "resourceArn"));
+  ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
+  ASSIGN_OR_RETURN(r.sql, CheckedSql(req));
+  RETURN_IF_ERROR(CheckOptional(req, "includeResultMetadata", json::value_t::boolean));
+  RETURN_IF_ERROR(CheckOptional(req, "continueAfterTimeout", json::value_t::boolean));
+  RETURN_IF_ERROR(CheckOptional(req, "resultSetOptions", json::value_t::object));
+  RETURN_IF_ERROR(CheckOptional(req, "formatRecordsAs", json::value_t::string));
+  auto format = OptionalString(req, "formatRecordsAs").value_or("NONE");
+  if (format != "NONE" && format != "JSON") {
+    return BadRequest(fmt::format("formatRecordsAs must be NONE or JSON, not {}", format));
+  }
+  r.records_as_json = format == "JSON";
+  r.include_metadata = OptionalBool(req, "includeResultMetadata");
+  auto params = req.find("parameters");
+  ASSIGN_OR_RETURN(r.params, Parameters(params == req.end() ? json() : *params));
+  r.transaction_id = OptionalString(req, "transactionId");
+  r.target = Target(req, r.arn);
+  return r;
+}
+
+// Cannot fail: text that is not valid UTF-8 (SQLite stores what it is
+// given) has each invalid byte replaced by U+FFFD, as the dumps below do.
+json EncodeResult(const ExecuteRequest& req, const engine::StatementResult& result) {
   json out = json::object();
-  bool as_json = req.value("formatRecordsAs", std::string("NONE")) == "JSON";
   if (!result.columns.empty()) {
-    if (as_json) {
+    if (req.records_as_json) {
       json rows = json::array();
       for (const auto& row : result.rows) {
         json obj = json::object();
         for (size_t i = 0; i < row.size(); ++i) obj[result.columns[i].name] = ValueToPlain(row[i]);
         rows.push_back(std::move(obj));
       }
-      out["formattedRecords"] = rows.dump();
+      out["formattedRecords"] = rows.dump(-1, ' ', false, json::error_handler_t::replace);
     } else {
       json records = json::array();
       for (const auto& row : result.rows) {
@@ -125,7 +204,7 @@ Result<json> Execute(control::ControlPlane& cp, const json& req) {
       }
       out["records"] = std::move(records);
     }
-    if (req.value("includeResultMetadata", false)) {
+    if (req.include_metadata) {
       json meta = json::array();
       for (const auto& c : result.columns) {
         meta.push_back({{"name", c.name}, {"label", c.name}, {"type", c.type},
@@ -143,13 +222,34 @@ Result<json> Execute(control::ControlPlane& cp, const json& req) {
   return out;
 }
 
+// Set once a call has reached the database: a failure after that point must
+// not be one a client retries (the statement may have committed).
+thread_local bool g_statement_ran = false;
+
+Result<json> Execute(control::ControlPlane& cp, const json& req) {
+  ASSIGN_OR_RETURN(auto r, ReadExecute(req));
+  g_statement_ran = true;
+  ASSIGN_OR_RETURN(auto result, cp.ExecuteStatement(r.target, r.sql, r.params, r.transaction_id));
+  return EncodeResult(r, result);
+}
+
 Result<json> BatchExecute(control::ControlPlane& cp, const json& req) {
+  RETURN_IF_ERROR(CheckCommonMembers(req));
   ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
   ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
-  ASSIGN_OR_RETURN(auto sql, RequiredString(req, "sql"));
-  auto sets = req.value("parameterSets", json::array());
-  if (!sets.is_array()) return BadRequest("parameterSets must be a list of lists");
+  ASSIGN_OR_RETURN(auto sql, CheckedSql(req));
+  RETURN_IF_ERROR(CheckOptional(req, "parameterSets", json::value_t::array));
+  auto sets_it = req.find("parameterSets");
+  json sets = sets_it == req.end() || sets_it->is_null() ? json::array() : *sets_it;
+  if (sets.empty()) sets.push_back(json::array());
+  // Every set is read before the first runs.
+  std::vector<std::vector<engine::Parameter>> param_sets;
+  for (const auto& set : sets) {
+    ASSIGN_OR_RETURN(auto params, Parameters(set));
+    param_sets.push_back(std::move(params));
+  }
   auto tx = OptionalString(req, "transactionId");
+  g_statement_ran = true;
   // Without a caller's transaction, the batch is all-or-nothing in one of our own.
   std::optional<std::string> own_tx;
   if (!tx) {
@@ -159,9 +259,7 @@ Result<json> BatchExecute(control::ControlPlane& cp, const json& req) {
   const std::optional<std::string>& use_tx = tx ? tx : own_tx;
   json results = json::array();
   auto run_all = [&]() -> Status {
-    if (sets.empty()) sets.push_back(json::array());
-    for (const auto& set : sets) {
-      ASSIGN_OR_RETURN(auto params, Parameters(set));
+    for (const auto& params : param_sets) {
       ASSIGN_OR_RETURN(auto r, cp.ExecuteStatement(Target(req, arn), sql, params, use_tx));
       json gen = json::array();
       for (const auto& v : r.generated_fields) gen.push_back(ValueToField(v));
@@ -172,7 +270,11 @@ Result<json> BatchExecute(control::ControlPlane& cp, const json& req) {
   Status st = run_all();
   if (own_tx) {
     if (!st.ok()) {
-      (void)cp.RollbackTransaction(arn, *own_tx);
+      Status rolled_back = cp.RollbackTransaction(arn, *own_tx);
+      if (!rolled_back.ok()) {
+        return Status(st.code(), fmt::format("{} (and its rollback failed: {})", st.message(),
+                                             rolled_back.message()));
+      }
       return st;
     }
     RETURN_IF_ERROR(cp.CommitTransaction(arn, *own_tx));
@@ -192,6 +294,7 @@ Result<json> Commit(control::ControlPlane& cp, const json& req) {
   ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
   ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
   ASSIGN_OR_RETURN(auto id, RequiredString(req, "transactionId"));
+  g_statement_ran = true;
   RETURN_IF_ERROR(cp.CommitTransaction(arn, id));
   return json{{"transactionStatus", "Transaction Committed"}};
 }
@@ -200,6 +303,7 @@ Result<json> Rollback(control::ControlPlane& cp, const json& req) {
   ASSIGN_OR_RETURN(auto arn, RequiredString(req, "resourceArn"));
   ASSIGN_OR_RETURN(auto secret, RequiredString(req, "secretArn"));
   ASSIGN_OR_RETURN(auto id, RequiredString(req, "transactionId"));
+  g_statement_ran = true;
   RETURN_IF_ERROR(cp.RollbackTransaction(arn, id));
   return json{{"transactionStatus", "Rollback Complete"}};
 }
@@ -226,12 +330,29 @@ JsonResponse RdsDataApi::Handle(const std::string& path, const std::string& body
   if (req.is_discarded() || !req.is_object()) {
     return JsonError(BadRequest("The request body is not a JSON object"));
   }
-  auto result = op(*control_, req);
+  g_statement_ran = false;
+  Result<json> result = Status(errors::kDataInternal, "not run");
+  std::string text;
+  try {
+    result = op(*control_, req);
+    if (result.ok()) text = result->dump(-1, ' ', false, json::error_handler_t::replace);
+  } catch (const std::exception& e) {
+    // Nothing below is meant to throw; if something does (bad_alloc), the
+    // caller still gets the Data API's JSON, never the server's own page.
+    result = Status(errors::kDataInternal, fmt::format("internal error: {}", e.what()));
+  }
   if (!result.ok()) {
     const Status& st = result.status();
     // Errors from below the Data API (catalog, engine) keep their meaning but
     // travel as the Data API's own exception types.
     if (st.code().http_status >= 500) {
+      // A 5xx is retried by the SDKs: only when the statement cannot have run.
+      if (g_statement_ran) {
+        return JsonError(Status(errors::kDataBadRequest,
+                                fmt::format("The statement may have run (and, outside a transaction, been "
+                                            "committed), but the call failed: {}",
+                                            st.message())));
+      }
       return JsonError(Status(errors::kDataInternal, st.message()));
     }
     if (st.code().aws_code.find("Exception") == std::string_view::npos) {
@@ -239,7 +360,7 @@ JsonResponse RdsDataApi::Handle(const std::string& path, const std::string& body
     }
     return JsonError(st);
   }
-  return JsonResponse{200, result->dump(-1, ' ', false, json::error_handler_t::replace), ""};
+  return JsonResponse{200, std::move(text), ""};
 }
 
 JsonResponse JsonError(const Status& status) {

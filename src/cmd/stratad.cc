@@ -48,6 +48,8 @@ struct Options {
   uint32_t repo_chunk_kib = control::kMinChunkSize / 1024;
   std::string repo_key_file;  // empty: an unencrypted repository
   std::string repo_key_id;
+  double data_api_statement_timeout = 45;  // seconds, as the Data API's own call timeout
+  double data_api_lock_timeout = 5;        // seconds
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -161,6 +163,14 @@ int main(int argc, char** argv) {
                                   "bytes or 64 hex digits, mode 0600); chosen when the repository is created");
   app.add_option("--repo-key-id", opt.repo_key_id, "The key's id in the repository (default: derived from the key)")
       ->needs(key_file);
+  app.add_option("--data-api-statement-timeout", opt.data_api_statement_timeout,
+                 "Seconds a Data API call's SQL may run before it is cancelled (StatementTimeoutException)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 86400.0));
+  app.add_option("--data-api-lock-timeout", opt.data_api_lock_timeout,
+                 "Seconds a Data API writer waits for an instance's write lock before it is answered busy")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
   app.add_option("--s3-stall-timeout", opt.s3_stall_timeout,
                  "Seconds an S3 transfer may stall (under 1 KiB/s) before it is cut and retried")
       ->capture_default_str()
@@ -236,6 +246,9 @@ int main(int argc, char** argv) {
   cfg.region = opt.region;
   cfg.clock = &clock;
   cfg.manual_snapshot_quota = opt.manual_snapshot_quota;
+  auto millis = [](double seconds) { return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)); };
+  cfg.data_api_limits.statement_timeout = millis(opt.data_api_statement_timeout);
+  cfg.data_api_limits.lock_timeout = millis(opt.data_api_lock_timeout);
   auto control = control::ControlPlane::Open(cfg, std::move(*catalog),
                                              control::NewRepoBackupStore(shared_repo, opt.repo_chunk_kib * 1024));
   if (!control.ok()) return Fail(control.status());

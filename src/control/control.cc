@@ -453,7 +453,7 @@ Result<engine::StatementResult> ControlPlane::ExecuteStatement(
   }
   ASSIGN_OR_RETURN(auto r, impl_->InstanceFromArn(target.resource_arn));
   engine::Engine* e = engine::FindEngine(r.engine);
-  ASSIGN_OR_RETURN(auto session, e->OpenSession(SpecOf(r), target.database));
+  ASSIGN_OR_RETURN(auto session, e->OpenSession(SpecOf(r), target.database, impl_->config.data_api_limits));
   auto result = session->Execute(sql, params);
   // An autocommit statement committed: it is stamped before the caller hears.
   impl_->CatchUpCapture(r);
@@ -465,7 +465,7 @@ Result<std::string> ControlPlane::BeginTransaction(const DataTarget& target) {
   engine::Engine* e = engine::FindEngine(r.engine);
   auto tx = std::make_shared<Transaction>();
   tx->instance_id = r.id;
-  ASSIGN_OR_RETURN(tx->session, e->OpenSession(SpecOf(r), target.database));
+  ASSIGN_OR_RETURN(tx->session, e->OpenSession(SpecOf(r), target.database, impl_->config.data_api_limits));
   RETURN_IF_ERROR(tx->session->Begin());
   tx->last_used = impl_->Now();
   std::string id = RandomAlnum(48);

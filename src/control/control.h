@@ -34,6 +34,8 @@ struct Config {
   int manual_snapshot_quota = 100;  // RDS's default per region
   // The backup repository encrypts at rest (reported as Encrypted / StorageEncrypted).
   bool backups_encrypted = false;
+  // What one Data API call may use (statement deadline, lock wait, result size).
+  engine::SessionLimits data_api_limits;
 };
 
 using catalog::Tag;

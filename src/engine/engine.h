@@ -70,6 +70,31 @@ struct StatementResult {
   std::vector<Value> generated_fields;  // sqlite: the last inserted rowid after an INSERT
 };
 
+// What a Data API session may use, as the Data API bounds its calls.
+struct SessionLimits {
+  // Each Execute call ends with kDataStatementTimeout past this (the Data
+  // API's own call timeout is 45 s).
+  std::chrono::milliseconds statement_timeout{45000};
+  // How long a writer waits for the instance's write lock (held by an open
+  // transaction or another writer) before it is answered "busy".
+  std::chrono::milliseconds lock_timeout{5000};
+  // Writers queued per instance beyond the one holding the lock; more are
+  // answered "busy" at once, so waiting writers never occupy every worker
+  // (and the lock holder's own commit always finds one).
+  size_t max_queued_writers = 4;
+  // The Data API refuses results over 1 MiB: rows stop being built there.
+  size_t max_result_bytes = size_t{1} << 20;
+  // sqlite: the largest string or blob a statement may build
+  // (SQLITE_LIMIT_LENGTH). SQLite materializes a result value whole before
+  // it can be measured (zeroblob(400000000) would take 400 MB), so a value
+  // is bounded where it is made: 16 times the largest result there is.
+  int max_value_bytes = 16 << 20;
+};
+
+// The Data API's message for a result over SessionLimits::max_result_bytes.
+inline constexpr const char* kResultTooLargeMessage =
+    "Database returned more than the allowed response size limit";
+
 // One connection into an instance's database.
 class Session {
  public:
@@ -247,8 +272,10 @@ class Engine {
   }
 
   virtual Endpoint GetEndpoint(const InstanceSpec& spec) const = 0;
-  virtual Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,
-                                                       const std::string& database) = 0;
+  // A Data API session: SQL runs confined to the instance's own database
+  // (sqlite: under an authorizer; see docs/api.md) and within `limits`.
+  virtual Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec, const std::string& database,
+                                                       const SessionLimits& limits) = 0;
 };
 
 // The engines this build knows, by name. nullptr if unknown.

@@ -2,7 +2,11 @@
 // come back typed as the Data API types them for PostgreSQL.
 #include <fmt/format.h>
 
+#include <poll.h>
+
 #include <algorithm>
+#include <chrono>
+#include <optional>
 #include <cctype>
 #include <cstdlib>
 #include <map>
@@ -113,22 +117,40 @@ Value CellValue(PGresult* res, int row, int col) {
   }
 }
 
+using SteadyClock = std::chrono::steady_clock;
+
 class PgSession final : public Session {
  public:
-  explicit PgSession(Conn conn) : conn_(std::move(conn)) {}
+  PgSession(Conn conn, const SessionLimits& limits) : conn_(std::move(conn)), limits_(limits) {}
+
+  // The server's own deadlines, for statements this session sends; the
+  // client-side deadline in Execute holds even if the SQL lifts them.
+  Status SetDeadlines() {
+    return Exec(conn_.get(),
+                fmt::format("SET statement_timeout = {}; SET lock_timeout = {}", limits_.statement_timeout.count(),
+                            limits_.lock_timeout.count()),
+                errors::kDataBadRequest)
+        .status();
+  }
 
   Result<StatementResult> Execute(const std::string& sql, const std::vector<Parameter>& params) override {
-    PgResult res;
-    if (params.empty()) {
-      // Several statements may come in one text; the last one's rows are returned.
-      res.reset(PQexec(conn_.get(), sql.c_str()));
-    } else {
-      std::vector<const Parameter*> order;
-      ASSIGN_OR_RETURN(auto numbered, NumberParameters(sql, params, order));
-      std::vector<std::string> texts(order.size());
-      std::vector<const char*> values(order.size());
-      std::vector<int> lengths(order.size()), formats(order.size());
-      std::vector<Oid> types(order.size());
+    if (sql.find('\0') != std::string::npos) {
+      return Status(errors::kDataBadRequest, "The SQL text contains a NUL character.");
+    }
+    // Everything that can fail is built before anything is sent.
+    std::vector<const Parameter*> order;
+    std::string numbered;
+    std::vector<std::string> texts;
+    std::vector<const char*> values;
+    std::vector<int> lengths, formats;
+    std::vector<Oid> types;
+    if (!params.empty()) {
+      ASSIGN_OR_RETURN(numbered, NumberParameters(sql, params, order));
+      texts.resize(order.size());
+      values.resize(order.size());
+      lengths.resize(order.size());
+      formats.resize(order.size());
+      types.resize(order.size());
       for (size_t i = 0; i < order.size(); ++i) {
         const Value& v = order[i]->value;
         if (std::holds_alternative<std::monostate>(v)) {
@@ -138,7 +160,7 @@ class PgSession final : public Session {
         if (const auto* b = std::get_if<bool>(&v)) texts[i] = *b ? "true" : "false";
         else if (const auto* l = std::get_if<int64_t>(&v)) texts[i] = std::to_string(*l);
         else if (const auto* d = std::get_if<double>(&v)) texts[i] = fmt::format("{}", *d);
-        else if (const auto* s = std::get_if<std::string>(&v)) texts[i] = *s;
+        else if (const auto* str = std::get_if<std::string>(&v)) texts[i] = *str;
         else if (const auto* blob = std::get_if<Blob>(&v)) {
           texts[i] = blob->bytes;
           types[i] = 17;
@@ -147,35 +169,92 @@ class PgSession final : public Session {
         values[i] = texts[i].data();
         lengths[i] = static_cast<int>(texts[i].size());
       }
-      res.reset(PQexecParams(conn_.get(), numbered.c_str(), static_cast<int>(order.size()), types.data(),
-                             values.data(), lengths.data(), formats.data(), 0));
     }
-    ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-      std::string msg = TrimMessage(res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn_.get()));
-      return Status(errors::kDataBadRequest, msg);
-    }
-    StatementResult out;
-    if (st == PGRES_TUPLES_OK) {
-      int ncol = PQnfields(res.get());
-      for (int c = 0; c < ncol; ++c) {
-        Column col;
-        col.name = PQfname(res.get(), c);
-        auto it = Types().find(PQftype(res.get(), c));
-        col.type_name = it != Types().end() ? it->second.name : "unknown";
-        col.type = it != Types().end() ? it->second.jdbc : 1111;
-        out.columns.push_back(std::move(col));
+    PGconn* conn = conn_.get();
+    // Several statements may come in one text (without parameters); the last
+    // one's rows are returned.
+    int sent = params.empty() ? PQsendQuery(conn, sql.c_str())
+                              : PQsendQueryParams(conn, numbered.c_str(), static_cast<int>(order.size()),
+                                                  types.data(), values.data(), lengths.data(), formats.data(), 0);
+    if (!sent) return Status(errors::kDataBadRequest, TrimMessage(PQerrorMessage(conn)));
+    // Rows arrive one by one, so a result over the limit is never held whole.
+    PQsetSingleRowMode(conn);
+
+    const auto deadline = SteadyClock::now() + limits_.statement_timeout;
+    bool cancelled = false, timed_out = false, too_large = false;
+    std::optional<Status> error;
+    StatementResult current, last;
+    size_t result_bytes = 0;
+    auto cancel = [&] {
+      if (cancelled) return;
+      cancelled = true;
+      if (PGcancel* c = PQgetCancel(conn)) {
+        char why[256];
+        (void)PQcancel(c, why, sizeof why);
+        PQfreeCancel(c);
       }
-      int nrow = PQntuples(res.get());
-      for (int r = 0; r < nrow; ++r) {
+    };
+    for (;;) {
+      while (PQisBusy(conn)) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+        if (left.count() <= 0 && !cancelled) {
+          timed_out = true;
+          cancel();
+        }
+        pollfd pfd{PQsocket(conn), POLLIN, 0};
+        (void)::poll(&pfd, 1, cancelled ? 1000 : static_cast<int>(std::max<int64_t>(1, left.count())));
+        if (!PQconsumeInput(conn)) {
+          return Status(errors::kDataBadRequest, TrimMessage(PQerrorMessage(conn)));
+        }
+      }
+      PgResult res(PQgetResult(conn));
+      if (!res) break;
+      ExecStatusType st = PQresultStatus(res.get());
+      if (error || too_large) continue;  // draining what is left of the query
+      if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
+        if (current.columns.empty()) current.columns = Columns(res.get());
+        if (st == PGRES_TUPLES_OK) {  // the end of one statement's rows
+          last = std::move(current);
+          current = StatementResult{};
+          result_bytes = 0;
+          continue;
+        }
+        int ncol = PQnfields(res.get());
+        for (int c = 0; c < ncol; ++c) result_bytes += static_cast<size_t>(PQgetlength(res.get(), 0, c)) + 1;
+        if (result_bytes > limits_.max_result_bytes) {
+          too_large = true;
+          cancel();
+          continue;
+        }
         std::vector<Value> row;
-        for (int c = 0; c < ncol; ++c) row.push_back(CellValue(res.get(), r, c));
-        out.rows.push_back(std::move(row));
+        for (int c = 0; c < ncol; ++c) row.push_back(CellValue(res.get(), 0, c));
+        current.rows.push_back(std::move(row));
+      } else if (st == PGRES_COMMAND_OK) {
+        last = StatementResult{};
+        const char* tuples = PQcmdTuples(res.get());
+        if (tuples && *tuples) last.rows_updated = std::strtoll(tuples, nullptr, 10);
+      } else if (st != PGRES_EMPTY_QUERY) {
+        const char* state = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
+        std::string msg = TrimMessage(PQresultErrorMessage(res.get()));
+        if (state && std::string_view(state) == "57014") {  // query_canceled: a deadline passed
+          error = Status(errors::kDataStatementTimeout,
+                         fmt::format("The statement ran past the Data API's {} ms limit and was cancelled.",
+                                     limits_.statement_timeout.count()));
+        } else if (state && std::string_view(state) == "55P03") {  // lock_not_available
+          error = Status(errors::kDataBadRequest, "The database is busy: " + msg);
+        } else {
+          error = Status(errors::kDataBadRequest, msg);
+        }
       }
     }
-    const char* tuples = PQcmdTuples(res.get());
-    if (tuples && *tuples && st == PGRES_COMMAND_OK) out.rows_updated = std::strtoll(tuples, nullptr, 10);
-    return out;
+    if (too_large) return Status(errors::kDataBadRequest, kResultTooLargeMessage);
+    if (timed_out && !error) {
+      error = Status(errors::kDataStatementTimeout,
+                     fmt::format("The statement ran past the Data API's {} ms limit and was cancelled.",
+                                 limits_.statement_timeout.count()));
+    }
+    if (error) return *error;
+    return last;
   }
 
   Status Begin() override { return Exec(conn_.get(), "BEGIN", errors::kDataBadRequest).status(); }
@@ -190,15 +269,33 @@ class PgSession final : public Session {
   Status Rollback() override { return Exec(conn_.get(), "ROLLBACK", errors::kDataBadRequest).status(); }
 
  private:
+  static std::vector<Column> Columns(PGresult* res) {
+    std::vector<Column> out;
+    int ncol = PQnfields(res);
+    for (int c = 0; c < ncol; ++c) {
+      Column col;
+      col.name = PQfname(res, c);
+      auto it = Types().find(PQftype(res, c));
+      col.type_name = it != Types().end() ? it->second.name : "unknown";
+      col.type = it != Types().end() ? it->second.jdbc : 1111;
+      out.push_back(std::move(col));
+    }
+    return out;
+  }
+
   Conn conn_;
+  SessionLimits limits_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Session>> PostgresEngine::OpenSession(const InstanceSpec& spec, const std::string& database) {
+Result<std::unique_ptr<Session>> PostgresEngine::OpenSession(const InstanceSpec& spec, const std::string& database,
+                                                            const SessionLimits& limits) {
   auto conn = Connect(spec, database);
   if (!conn.ok()) return Status(errors::kDataBadRequest, conn.status().message());
-  return std::unique_ptr<Session>(new PgSession(std::move(*conn)));
+  auto session = std::make_unique<PgSession>(std::move(*conn), limits);
+  RETURN_IF_ERROR(session->SetDeadlines());
+  return std::unique_ptr<Session>(std::move(session));
 }
 
 }  // namespace strata::engine

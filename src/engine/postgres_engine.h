@@ -37,7 +37,8 @@ class PostgresEngine final : public Engine {
   std::chrono::milliseconds LogLookahead() const override { return std::chrono::milliseconds(1500); }
   Status ReleaseCapture(const InstanceSpec& spec) override;
   Endpoint GetEndpoint(const InstanceSpec& spec) const override;
-  Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec, const std::string& database) override;
+  Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec, const std::string& database,
+                                               const SessionLimits& limits) override;
 };
 
 }  // namespace strata::engine

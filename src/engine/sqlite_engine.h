@@ -26,8 +26,8 @@ class SqliteEngine final : public Engine {
   Status ApplyTransactions(const InstanceSpec& spec, const std::vector<std::string>& redo) override;
   Result<std::optional<FileRanges>> ChangedRanges(const std::vector<std::string>& redo) const override;
   Endpoint GetEndpoint(const InstanceSpec& spec) const override;
-  Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec,
-                                               const std::string& database) override;
+  Result<std::unique_ptr<Session>> OpenSession(const InstanceSpec& spec, const std::string& database,
+                                               const SessionLimits& limits) override;
 
   static std::filesystem::path DatabaseFile(const InstanceSpec& spec);
 };

@@ -63,7 +63,7 @@ TEST_F(SqliteEngineTest, CreatesADatabaseInWalMode) {
 }
 
 TEST_F(SqliteEngineTest, ExecutesWithTypedParametersAndResults) {
-  auto session = engine_.OpenSession(spec_, "");
+  auto session = engine_.OpenSession(spec_, "", SessionLimits{});
   ASSERT_TRUE(session.ok());
   auto& s = **session;
   ASSERT_TRUE(s.Execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)", {}).ok());
@@ -85,7 +85,7 @@ TEST_F(SqliteEngineTest, ExecutesWithTypedParametersAndResults) {
 }
 
 TEST_F(SqliteEngineTest, SqlErrorsAreBadRequestsWithSqlitesMessage) {
-  auto session = engine_.OpenSession(spec_, "");
+  auto session = engine_.OpenSession(spec_, "", SessionLimits{});
   ASSERT_TRUE(session.ok());
   auto r = (*session)->Execute("SELEC 1", {});
   ASSERT_FALSE(r.ok());
@@ -95,7 +95,7 @@ TEST_F(SqliteEngineTest, SqlErrorsAreBadRequestsWithSqlitesMessage) {
 }
 
 TEST_F(SqliteEngineTest, TransactionsRollBack) {
-  auto a = engine_.OpenSession(spec_, "");
+  auto a = engine_.OpenSession(spec_, "", SessionLimits{});
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE((*a)->Execute("CREATE TABLE t (x)", {}).ok());
   ASSERT_TRUE((*a)->Begin().ok());
@@ -104,6 +104,154 @@ TEST_F(SqliteEngineTest, TransactionsRollBack) {
   auto n = (*a)->Execute("SELECT count(*) FROM t", {});
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(std::get<int64_t>(n->rows[0][0]), 0);
+}
+
+// The Data API's confinement: what RDS's Data API allows on the instance's
+// own database runs; what reaches other files or the engine is refused.
+class SqliteDataApiRulesTest : public SqliteEngineTest {
+ protected:
+  void SetUp() override {
+    SqliteEngineTest::SetUp();
+    auto s = engine_.OpenSession(spec_, "", SessionLimits{});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    session_ = std::move(*s);
+    ASSERT_TRUE(session_->Execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v)", {}).ok());
+  }
+  void TearDown() override {
+    session_.reset();
+    SqliteEngineTest::TearDown();
+  }
+  Status Run(const std::string& sql) { return session_->Execute(sql, {}).status(); }
+  void ExpectRefused(const std::string& sql) {
+    Status st = Run(sql);
+    EXPECT_TRUE(st.Is(errors::kDataBadRequest)) << sql << ": " << st.ToString();
+    EXPECT_NE(st.message().find("not allowed"), std::string::npos) << sql << ": " << st.ToString();
+  }
+  std::unique_ptr<Session> session_;
+};
+
+TEST_F(SqliteDataApiRulesTest, OrdinarySqlRuns) {
+  for (const char* sql : {
+           "INSERT INTO t (v) VALUES (1)", "UPDATE t SET v = 2", "SELECT * FROM t", "DELETE FROM t WHERE v = 3",
+           "CREATE INDEX t_v ON t (v)", "CREATE VIEW tv AS SELECT v FROM t",
+           "CREATE TRIGGER tt AFTER INSERT ON t BEGIN UPDATE t SET v = v WHERE id = new.id; END",
+           "ALTER TABLE t ADD COLUMN w", "ALTER TABLE t RENAME COLUMN w TO w2", "CREATE TABLE u (a)",
+           "ALTER TABLE u RENAME TO u2", "DROP TABLE u2", "CREATE TEMP TABLE scratch (a)",
+           "INSERT INTO temp.scratch VALUES (1)", "SELECT * FROM main.t JOIN temp.scratch",
+           "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10) SELECT sum(x) FROM c",
+           "BEGIN", "SAVEPOINT s", "RELEASE s", "COMMIT", "ANALYZE", "REINDEX", "VACUUM",
+           "PRAGMA table_info(t)", "PRAGMA table_xinfo(t)", "PRAGMA index_list(t)", "PRAGMA index_info(t_v)",
+           "PRAGMA foreign_key_list(t)", "PRAGMA foreign_keys", "PRAGMA foreign_keys = ON",
+           "PRAGMA integrity_check", "PRAGMA quick_check", "PRAGMA user_version",
+           "SELECT name FROM pragma_table_info('t')", "CREATE VIRTUAL TABLE f USING fts5(body)",
+           "INSERT INTO f VALUES ('hello world')", "SELECT * FROM f WHERE f MATCH 'hello'",
+           "DROP VIEW tv", "DROP TRIGGER tt", "DROP INDEX t_v"}) {
+    Status st = Run(sql);
+    EXPECT_TRUE(st.ok()) << sql << ": " << st.ToString();
+  }
+}
+
+TEST_F(SqliteDataApiRulesTest, OtherFilesAreOutOfReach) {
+  auto outside = spec_.data_dir / "outside.db";
+  ExpectRefused("ATTACH '" + outside.string() + "' AS x");
+  ExpectRefused("ATTACH '' AS x");
+  ExpectRefused("ATTACH ':memory:' AS x");
+  ExpectRefused("ATTACH 'file:" + outside.string() + "?mode=rwc' AS x");
+  ExpectRefused("DETACH temp");
+  ExpectRefused("VACUUM INTO '" + outside.string() + "'");
+  ExpectRefused("VACUUM main INTO '" + outside.string() + "'");
+  EXPECT_FALSE(std::filesystem::exists(outside));
+  // Refused statements leave the session usable.
+  EXPECT_TRUE(Run("SELECT count(*) FROM t").ok());
+}
+
+TEST_F(SqliteDataApiRulesTest, EngineLevelPragmasAndFunctionsAreRefused) {
+  for (const char* sql :
+       {"PRAGMA journal_mode", "PRAGMA journal_mode = DELETE", "PRAGMA main.journal_mode = OFF",
+        "PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA wal_autocheckpoint = 0", "PRAGMA synchronous = OFF",
+        "PRAGMA locking_mode = EXCLUSIVE", "PRAGMA writable_schema = ON", "PRAGMA mmap_size = 268435456",
+        "PRAGMA cache_size = -2000000", "PRAGMA temp_store_directory = '/tmp'", "PRAGMA schema_version = 1",
+        "PRAGMA secure_delete = OFF", "PRAGMA auto_vacuum = FULL", "PRAGMA page_size = 512",
+        "PRAGMA trusted_schema = ON", "PRAGMA busy_timeout = 100000", "SELECT * FROM pragma_journal_mode",
+        "SELECT fts3_tokenizer('simple')", "SELECT load_extension('libm.so.6')"}) {
+    ExpectRefused(sql);
+  }
+  // A view is checked where it is used.
+  ASSERT_TRUE(Run("CREATE VIEW leak AS SELECT fts3_tokenizer('simple') AS p").ok());
+  EXPECT_TRUE(Run("SELECT p FROM leak").Is(errors::kDataBadRequest));
+  auto db = sqlite::Db::Open(SqliteEngine::DatabaseFile(spec_).string());
+  ASSERT_TRUE(db.ok());
+  auto mode = db->Prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(mode.ok());
+  ASSERT_TRUE(*mode->Step());
+  EXPECT_EQ(mode->Text(0), "wal");
+}
+
+TEST_F(SqliteDataApiRulesTest, TheEnginesOwnConnectionsAreNotConfined) {
+  // Capture and snapshots open the file themselves and keep every power.
+  auto db = sqlite::Db::Open(SqliteEngine::DatabaseFile(spec_).string());
+  ASSERT_TRUE(db.ok());
+  EXPECT_TRUE(db->Exec("PRAGMA wal_checkpoint(PASSIVE)").ok());
+}
+
+TEST_F(SqliteDataApiRulesTest, SqlWithANulIsRefusedAtOnce) {
+  std::string sql("SELECT 1;\0 SELECT 2", 19);
+  Status st = Run(sql);
+  EXPECT_TRUE(st.Is(errors::kDataBadRequest)) << st.ToString();
+  EXPECT_NE(st.message().find("NUL"), std::string::npos);
+}
+
+TEST_F(SqliteEngineTest, ARunawayStatementEndsAtItsDeadline) {
+  SessionLimits limits;
+  limits.statement_timeout = std::chrono::milliseconds(200);
+  auto s = engine_.OpenSession(spec_, "", limits);
+  ASSERT_TRUE(s.ok());
+  auto start = std::chrono::steady_clock::now();
+  auto r = (*s)->Execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", {});
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().Is(errors::kDataStatementTimeout)) << r.status().ToString();
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_TRUE((*s)->Execute("SELECT 1", {}).ok()) << "the next call gets a fresh deadline";
+}
+
+TEST_F(SqliteEngineTest, AResultOverTheLimitIsRefusedBeforeItIsRead) {
+  auto s = engine_.OpenSession(spec_, "", SessionLimits{});
+  ASSERT_TRUE(s.ok());
+  auto r = (*s)->Execute("SELECT zeroblob(400000000)", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), kResultTooLargeMessage);
+  EXPECT_TRUE((*s)->Execute("SELECT zeroblob(1000000)", {}).ok());
+}
+
+TEST_F(SqliteEngineTest, WritersQueueBehindAnOpenTransactionAndGetBusyInTime) {
+  SessionLimits limits;
+  limits.lock_timeout = std::chrono::milliseconds(300);
+  limits.max_queued_writers = 1;
+  auto holder = engine_.OpenSession(spec_, "", limits);
+  ASSERT_TRUE(holder.ok());
+  ASSERT_TRUE((*holder)->Execute("CREATE TABLE t (x)", {}).ok());
+  ASSERT_TRUE((*holder)->Begin().ok());
+  ASSERT_TRUE((*holder)->Execute("INSERT INTO t VALUES (1)", {}).ok());
+  auto other = engine_.OpenSession(spec_, "", limits);
+  ASSERT_TRUE(other.ok());
+  auto start = std::chrono::steady_clock::now();
+  auto r = (*other)->Execute("INSERT INTO t VALUES (2)", {});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("busy"), std::string::npos) << r.status().ToString();
+  EXPECT_TRUE((*other)->Execute("SELECT count(*) FROM t", {}).ok()) << "readers are not queued";
+  // A writer waiting in the queue goes as soon as the holder commits.
+  std::thread waiter([&] {
+    auto w = engine_.OpenSession(spec_, "", SessionLimits{});
+    ASSERT_TRUE(w.ok());
+    EXPECT_TRUE((*w)->Execute("INSERT INTO t VALUES (3)", {}).ok());
+  });
+  ASSERT_TRUE((*holder)->Commit().ok());
+  waiter.join();
+  auto n = (*other)->Execute("SELECT count(*) FROM t", {});
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(std::get<int64_t>(n->rows[0][0]), 2);
 }
 
 // A snapshot's read transaction keeps the WAL from restarting, so every commit
@@ -174,7 +322,7 @@ void Materialize(const SnapshotView& v, const std::filesystem::path& out) {
 
 TEST_F(SqliteEngineTest, SnapshotsAreConsistentWhileAWriterRuns) {
   {
-    auto s = engine_.OpenSession(spec_, "");
+    auto s = engine_.OpenSession(spec_, "", SessionLimits{});
     ASSERT_TRUE(s.ok());
     ASSERT_TRUE((*s)->Execute("CREATE TABLE seq (id INTEGER PRIMARY KEY, pad TEXT)", {}).ok());
   }
