@@ -151,6 +151,7 @@ class Server::Impl {
   std::mutex sessions_mu;
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
   uint64_t next_session_id = 0;  // acceptor strand only
+  bool warned_full = false;      // acceptor strand only
   WorkerPool pool;
   asio::io_context ioc;
   tcp::acceptor acceptor;
@@ -445,6 +446,18 @@ void Server::Impl::DoAccept() {
       return;
     }
     error_code ignored;
+    size_t open_connections;
+    {
+      std::lock_guard lock(sessions_mu);
+      open_connections = sessions.size();
+    }
+    if (open_connections >= options.max_connections) {
+      socket.close(ignored);
+      if (!warned_full) log::Warn("too many connections: closing new ones", {{"limit", options.max_connections}});
+      warned_full = true;
+      return DoAccept();
+    }
+    warned_full = false;
     socket.set_option(tcp::no_delay(true), ignored);
     uint64_t id = ++next_session_id;
     auto session = std::make_shared<Session>(std::move(socket), this, id);

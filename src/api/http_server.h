@@ -98,6 +98,9 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30'000};    // end of the head to the end of the body
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive wait for the next request
   std::chrono::milliseconds write_timeout{30'000};   // writing one answer
+  // Connections over this are closed as they are accepted: with a full head
+  // buffered each (max_header_bytes), this bounds what slow clients can pin.
+  size_t max_connections = 10'000;
   int io_threads = 2;
   int workers = 8;
   size_t queue_limit = 32;

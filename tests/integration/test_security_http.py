@@ -269,7 +269,7 @@ class HttpLayer(StrataTestCase):
         arn = self.create_instance("busy")["DBInstanceArn"]
         data = self.client("rds-data")
         rds = self.client()
-        slow_sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000) "
+        slow_sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
                     "SELECT count(*) FROM c")
         slow_done = threading.Event()
 
