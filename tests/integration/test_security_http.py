@@ -326,6 +326,41 @@ class HttpLayer(StrataTestCase):
         self.assertEqual(proc.returncode, 0)
         self.assertLess(took, 2.0)
 
+    def test_sigterm_lets_a_request_being_handled_finish(self):
+        self.restart_with("--http-workers", "1", "--http-queue", "0")
+        arn = self.create_instance("inflight")["DBInstanceArn"]
+        data = self.client("rds-data")
+        slow_sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) "
+                    "SELECT count(*) FROM c")
+        outcome = {}
+
+        def run():
+            try:
+                outcome["records"] = data.execute_statement(resourceArn=arn, secretArn=SECRET, sql=slow_sql)["records"]
+            except botocore.exceptions.ClientError as e:
+                outcome["code"] = e.response["Error"]["Code"]  # an answer all the same
+            except Exception as e:  # no answer: the connection was dropped
+                outcome["lost"] = repr(e)
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        # With one worker and no queue, a throttled DescribeDBInstances proves
+        # the statement holds the worker.
+        rds = self.client()
+
+        def worker_busy():
+            try:
+                rds.describe_db_instances()
+                return False
+            except botocore.exceptions.ClientError as e:
+                return e.response["Error"]["Code"] == "Throttling"
+        wait_until(worker_busy, timeout=20, what="the statement to hold the worker")
+        proc = self.server.proc
+        proc.send_signal(signal.SIGTERM)
+        t.join(60)
+        wait_until(lambda: proc.poll() is not None, timeout=30, what="stratad to exit")
+        self.assertNotIn("lost", outcome, outcome)
+        self.assertEqual(proc.returncode, 0)
+
 
 if __name__ == "__main__":
     import unittest
