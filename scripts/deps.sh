@@ -5,7 +5,7 @@ set -euo pipefail
 BUILD_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libsqlite3-dev libssl-dev libzstd-dev libcurl4-openssl-dev
-  nlohmann-json3-dev libpugixml-dev libfmt-dev libcli11-dev libcpp-httplib-dev libpq-dev
+  nlohmann-json3-dev libpugixml-dev libfmt-dev libcli11-dev libboost-dev libpq-dev
   libgtest-dev libgmock-dev
   # The postgres engine runs Debian's PostgreSQL server programs.
   postgresql-15 postgresql-client-15

@@ -9,10 +9,13 @@
 //   POST /Execute, /BatchExecute,     RDS Data API ("rds-data")
 //        /BeginTransaction, /CommitTransaction, /RollbackTransaction
 //
-// Thread safety: requests are served concurrently on a pool of threads;
+// Transport: api/http_server.h (event-driven; handlers on a bounded worker
+// pool, overload answered with Throttling/ThrottlingException).
+// Thread safety: requests are served concurrently on the worker pool;
 // Stop() may be called from any thread (a signal handler thread).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -29,7 +32,13 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 5480;  // 0 picks a free port
   size_t max_body_bytes = 1 << 20;
-  int threads = 8;
+  // Threads that run requests, and how many more may wait for one before the
+  // excess is answered with the protocol's throttling error.
+  int workers = 8;
+  size_t queue_limit = 32;
+  std::chrono::milliseconds header_timeout{10'000};  // first byte to the end of the request head
+  std::chrono::milliseconds body_timeout{30'000};    // end of the head to the end of the body
+  std::chrono::milliseconds idle_timeout{60'000};    // an idle keep-alive connection closes after this
   std::string region = "us-east-1";  // the only region a request's signature may be scoped to
   const Clock* clock = nullptr;  // for SigV4 time checks; not owned
   sigv4::SecretLookup secrets;   // access key id -> secret key

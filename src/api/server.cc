@@ -1,8 +1,10 @@
-#include <httplib.h>
-
+// Routing and the AWS wire protocols on top of the HTTP transport
+// (api/http_server.h): SigV4, then the RDS Query API or the RDS Data API by
+// path; and the AWS error envelope for what the transport refuses itself.
 #include <fmt/format.h>
 
 #include "api/api.h"
+#include "api/http_server.h"
 #include "api/query_params.h"
 #include "api/rds_data.h"
 #include "api/rds_query.h"
@@ -12,7 +14,7 @@
 namespace strata::api {
 namespace {
 
-sigv4::Request ToSigV4(const httplib::Request& req) {
+sigv4::Request ToSigV4(const http::Request& req) {
   sigv4::Request out;
   out.method = req.method;
   std::string target = req.target.empty() ? req.path : req.target;
@@ -24,69 +26,117 @@ sigv4::Request ToSigV4(const httplib::Request& req) {
   return out;
 }
 
-void SendXml(httplib::Response& res, int status, std::string body, const std::string& request_id) {
+void SendXml(http::Response& res, int status, std::string body, const std::string& request_id) {
   res.status = status;
   res.set_header("x-amzn-RequestId", request_id);
   res.set_content(std::move(body), "text/xml");
 }
 
-void SendJson(httplib::Response& res, const JsonResponse& r, const std::string& request_id) {
+void SendJson(http::Response& res, const JsonResponse& r, const std::string& request_id) {
   res.status = r.status;
   res.set_header("x-amzn-RequestId", request_id);
   if (!r.error_type.empty()) res.set_header("x-amzn-ErrorType", r.error_type);
   res.set_content(r.body, "application/json");
 }
 
+http::ServerOptions TransportOptions(const ServerConfig& c) {
+  http::ServerOptions o;
+  o.host = c.host;
+  o.port = c.port;
+  o.max_body_bytes = c.max_body_bytes;
+  o.header_timeout = c.header_timeout;
+  o.body_timeout = c.body_timeout;
+  o.idle_timeout = c.idle_timeout;
+  o.workers = c.workers;
+  o.queue_limit = c.queue_limit;
+  return o;
+}
+
+// The error code of a transport refusal in the Query API (first) and in the
+// Data API (second).
+std::pair<const ErrorCode*, const ErrorCode*> RefusalCodes(http::Refusal::Kind kind) {
+  switch (kind) {
+    case http::Refusal::kBadRequest: return {&errors::kMalformedHttpRequest, &errors::kDataMalformedHttpRequest};
+    case http::Refusal::kRequestTimeout: return {&errors::kRequestTimeout, &errors::kDataRequestTimeout};
+    case http::Refusal::kBodyTooLarge: return {&errors::kRequestEntityTooLarge, &errors::kDataRequestTooLarge};
+    case http::Refusal::kUriTooLong: return {&errors::kRequestURITooLong, &errors::kDataURITooLong};
+    case http::Refusal::kHeaderTooLarge:
+      return {&errors::kRequestHeaderFieldsTooLarge, &errors::kDataHeaderFieldsTooLarge};
+    case http::Refusal::kOverloaded: return {&errors::kThrottling, &errors::kDataThrottling};
+    case http::Refusal::kHandlerFailed: break;
+  }
+  return {&errors::kInternalFailure, &errors::kDataInternal};
+}
+
 }  // namespace
 
 class Server::Impl {
  public:
-  Impl(ServerConfig c, control::ControlPlane* cp) : config(std::move(c)), rds(cp), data(cp) {}
+  Impl(ServerConfig c, control::ControlPlane* cp)
+      : config(std::move(c)),
+        rds(cp),
+        data(cp),
+        http(
+            TransportOptions(config),
+            [this](const http::Request& req) {
+              http::Response res;
+              Dispatch(req, res);
+              return res;
+            },
+            [](const http::Request& req) -> std::optional<http::Response> {
+              // On the I/O thread, so a load balancer's check answers even
+              // when every worker is busy.
+              if (req.method != "GET" || req.path != "/health") return std::nullopt;
+              http::Response res;
+              res.set_content("ok\n", "text/plain");
+              return res;
+            },
+            [this](const http::Refusal& r) { return Refuse(r); }) {}
 
   ServerConfig config;
-  httplib::Server http;
   RdsQueryApi rds;
   RdsDataApi data;
-  int port = 0;
+  http::Server http;
 
-  void Route() {
-    http.set_payload_max_length(config.max_body_bytes);
-    int threads = config.threads;
-    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
-    auto any = [this](const httplib::Request& req, httplib::Response& res) { Dispatch(req, res); };
-    http.Post(".*", any);
-    http.Get(".*", any);
-    http.Put(".*", any);
-    http.Delete(".*", any);
-    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      // httplib's own refusals (413 over the body limit, 400 unparsable) get
-      // an AWS-shaped body too, so clients print a reason.
-      if (!res.body.empty()) return;
-      std::string request_id = RandomUuid();
-      if (res.status == 413) {
-        SendXml(res, 413,
-                RdsErrorXml(Status(errors::kRequestEntityTooLarge, "Request body too large"),
-                            request_id),
-                request_id);
-      } else if (res.status == 404) {
-        SendXml(res, 404, RdsErrorXml(Status(errors::kInvalidAction, "Unknown path"), request_id),
-                request_id);
-      }
-    });
-    http.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                                  std::exception_ptr) {
-      std::string request_id = RandomUuid();
-      log::Error("unhandled exception", {{"request_id", request_id}});
-      SendXml(res, 500,
-              RdsErrorXml(Status(errors::kInternalFailure, "internal error"), request_id),
-              request_id);
-    });
+  // The AWS error envelope of the protocol the path belongs to (XML unless it
+  // is a Data API path), logged like every other failed request.
+  http::Response Refuse(const http::Refusal& refusal) {
+    std::string request_id = RandomUuid();
+    bool is_data_api = !refusal.path.empty() && data.Handles(refusal.path);
+    auto [query_code, data_code] = RefusalCodes(refusal.kind);
+    Status st(is_data_api ? *data_code : *query_code, refusal.message);
+    std::string action;
+    if (is_data_api) {
+      action = refusal.path.substr(1);
+    } else if (refusal.request != nullptr) {
+      action = QueryAction(*refusal.request);
+    }
+    http::Response res;
+    if (is_data_api) {
+      SendJson(res, JsonError(st), request_id);
+    } else {
+      SendXml(res, st.code().http_status, RdsErrorXml(st, request_id), request_id);
+    }
+    nlohmann::json fields = {{"request_id", request_id}, {"method", refusal.method}, {"path", refusal.path},
+                             {"action", action}, {"status", res.status}, {"error", st.code().aws_code},
+                             {"message", st.message()}, {"peer", refusal.peer}};
+    if (res.status >= 500) log::Error("request", fields);
+    else log::Warn("request refused", fields);
+    return res;
   }
 
-  void Dispatch(const httplib::Request& req, httplib::Response& res) {
+  // The Action of a Query API request, from its query string or form body.
+  static std::string QueryAction(const http::Request& req) {
+    size_t q = req.target.find('?');
+    auto params = QueryParams::Parse(q == std::string::npos ? std::string() : req.target.substr(q + 1));
+    if (params.ok() && req.method == "POST") {
+      auto form = QueryParams::Parse(req.body);
+      if (form.ok()) params->Merge(*form);
+    }
+    return params.ok() ? params->Get("Action").value_or("") : "";
+  }
+
+  void Dispatch(const http::Request& req, http::Response& res) {
     std::string request_id = RandomUuid();
     auto start = std::chrono::steady_clock::now();
     sigv4::Request signed_req = ToSigV4(req);
@@ -148,36 +198,16 @@ class Server::Impl {
 };
 
 Server::Server(ServerConfig config, control::ControlPlane* control)
-    : impl_(std::make_unique<Impl>(std::move(config), control)) {
-  impl_->Route();
-}
+    : impl_(std::make_unique<Impl>(std::move(config), control)) {}
 
 Server::~Server() = default;
 
-Status Server::Bind() {
-  if (impl_->config.port == 0) {
-    impl_->port = impl_->http.bind_to_any_port(impl_->config.host);
-  } else {
-    impl_->port = impl_->http.bind_to_port(impl_->config.host, impl_->config.port)
-                      ? impl_->config.port
-                      : -1;
-  }
-  if (impl_->port <= 0) {
-    return Status(errors::kIoError, fmt::format("cannot listen on {}:{}", impl_->config.host,
-                                                impl_->config.port));
-  }
-  return Status::Ok();
-}
+Status Server::Bind() { return impl_->http.Bind(); }
 
-int Server::port() const { return impl_->port; }
+int Server::port() const { return impl_->http.port(); }
 
-Status Server::Serve() {
-  if (!impl_->http.listen_after_bind()) {
-    return Status(errors::kIoError, "HTTP server stopped with an error");
-  }
-  return Status::Ok();
-}
+Status Server::Serve() { return impl_->http.Serve(); }
 
-void Server::Stop() { impl_->http.stop(); }
+void Server::Stop() { impl_->http.Stop(); }
 
 }  // namespace strata::api

@@ -50,6 +50,11 @@ struct Options {
   std::string repo_key_id;
   double data_api_statement_timeout = 45;  // seconds, as the Data API's own call timeout
   double data_api_lock_timeout = 5;        // seconds
+  int http_workers = 0;  // 0: max(8, 4 per core)
+  int http_queue = -1;   // -1: 4 per worker
+  int http_header_timeout = 10;
+  int http_body_timeout = 30;
+  int http_idle_timeout = 60;
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -175,6 +180,27 @@ int main(int argc, char** argv) {
                  "Seconds an S3 transfer may stall (under 1 KiB/s) before it is cut and retried")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  app.add_option("--http-workers", opt.http_workers,
+                 "Threads that run API requests; 0: max(8, 4 per core) (requests mostly wait on disk and locks, "
+                 "not the CPU)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  app.add_option("--http-queue", opt.http_queue,
+                 "Requests that may wait for a worker; more are answered at once with Throttling "
+                 "(ThrottlingException on the Data API), which the SDKs retry with backoff; -1: 4 per worker")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 1 << 20));
+  app.add_option("--http-header-timeout", opt.http_header_timeout,
+                 "Seconds a client has to send a request's head, from its first byte")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--http-body-timeout", opt.http_body_timeout, "Seconds a client has to send a request's body")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--http-idle-timeout", opt.http_idle_timeout,
+                 "Seconds an idle keep-alive connection stays open")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {
@@ -258,6 +284,13 @@ int main(int argc, char** argv) {
   scfg.port = port;
   scfg.clock = &clock;
   scfg.region = opt.region;
+  scfg.workers = opt.http_workers > 0 ? opt.http_workers : std::max(8, 4 * UsableCpus());
+  scfg.queue_limit = static_cast<size_t>(opt.http_queue >= 0 ? opt.http_queue : 4 * scfg.workers);
+  scfg.header_timeout = std::chrono::seconds(opt.http_header_timeout);
+  scfg.body_timeout = std::chrono::seconds(opt.http_body_timeout);
+  scfg.idle_timeout = std::chrono::seconds(opt.http_idle_timeout);
+  log::Info("http", {{"workers", scfg.workers}, {"queue", scfg.queue_limit},
+                     {"max_body_bytes", scfg.max_body_bytes}});
   scfg.secrets = [secrets](std::string_view akid) -> std::optional<std::string> {
     auto it = secrets.find(std::string(akid));
     if (it == secrets.end()) return std::nullopt;

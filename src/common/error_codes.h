@@ -63,6 +63,23 @@ inline constexpr ErrorCode kDataForbidden{"ForbiddenException", 403};
 inline constexpr ErrorCode kDataStatementTimeout{"StatementTimeoutException", 400};
 inline constexpr ErrorCode kDataInternal{"InternalServerErrorException", 500};
 
+// Refusals by the HTTP layer itself (api/http_server), before a request
+// reaches an API. Throttling (Query APIs) and ThrottlingException (rest-json)
+// are codes botocore's retry handlers treat as throttling: the SDKs back off
+// and retry. The Data API answers the others as its BadRequestException, with
+// the HTTP status that says why.
+inline constexpr ErrorCode kThrottling{"Throttling", 400};
+inline constexpr ErrorCode kMalformedHttpRequest{"BadRequest", 400};
+inline constexpr ErrorCode kRequestTimeout{"RequestTimeout", 408};
+inline constexpr ErrorCode kRequestURITooLong{"RequestURITooLong", 414};
+inline constexpr ErrorCode kRequestHeaderFieldsTooLarge{"RequestHeaderFieldsTooLarge", 431};
+inline constexpr ErrorCode kDataThrottling{"ThrottlingException", 429};
+inline constexpr ErrorCode kDataMalformedHttpRequest{"BadRequestException", 400};
+inline constexpr ErrorCode kDataRequestTimeout{"BadRequestException", 408};
+inline constexpr ErrorCode kDataRequestTooLarge{"BadRequestException", 413};
+inline constexpr ErrorCode kDataURITooLong{"BadRequestException", 414};
+inline constexpr ErrorCode kDataHeaderFieldsTooLarge{"BadRequestException", 431};
+
 // Below the API: the repository and its byte stores. The API maps them to
 // InternalFailure unless a caller gives them a more specific meaning.
 inline constexpr ErrorCode kObjectNotFound{"ObjectNotFound", 404};
