@@ -4,7 +4,8 @@
 For each mode (capture on: BackupRetentionPeriod 1; off: 0, the baseline) it
 starts a fresh stratad, creates a SQLite instance, bulk-loads --gib GiB
 directly into the instance's file with python's sqlite3 at full speed
-(--txn-mib per transaction), samples stratad's VmRSS/VmHWM every 100 ms, and
+(--txn-mib per transaction; GiB of row data inserted, the file ends a
+little larger), samples stratad's VmRSS/VmHWM every 100 ms, and
 prints the peak and the RSS once the burst is over (capture caught up, then
 --settle seconds). With capture on it then restores to LatestRestorableTime
 and checks the restored row count.
@@ -25,7 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import harness  # noqa: E402
 
-ROW_BYTES = 4070  # bytes of database file per row: 1000 random bytes and 1600 of text (about a page)
+ROW_BYTES = 1000 + 1595  # what a row inserts: 1000 random bytes and 1595 of text
 
 
 def status_kib(pid):
@@ -67,7 +68,7 @@ def wait_for(pred, timeout, what):
 
 
 def bulk_load(path, gib, txn_mib):
-    """Inserts about gib GiB in transactions of txn_mib MiB; returns the row count."""
+    """Inserts gib GiB of rows in transactions of txn_mib MiB; returns the row count."""
     rows = int(gib * (1 << 30)) // ROW_BYTES
     per_txn = max(1, txn_mib * (1 << 20) // ROW_BYTES)
     text = "customer %d order %d "

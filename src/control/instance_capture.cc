@@ -207,7 +207,9 @@ Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
   }
   // The restorable time reported is the one recorded (see RestorableUntil),
   // so it follows durable_until_ at most kPersistInterval behind.
-  if (now - last_persist_ >= kPersistInterval && buffer_.empty() && !in_flight_) RETURN_IF_ERROR(PersistLocked());
+  // (Paced in real time: it bounds the catalog's writes, and an injected
+  // clock that stands still must not hold the reported time back.)
+  if (polled - last_persist_ >= kPersistInterval && buffer_.empty() && !in_flight_) RETURN_IF_ERROR(PersistLocked());
   return Status::Ok();
 }
 
@@ -311,7 +313,7 @@ Status InstanceCapture::PersistLocked() {
 }
 
 Status InstanceCapture::PersistLocked(const std::string& position, int64_t last_seq) {
-  last_persist_ = clock_.Now();
+  last_persist_ = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(catalog_->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto ab, catalog_->GetAutomatedBackup(resource_id_));
     ab.capture_position = position;

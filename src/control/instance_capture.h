@@ -128,7 +128,7 @@ class InstanceCapture {
   bool last_complete_ = true;
   bool last_brought_new_ = false;  // the last poll read transactions
   TimePoint complete_until_{};  // the start of the last poll that returned everything committed before it
-  TimePoint last_persist_{};
+  std::chrono::steady_clock::time_point last_persist_{};
   std::chrono::steady_clock::time_point last_new_at_{};  // the last poll that brought transactions
   size_t small_bytes_ = 0;  // shipped in small segments since the last TakeCompaction
   int unmerged_segments_ = 0;  // of any size, since the last TakeCompaction
