@@ -397,7 +397,7 @@ Status ControlPlane::Impl::ReplayChangeLog(const catalog::InstanceRecord& r, con
     auto deadline = std::chrono::steady_clock::now() + lookahead + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
       auto capture = CaptureOf(resource_id);
-      if (!capture || capture->RestorableUntil() >= until) break;
+      if (!capture || capture->DurableUntil() >= until) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }

@@ -759,4 +759,32 @@ TEST_F(ShippingTest, AGapWhileTheStoreFailsLosesNothing) {
   EXPECT_EQ(StoredRecords(), (std::vector<std::pair<int64_t, std::string>>{{1, "a"}, {2, "b"}, {3, "c"}}));
 }
 
+// LatestRestorableTime is what the catalog records: a capture that crashes
+// (no Stop) and starts again over the same catalog reports no earlier time
+// than the last one reported before the crash.
+TEST_F(ShippingTest, TheRestorableTimeReportedNeverGoesBackAcrossACrash) {
+  Open();
+  TimePoint reported{};
+  for (int i = 0; i < 10; ++i) {
+    clock_.Advance(60ms);
+    if (i % 3 == 0) script_->Add(clock_.Now(), "tx" + std::to_string(i));
+    ASSERT_TRUE(capture_->CatchUp().ok());
+    ASSERT_TRUE(capture_->Flush().ok());
+    ASSERT_TRUE(capture_->CatchUp().ok());  // an empty poll moves the restorable time on
+    EXPECT_GE(capture_->RestorableUntil(), reported) << "round " << i;
+    reported = capture_->RestorableUntil();
+    // What a restart right now (after a crash) would report, before and
+    // after its first poll.
+    InstanceCapture restarted("db-TEST", std::make_unique<ScriptedCapture>(), store_.get(), catalog_.get(), clock_,
+                              nullptr);
+    EXPECT_GE(restarted.RestorableUntil(), reported)
+        << "round " << i << ": back by "
+        << std::chrono::duration_cast<std::chrono::milliseconds>(reported - restarted.RestorableUntil()).count()
+        << " ms";
+    EXPECT_GE(Recorded().restorable_until, reported) << "round " << i;
+    EXPECT_LE(reported, capture_->DurableUntil()) << "never a time the log does not hold";
+  }
+  EXPECT_GT(reported, TimePoint{});
+}
+
 }  // namespace strata::control

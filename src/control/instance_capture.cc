@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "common/error_codes.h"
@@ -24,6 +26,15 @@ constexpr auto kQuietAfter = std::chrono::milliseconds(20);
 // A failed store is tried again after this; the capture thread meanwhile
 // waits (a PostgreSQL server keeps the WAL in its slot, SQLite in its WAL).
 constexpr auto kShipRetry = std::chrono::seconds(1);
+// A snapshot's marks need the capture to have read everything committed
+// before them; a capture far behind catches up in bounded batches, up to this.
+constexpr auto kCatchUpDeadline = std::chrono::minutes(10);
+// Past this many bytes shipped since memory was last handed back, the
+// allocator returns its free pages to the system (a burst's buffers would
+// otherwise stay in the process's arenas).
+constexpr size_t kTrimAfterBytes = 64 << 20;
+// ... or once a burst of at least this much has been shipped and nothing is buffered.
+constexpr size_t kTrimAfterBurstBytes = 4 << 20;
 
 }  // namespace
 
@@ -39,6 +50,7 @@ InstanceCapture::InstanceCapture(std::string resource_id, std::unique_ptr<engine
   if (auto ab = catalog_->GetAutomatedBackup(resource_id_); ab.ok()) {
     next_seq_ = ab->last_seq + 1;
     durable_until_ = ab->restorable_until;
+    reported_until_ = durable_until_;
     complete_until_ = durable_until_;
     resumed_ = !ab->capture_position.empty();
   }
@@ -90,6 +102,9 @@ void InstanceCapture::Loop() {
       }
       error_ = st;
       buffered = !buffer_.empty();
+      // Behind (a batch stopped short of the log's end, with commits in it):
+      // read on at once.
+      if (st.ok() && !last_complete_ && last_brought_new_) continue;
     }
     capture_->WaitForChange(buffered ? kBufferedPollWait : kPollWait);
   }
@@ -99,8 +114,15 @@ Result<InstanceCapture::Mark> InstanceCapture::CatchUp() {
   std::lock_guard poll(poll_mu_);
   std::unique_lock lock(mu_);
   RETURN_IF_ERROR(PollLocked(lock));
-  // A backlog comes in several batches: read on until one is complete.
-  for (int i = 0; i < 64 && !last_complete_; ++i) RETURN_IF_ERROR(PollLocked(lock));
+  // A backlog comes in several bounded batches: read on until one is
+  // complete (a mark must follow every commit made before the call).
+  const auto deadline = std::chrono::steady_clock::now() + kCatchUpDeadline;
+  while (!last_complete_) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status(errors::kServiceUnavailable, "the change-log capture is still catching up with the writers");
+    }
+    RETURN_IF_ERROR(PollLocked(lock));
+  }
   // Stamps of this poll's transactions are at most the time after it.
   return Mark{next_seq_ - 1, clock_.Now()};
 }
@@ -115,6 +137,11 @@ Status InstanceCapture::Flush() {
 }
 
 TimePoint InstanceCapture::RestorableUntil() {
+  std::lock_guard lock(mu_);
+  return reported_until_;
+}
+
+TimePoint InstanceCapture::DurableUntil() {
   std::lock_guard lock(mu_);
   return durable_until_;
 }
@@ -161,6 +188,7 @@ Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
   // Paused: nothing new for kQuietAfter (real time, whatever the clock).
   const auto polled = std::chrono::steady_clock::now();
   if (!batch.transactions.empty()) last_new_at_ = polled;
+  last_brought_new_ = !batch.transactions.empty();
   const bool quiet = batch.transactions.empty() && polled - last_new_at_ >= kQuietAfter;
   for (auto& t : batch.transactions) {
     buffer_bytes_ += t.redo.size();
@@ -172,13 +200,16 @@ Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
   if (buffer_.empty()) {
     // Nothing new: once nothing is in flight either, the log is complete up to the last complete poll.
     if (!in_flight_) durable_until_ = std::max(durable_until_, complete_until_);
-  } else if (!batch.complete || quiet || now - buffer_.front().time >= kFlushInterval ||
-             buffer_bytes_ >= kMaxSegmentBytes) {
+  } else if (quiet || now - buffer_.front().time >= kFlushInterval || buffer_bytes_ >= kMaxSegmentBytes) {
     // Shipped when the writers pause, or at the latest kFlushInterval after
     // the oldest commit waiting.
     RETURN_IF_ERROR(FlushLocked(lock, complete_until_));
   }
-  if (now - last_persist_ >= kPersistInterval && buffer_.empty() && !in_flight_) RETURN_IF_ERROR(PersistLocked());
+  // The restorable time reported is the one recorded (see RestorableUntil),
+  // so it follows durable_until_ at most kPersistInterval behind.
+  // (Paced in real time: it bounds the catalog's writes, and an injected
+  // clock that stands still must not hold the reported time back.)
+  if (polled - last_persist_ >= kPersistInterval && buffer_.empty() && !in_flight_) RETURN_IF_ERROR(PersistLocked());
   return Status::Ok();
 }
 
@@ -225,6 +256,7 @@ void InstanceCapture::ShipLoop() {
     if (st.ok()) {
       Shipment stored = std::move(*in_flight_);
       in_flight_.reset();
+      shipped_since_trim_ += stored.bytes;
       ++stored_;
       durable_until_ = std::max(durable_until_, stored.complete_until);
       if (unmerged_segments_++ == 0) first_unmerged_at_ = clock_.Now();
@@ -238,6 +270,14 @@ void InstanceCapture::ShipLoop() {
         durable_position_ = stored.position;
       }
       shipped_cv_.notify_all();
+      if (shipped_since_trim_ >= kTrimAfterBytes || (shipped_since_trim_ >= kTrimAfterBurstBytes && buffer_.empty())) {
+        // A burst's buffers (its records, this segment) go back to the system.
+        shipped_since_trim_ = 0;
+        stored = Shipment{};
+        lock.unlock();
+        malloc_trim(0);
+        lock.lock();
+      }
       continue;
     }
     ++ship_failures_;
@@ -273,14 +313,17 @@ Status InstanceCapture::PersistLocked() {
 }
 
 Status InstanceCapture::PersistLocked(const std::string& position, int64_t last_seq) {
-  last_persist_ = clock_.Now();
+  last_persist_ = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(catalog_->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto ab, catalog_->GetAutomatedBackup(resource_id_));
     ab.capture_position = position;
     ab.last_seq = last_seq;
-    ab.restorable_until = durable_until_;
+    // Never back: what was reported is at or before what is recorded.
+    ab.restorable_until = std::max(ab.restorable_until, durable_until_);
     return catalog_->PutAutomatedBackup(ab);
   }));
+  // Reported only once recorded: a restart (or a crash) resumes from here.
+  reported_until_ = std::max(reported_until_, durable_until_);
   return Status::Ok();
 }
 

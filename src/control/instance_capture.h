@@ -53,8 +53,13 @@ class InstanceCapture {
   // Ships what is buffered now: every transaction numbered so far (every
   // Mark returned so far) is then in the repository's log segments.
   Status Flush();
-  // Every commit up to this time is durable in the repository.
+  // The instance's LatestRestorableTime: every commit up to this time is
+  // durable in the repository, and this time is recorded in the catalog, so
+  // it never goes back, not across a restart nor a crash.
   TimePoint RestorableUntil();
+  // Every commit up to this time is durable in the repository (at or after
+  // RestorableUntil, which follows it once recorded).
+  TimePoint DurableUntil();
   // Segments shipped on the flush interval are small (a fraction of a
   // second's log each), and a drained backlog's large ones are compressed
   // at the live level. Once they are worth merging (kCompactAfterBytes of
@@ -118,9 +123,12 @@ class InstanceCapture {
   bool shipper_stop_ = false;
   int64_t next_seq_ = 1;
   TimePoint durable_until_{};
+  TimePoint reported_until_{};  // durable_until_ as last recorded in the catalog
+  size_t shipped_since_trim_ = 0;
   bool last_complete_ = true;
+  bool last_brought_new_ = false;  // the last poll read transactions
   TimePoint complete_until_{};  // the start of the last poll that returned everything committed before it
-  TimePoint last_persist_{};
+  std::chrono::steady_clock::time_point last_persist_{};
   std::chrono::steady_clock::time_point last_new_at_{};  // the last poll that brought transactions
   size_t small_bytes_ = 0;  // shipped in small segments since the last TakeCompaction
   int unmerged_segments_ = 0;  // of any size, since the last TakeCompaction

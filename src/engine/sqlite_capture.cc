@@ -20,7 +20,14 @@
 //      kForceCheckpointFrames: take the write lock (BEGIN IMMEDIATE), read to
 //      the end, release the mark, checkpoint the few frames since, take the
 //      mark again (0) and release the write lock.
-// Any other change of WAL generation is reported as a gap. Applications may
+// Any other change of WAL generation is reported as a gap.
+//
+// A poll reads at most kMaxReadBytes of commits (whole transactions, at
+// least one). A capture that falls behind a writer (its shipper storing
+// slower than the writer commits) so holds a bounded amount in memory and
+// leaves the rest in the WAL, which it holds from being restarted: it does
+// not checkpoint until it has read to the end, so the WAL file grows by the
+// backlog meanwhile, and the capture catches up from it afterwards. Applications may
 // checkpoint as they like (even TRUNCATE): they cannot get past the
 // capture's read transaction.
 //
@@ -58,6 +65,8 @@ constexpr int kGatherMicros = 2000;
 constexpr uint64_t kForceCheckpointFrames = 4 * kCheckpointFrames;
 // The WAL file's working size, in frames (each a page and a 24-byte header).
 constexpr uint64_t kReservedWalFrames = 2 * kForceCheckpointFrames;
+// The commits one poll reads (whole transactions: a larger one is read alone).
+constexpr uint64_t kMaxReadBytes = 8 << 20;
 
 void PutU32(std::string& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -144,10 +153,12 @@ class SqliteCapture final : public ChangeCapture {
       RETURN_IF_ERROR(BeginRead());
     }
     RETURN_IF_ERROR(ReadNew(batch).status());
-    if (cursor_.frames >= next_checkpoint_at_) {
+    // Behind: the WAL keeps what is not read yet; checkpoints wait until it is.
+    if (caught_up_ && cursor_.frames >= next_checkpoint_at_) {
       RETURN_IF_ERROR(Checkpoint(batch));
       ReserveWalSpace();  // an application's TRUNCATE checkpoint may have shrunk it
     }
+    batch.complete = caught_up_;
     if (pending_gap_) {
       batch.gap = true;
       batch.gap_reason = gap_reason_;
@@ -211,13 +222,14 @@ class SqliteCapture final : public ChangeCapture {
       hdr_ = *h;
       cursor_ = WalCursor{0, h->checksum1, h->checksum2};
       next_checkpoint_at_ = kCheckpointFrames;
-      auto skipped = ReadWalTransactions(wal_fd_, *hdr_, cursor_);
-      (void)skipped;
+      SkipWalTransactions(wal_fd_, *hdr_, cursor_);
     }
   }
 
-  // Reads every commit after the cursor into `batch`; true if there was any.
+  // Reads the commits after the cursor into `batch`, at most about
+  // kMaxReadBytes (caught_up_ says whether that was all); true if there was any.
   Result<bool> ReadNew(CaptureBatch& batch) {
+    caught_up_ = true;
     if (!OpenWal()) return false;
     auto h = ReadWalHeader(wal_fd_);
     if (!h) return false;  // empty (just truncated) or not yet written
@@ -238,11 +250,16 @@ class SqliteCapture final : public ChangeCapture {
       next_checkpoint_at_ = kCheckpointFrames;
       generation_complete_ = false;
     }
-    ASSIGN_OR_RETURN(auto txs, ReadWalTransactions(wal_fd_, *hdr_, cursor_));
+    bool more = false;
+    ASSIGN_OR_RETURN(auto txs, ReadWalTransactions(wal_fd_, *hdr_, cursor_, scan_, kMaxReadBytes, more));
+    caught_up_ = !more;
     if (txs.empty()) return false;
     TimePoint now = clock_.Now();
     generation_complete_ = false;
-    for (const auto& tx : txs) batch.transactions.push_back({now, EncodeRedo(hdr_->page_size, tx)});
+    for (auto& tx : txs) {
+      batch.transactions.push_back({now, EncodeRedo(hdr_->page_size, tx)});
+      tx.pages.clear();  // one copy at a time
+    }
     return true;
   }
 
@@ -299,6 +316,7 @@ class SqliteCapture final : public ChangeCapture {
     // Phase 1, without blocking writers: move the read mark up to what has
     // been read and copy everything up to it into the database file.
     RETURN_IF_ERROR(ReadNew(batch).status());
+    if (!caught_up_) return Status::Ok();  // fell behind again: the WAL keeps it
     generation_complete_ = false;
     RETURN_IF_ERROR(MoveReadMark());
     ASSIGN_OR_RETURN(auto copied, PassiveCheckpoint());
@@ -325,6 +343,11 @@ class SqliteCapture final : public ChangeCapture {
     next_checkpoint_at_ = cursor_.frames + kCheckpointFrames;
     if (!writer_.Exec("BEGIN IMMEDIATE").ok()) return Status::Ok();  // a writer is busy: later
     Status st = ReadNew(batch).status();
+    if (st.ok() && !caught_up_) {
+      // Too much to read under the write lock: read on without it first.
+      (void)writer_.Exec("COMMIT");
+      return Status::Ok();
+    }
     if (st.ok()) st = reader_.Exec("ROLLBACK");
     Result<std::pair<int, int>> ck = std::pair{-1, -1};
     if (st.ok()) ck = PassiveCheckpoint();
@@ -347,6 +370,8 @@ class SqliteCapture final : public ChangeCapture {
   int inotify_fd_ = -1;
   std::optional<WalHeader> hdr_;
   WalCursor cursor_;
+  WalScan scan_;           // verified past cursor_
+  bool caught_up_ = true;  // the last read reached the WAL's last commit
   bool generation_complete_ = false;
   uint64_t next_checkpoint_at_ = kCheckpointFrames;  // frames into this generation
   bool pending_gap_ = false;

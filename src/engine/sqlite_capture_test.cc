@@ -115,6 +115,51 @@ TEST_F(SqliteCaptureTest, ApplicationCheckpointsAndCaptureCheckpointsLoseNothing
   EXPECT_LE(wal, kReservedWalBytes) << "capture's checkpoints keep the WAL within its working size";
 }
 
+// A backlog far larger than one poll's read is taken over several polls of
+// at most 8 MiB of whole transactions each (not all at once), each but the
+// last incomplete, none with a gap; a transaction still being written (its
+// frames spilled to the WAL) is not read until it commits.
+TEST_F(SqliteCaptureTest, ABacklogIsReadInBoundedBatchesAndLosesNothing) {
+  auto cap = engine_.StartCapture(spec_, clock_, "");
+  ASSERT_TRUE(cap.ok());
+  Drain(**cap);
+  InstanceSpec base = Base();
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(app_.Exec("INSERT INTO t (v) VALUES (hex(randomblob(500000)))").ok());  // 1 MB of text
+  }
+  std::vector<std::string> redo;
+  int polls = 0, incomplete = 0;
+  for (;;) {
+    auto b = (*cap)->Poll();
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    EXPECT_FALSE(b->gap);
+    ++polls;
+    size_t bytes = 0;
+    for (auto& t : b->transactions) {
+      bytes += t.redo.size();
+      redo.push_back(std::move(t.redo));
+    }
+    EXPECT_LE(bytes, (8u << 20) + (2u << 20)) << "8 MiB of whole transactions, at most one more";
+    if (!b->complete) ++incomplete;
+    if (b->complete) break;
+    ASSERT_LT(polls, 100);
+  }
+  EXPECT_GE(incomplete, 3) << "40 MB of commits take several polls";
+  EXPECT_EQ(redo.size(), 40u);
+
+  ASSERT_TRUE(app_.Exec("BEGIN").ok());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(app_.Exec("INSERT INTO t (v) VALUES (hex(randomblob(500000)))").ok());
+  auto open_tx = (*cap)->Poll();
+  ASSERT_TRUE(open_tx.ok());
+  EXPECT_TRUE(open_tx->transactions.empty()) << "not committed yet";
+  EXPECT_TRUE(open_tx->complete);
+  ASSERT_TRUE(app_.Exec("COMMIT").ok());
+  for (auto& r : Drain(**cap)) redo.push_back(std::move(r));
+  EXPECT_EQ(redo.size(), 41u);
+  ASSERT_TRUE(engine_.ApplyTransactions(base, redo).ok());
+  EXPECT_EQ(Count(base), 50);
+}
+
 // A WAL that only ever grows to the capture's working size, given up front
 // in zeros: SQLite must read and recover it as if it had grown by itself.
 TEST_F(SqliteCaptureTest, TheWalGetsItsWorkingSizeUpFrontAndStaysAWalSqliteReads) {

@@ -66,16 +66,22 @@ std::optional<WalHeader> ReadWalHeader(int fd) {
   return h;
 }
 
-Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor) {
-  std::vector<WalTransaction> out;
+namespace {
+
+bool SameCursor(const WalCursor& a, const WalCursor& b) { return a.frames == b.frames && a.s1 == b.s1 && a.s2 == b.s2; }
+
+// Verifies frames after the last commit found (or scan.from) up to the last
+// valid frame, or until the commits found span max_frames past scan.from.
+void ExtendScan(int fd, const WalHeader& hdr, WalScan& scan, uint64_t max_frames) {
   const uint64_t frame_size = kWalFrameHeaderSize + hdr.page_size;
   std::vector<unsigned char> frame(frame_size);
-  uint32_t s1 = cursor.s1, s2 = cursor.s2;
-  uint64_t n = cursor.frames;
-  WalTransaction pending;
+  const WalCursor at = scan.commits.empty() ? scan.from : scan.commits.back().after;
+  uint32_t s1 = at.s1, s2 = at.s2;
+  uint64_t n = at.frames;
+  scan.at_end = false;
   for (;;) {
-    uint64_t off = kWalHeaderSize + n * frame_size;
-    if (!ReadAt(fd, off, frame.data(), frame.size())) break;
+    if (!scan.commits.empty() && scan.commits.back().after.frames - scan.from.frames >= max_frames) return;
+    if (!ReadAt(fd, kWalHeaderSize + n * frame_size, frame.data(), frame.size())) break;
     uint32_t pgno = Be32(frame.data());
     uint32_t commit_size = Be32(frame.data() + 4);
     if (pgno == 0 || Be32(frame.data() + 8) != hdr.salt1 || Be32(frame.data() + 12) != hdr.salt2) break;
@@ -83,15 +89,59 @@ Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader&
     Checksum(hdr.big_endian, frame.data() + kWalFrameHeaderSize, hdr.page_size, s1, s2);
     if (s1 != Be32(frame.data() + 16) || s2 != Be32(frame.data() + 20)) break;
     ++n;
-    pending.pages[pgno].assign(reinterpret_cast<const char*>(frame.data()) + kWalFrameHeaderSize, hdr.page_size);
-    if (commit_size != 0) {
-      pending.db_pages = commit_size;
-      out.push_back(std::move(pending));
-      pending = WalTransaction{};
-      cursor = WalCursor{n, s1, s2};
-    }
+    if (commit_size != 0) scan.commits.push_back({WalCursor{n, s1, s2}, commit_size});
   }
+  scan.at_end = true;
+}
+
+}  // namespace
+
+Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor,
+                                                        WalScan& scan, uint64_t max_bytes, bool& more) {
+  if (scan.salt1 != hdr.salt1 || scan.salt2 != hdr.salt2 || !SameCursor(scan.from, cursor)) {
+    scan = WalScan{hdr.salt1, hdr.salt2, cursor, {}, true};
+  }
+  const uint64_t max_frames = std::max<uint64_t>(1, max_bytes / hdr.page_size);
+  ExtendScan(fd, hdr, scan, max_frames);
+  const uint64_t frame_size = kWalFrameHeaderSize + hdr.page_size;
+  std::vector<unsigned char> frame(frame_size);
+  std::vector<WalTransaction> out;
+  uint64_t frames_taken = 0;
+  while (!scan.commits.empty()) {
+    const WalCommit c = scan.commits.front();
+    const uint64_t n = c.after.frames - cursor.frames;
+    if (!out.empty() && frames_taken + n > max_frames) break;
+    WalTransaction tx;
+    tx.db_pages = c.db_pages;
+    bool whole = true;
+    for (uint64_t f = cursor.frames; f < c.after.frames && whole; ++f) {
+      // Verified already; the salts show it is still the same generation's frame.
+      whole = ReadAt(fd, kWalHeaderSize + f * frame_size, frame.data(), frame.size()) &&
+              FrameHeaderOfGeneration(frame.data(), hdr);
+      if (whole) {
+        tx.pages[Be32(frame.data())].assign(reinterpret_cast<const char*>(frame.data()) + kWalFrameHeaderSize,
+                                            hdr.page_size);
+      }
+    }
+    if (!whole) {
+      // The file changed under the scan: verify again from the cursor next time.
+      scan = WalScan{hdr.salt1, hdr.salt2, cursor, {}, false};
+      break;
+    }
+    frames_taken += n;
+    cursor = c.after;
+    scan.from = cursor;
+    scan.commits.pop_front();
+    out.push_back(std::move(tx));
+  }
+  more = !scan.commits.empty() || !scan.at_end;
   return out;
+}
+
+void SkipWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor) {
+  WalScan scan{hdr.salt1, hdr.salt2, cursor, {}, true};
+  ExtendScan(fd, hdr, scan, UINT64_MAX);
+  if (!scan.commits.empty()) cursor = scan.commits.back().after;
 }
 
 Result<WalIndex> ReadWalIndex(const std::string& wal_path) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -62,10 +63,35 @@ struct WalTransaction {
 
 // nullopt: no valid header (absent, empty, torn or not a WAL).
 std::optional<WalHeader> ReadWalHeader(int fd);
-// Reads the committed transactions after `cursor` in the generation `hdr`
-// describes and advances the cursor past them; frames of a transaction not yet
-// committed are left for the next call.
-Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor);
+
+// A commit frame an incremental reader has verified but not read yet.
+struct WalCommit {
+  WalCursor after;  // the cursor just past the commit frame
+  uint32_t db_pages = 0;
+};
+// What an incremental reader has verified past its cursor, so that a backlog
+// read in bounded pieces is checksummed once. Only commit frames are
+// remembered: frames of a transaction not yet committed may still be
+// rewritten (a rollback, or SQLite rewriting a frame in place before the
+// commit), so they are verified again on every call.
+struct WalScan {
+  uint32_t salt1 = 0, salt2 = 0;  // the generation it belongs to
+  WalCursor from;                 // the cursor the commits follow
+  std::deque<WalCommit> commits;  // oldest first
+  bool at_end = true;             // false: it stopped before the last valid frame
+};
+
+// Reads committed transactions after `cursor` in the generation `hdr`
+// describes and advances the cursor past them: at least one (if there is
+// any), then more while all of their frames hold at most `max_bytes` of
+// pages. Frames of a transaction not yet committed are verified but not kept
+// (they are read again once committed). `more`: committed transactions may
+// remain after the ones returned. `scan` carries what was verified between
+// calls; a scan of another generation or cursor is started afresh.
+Result<std::vector<WalTransaction>> ReadWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor,
+                                                        WalScan& scan, uint64_t max_bytes, bool& more);
+// Moves `cursor` past every committed transaction without reading their pages.
+void SkipWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor);
 
 // Writes zeros from the end of the WAL file at `wal_path` up to `size` bytes,
 // holding the database's write lock meanwhile (BEGIN IMMEDIATE on `writer`,
