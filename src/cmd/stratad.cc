@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,7 @@
 #include "common/allocator.h"
 #include "common/clock.h"
 #include "common/credentials.h"
+#include "common/disk_space.h"
 #include "common/log.h"
 #include "control/control.h"
 #include "control/repo_backup_store.h"
@@ -48,6 +50,8 @@ struct Options {
   uint32_t repo_chunk_kib = control::kMinChunkSize / 1024;
   std::string repo_key_file;  // empty: an unencrypted repository
   std::string repo_key_id;
+  int disk_reserve_mib = 64;
+  int disk_low_water_mib = 256;
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -98,9 +102,10 @@ Status WriteFileAtomically(const fs::path& path, const std::string& text) {
   fs::path tmp = path;
   tmp += ".tmp";
   {
+    errno = 0;
     std::ofstream out(tmp, std::ios::trunc);
     out << text;
-    if (!out.flush()) return Status(errors::kIoError, "cannot write " + tmp.string());
+    if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
@@ -165,6 +170,16 @@ int main(int argc, char** argv) {
                  "Seconds an S3 transfer may stall (under 1 KiB/s) before it is cut and retried")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  app.add_option("--disk-reserve-mib", opt.disk_reserve_mib,
+                 "Disk space held in DATA/.reserve and given back, half at a time, when the disk is full, so that "
+                 "deletes and a restart still work (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--disk-low-water-mib", opt.disk_low_water_mib,
+                 "Below this much free space on the data dir's (or local repository's) file system, automated "
+                 "backups pause and new snapshots, restores and instances are refused; deletes go on")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 24));
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {
@@ -193,6 +208,26 @@ int main(int argc, char** argv) {
   fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (!LockDataDir(data_dir)) {
     return Fail(Status(errors::kIoError, "another stratad is using " + data_dir.string()));
+  }
+
+  // Before anything else writes: on a full disk the reserve gives the
+  // start's writes (the catalog, the endpoint file) their room.
+  disk::GuardOptions disk_options;
+  disk_options.watched = {data_dir};
+  if (opt.repo.empty()) {
+    fs::create_directories(data_dir / "repo", ec);
+    if (!ec) disk_options.watched.push_back(data_dir / "repo");
+  }
+  disk_options.reserve_file = data_dir / ".reserve";
+  disk_options.reserve_bytes = static_cast<uint64_t>(opt.disk_reserve_mib) << 20;
+  disk_options.low_water_bytes = static_cast<uint64_t>(opt.disk_low_water_mib) << 20;
+  disk::DiskGuard disk_guard(disk_options);
+  disk::SpaceState space = disk_guard.Poll();
+  (void)disk_guard.MakeRoom("the start");
+  disk::InstallProcessGuard(&disk_guard);
+  if (space.low) {
+    log::Warn("disk space low at start: automatic work waits",
+              {{"free_mib", static_cast<double>(space.free_bytes) / (1 << 20)}, {"path", space.where.string()}});
   }
 
   fs::path cred_path = data_dir / "credentials";
@@ -236,6 +271,7 @@ int main(int argc, char** argv) {
   cfg.region = opt.region;
   cfg.clock = &clock;
   cfg.manual_snapshot_quota = opt.manual_snapshot_quota;
+  cfg.disk = &disk_guard;
   auto control = control::ControlPlane::Open(cfg, std::move(*catalog),
                                              control::NewRepoBackupStore(shared_repo, opt.repo_chunk_kib * 1024));
   if (!control.ok()) return Fail(control.status());
@@ -254,7 +290,13 @@ int main(int argc, char** argv) {
 
   std::string url = fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host,
                                 server.port());
-  if (Status st = WriteFileAtomically(data_dir / "endpoint", url + "\n"); !st.ok()) return Fail(st);
+  (void)disk_guard.MakeRoom("the endpoint file");
+  if (Status st = WriteFileAtomically(data_dir / "endpoint", url + "\n"); st.Is(errors::kNoSpace)) {
+    // Serving matters more on a full disk: the API is how space is freed.
+    log::Error("endpoint file not written: the strata CLI needs --endpoint-url", {{"error", st.ToString()}});
+  } else if (!st.ok()) {
+    return Fail(st);
+  }
 
   std::printf(
       "stratad is serving on %s (data dir %s)\n"
@@ -283,6 +325,7 @@ int main(int argc, char** argv) {
   }
   signal_waiter.join();
   (*control)->Shutdown();
+  disk::InstallProcessGuard(nullptr);
   log::Info("stratad stopped");
   return served.ok() ? 0 : 1;
 }

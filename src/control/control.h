@@ -19,6 +19,7 @@
 
 #include "catalog/catalog.h"
 #include "common/clock.h"
+#include "common/disk_space.h"
 #include "common/status.h"
 #include "engine/engine.h"
 
@@ -34,6 +35,8 @@ struct Config {
   int manual_snapshot_quota = 100;  // RDS's default per region
   // The backup repository encrypts at rest (reported as Encrypted / StorageEncrypted).
   bool backups_encrypted = false;
+  // Free-space watch and reserve (common/disk_space.h); not owned; none: no watch.
+  disk::DiskGuard* disk = nullptr;
 };
 
 using catalog::Tag;
