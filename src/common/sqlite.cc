@@ -1,5 +1,7 @@
 #include "common/sqlite.h"
 
+#include "common/sqlite_vfs.h"
+
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -87,6 +89,7 @@ Db::~Db() {
 }
 
 Result<Db> Db::Open(const std::string& path, int flags) {
+  InstallShmSafeVfs();
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import botocore.exceptions
@@ -57,6 +58,8 @@ def free_bytes(path):
 
 
 class FullDiskTest(StrataTestCase):
+    # Tests of what happens with no reserve to give back.
+    WITHOUT_RESERVE = {"test_a_database_opened_with_kilobytes_free_is_an_error_not_a_sigbus"}
 
     def setUp(self):
         if os.geteuid() != 0:
@@ -82,7 +85,8 @@ class FullDiskTest(StrataTestCase):
         self.addCleanup(self._unmount)
         self.data_dir = os.path.join(self.mnt, "data")
         self.fillers = []
-        self.server = Stratad(self.data_dir, ["--disk-reserve-mib", str(RESERVE_MIB),
+        reserve_mib = 0 if self._testMethodName in self.WITHOUT_RESERVE else RESERVE_MIB
+        self.server = Stratad(self.data_dir, ["--disk-reserve-mib", str(reserve_mib),
                                               "--disk-low-water-mib", str(LOW_WATER_MIB)])
         self.server.log_path = os.path.join(self.tmp, "stratad.log")  # not on the full disk
         self.addCleanup(self._stop)
@@ -105,6 +109,13 @@ class FullDiskTest(StrataTestCase):
     def events(self, rds, name):
         return [e["Message"] for e in rds.describe_events(SourceType="db-instance", SourceIdentifier=name,
                                                           Duration=60)["Events"]]
+
+    def assert_never(self, predicate, seconds, what):
+        """Fails if predicate() turns true within `seconds` (a bound on how long to look)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.assertFalse(predicate(), what)
+            time.sleep(0.1)
 
     def error(self, call, **kwargs):
         with self.assertRaises(botocore.exceptions.ClientError) as cm:
@@ -158,8 +169,13 @@ class FullDiskTest(StrataTestCase):
         self.server.start()
         self.assertIsNone(self.server.proc.poll(), self.server.tail())
         rds = self.client()
-        # Turned on while the disk is low: its first automated snapshot waits.
+        # Turned on while the disk is low: capture starts, its first
+        # automated snapshot (due at once) waits.
         rds.modify_db_instance(DBInstanceIdentifier="later", BackupRetentionPeriod=1, ApplyImmediately=True)
+        wait_until(lambda: rds.describe_db_instance_automated_backups(DBInstanceIdentifier="later")
+                   ["DBInstanceAutomatedBackups"], what="later's capture")
+        self.assert_never(lambda: rds.describe_db_snapshots(DBInstanceIdentifier="later", SnapshotType="automated")
+                          ["DBSnapshots"], seconds=3, what="an automated snapshot while the disk is low")
 
         self.aws("rds", "delete-db-instance", "--db-instance-identifier", "full1", "--skip-final-snapshot")
 
@@ -171,8 +187,6 @@ class FullDiskTest(StrataTestCase):
                 return True
         wait_until(gone, timeout=60, what="full1 deleted")
         self.assertIsNone(self.server.proc.poll(), self.server.tail())
-        self.assertFalse(rds.describe_db_snapshots(DBInstanceIdentifier="later", SnapshotType="automated")
-                         ["DBSnapshots"], "no automated snapshot while the disk is low")
 
         # Space back: the work resumes, said so, and the reserve is whole again.
         for path in self.fillers:
@@ -188,6 +202,33 @@ class FullDiskTest(StrataTestCase):
         self.aws("rds", "wait", "db-snapshot-available", "--db-snapshot-identifier", "snap-after")
         with open(self.server.log_path, errors="replace") as f:
             self.assertNotRegex(f.read(), r": Success\b", "no error says 'Success'")
+
+    def test_a_database_opened_with_kilobytes_free_is_an_error_not_a_sigbus(self):
+        # SQLite extends a -shm file one byte per 4 KiB page; on 1 KiB blocks
+        # that leaves holes, and with a few KiB free the first store into the
+        # mapping was a SIGBUS that killed stratad. An instance without
+        # backups has no connection open between Data API calls, so each
+        # call makes its -shm file anew.
+        rds, data = self.client(), self.client("rds-data")
+        arn = self.aws("rds", "create-db-instance", "--db-instance-identifier", "plain", "--db-instance-class",
+                       "db.t3.micro", "--engine", "sqlite", "--backup-retention-period", "0")["DBInstance"]["DBInstanceArn"]
+        self.aws("rds", "wait", "db-instance-available", "--db-instance-identifier", "plain")
+        data.execute_statement(resourceArn=arn, secretArn=arn, sql="CREATE TABLE t (x INTEGER)")
+        data.execute_statement(resourceArn=arn, secretArn=arn, sql="INSERT INTO t VALUES (1)")
+        self.fill_disk()
+        wait_until(lambda: "automatic work paused" in open(self.server.log_path, errors="replace").read(),
+                   what="the pause")
+        # A few KiB back: enough for SQLite's one-byte writes, not for its mapping.
+        for kib in (16, 16):
+            with open(self.fillers[-1], "r+b") as f:
+                f.truncate(os.path.getsize(self.fillers[-1]) - kib * 1024)
+                os.fsync(f.fileno())
+            try:
+                data.execute_statement(resourceArn=arn, secretArn=arn, sql="SELECT x FROM t")
+            except botocore.exceptions.ClientError as e:
+                self.assertLess(e.response["ResponseMetadata"]["HTTPStatusCode"], 600)
+            self.assertIsNone(self.server.proc.poll(), f"stratad died:\n{self.server.tail()}")
+        rds.describe_db_instances(DBInstanceIdentifier="plain")
 
 
 if __name__ == "__main__":
