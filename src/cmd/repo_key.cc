@@ -1,8 +1,11 @@
 #include "cmd/repo_key.h"
 
+#include <cerrno>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+
+#include "common/disk_space.h"
 
 namespace strata::cli {
 
@@ -31,9 +34,10 @@ Status RecordRepoKeyFile(const fs::path& data_dir, const std::string& key_file, 
   fs::path tmp = path;
   tmp += ".tmp";
   {
+    errno = 0;
     std::ofstream out(tmp, std::ios::trunc);
     out << j.dump(2) << "\n";
-    if (!out.flush()) return Status(errors::kIoError, "cannot write " + tmp.string());
+    if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
   }
   fs::rename(tmp, path, ec);
   if (ec) return Status(errors::kIoError, "cannot write " + path.string() + ": " + ec.message());

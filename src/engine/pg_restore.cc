@@ -42,10 +42,11 @@ std::string PostgresTime(TimePoint t) {
 }
 
 Status WriteFile(const std::filesystem::path& path, const std::string& content) {
+  errno = 0;
   std::ofstream out(path, std::ios::trunc);
   out << content;
   out.close();
-  if (!out) return Status(errors::kIoError, "cannot write " + path.string());
+  if (!out) return disk::ErrnoStatus("cannot write " + path.string(), errno ? errno : EIO);
   return Status::Ok();
 }
 

@@ -9,14 +9,16 @@ returns. Needs root (mount -o loop); skips with the reason otherwise.
 import errno
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import botocore.exceptions
 
-from harness import Stratad, StrataTestCase, stop_postgres_servers, wait_until
+from harness import STRATAD, Stratad, StrataTestCase, stop_postgres_servers, wait_until
 
 MIB = 1 << 20
 FS_MIB = 96
@@ -59,7 +61,8 @@ def free_bytes(path):
 
 class FullDiskTest(StrataTestCase):
     # Tests of what happens with no reserve to give back.
-    WITHOUT_RESERVE = {"test_a_database_opened_with_kilobytes_free_is_an_error_not_a_sigbus"}
+    WITHOUT_RESERVE = {"test_a_database_opened_with_kilobytes_free_is_an_error_not_a_sigbus",
+                       "test_starts_on_a_disk_full_to_the_last_block_with_no_reserve"}
 
     def setUp(self):
         if os.geteuid() != 0:
@@ -238,6 +241,40 @@ class FullDiskTest(StrataTestCase):
             code = self.server.proc.poll()
             self.assertIsNone(code, f"stratad died (exit {code}; -7 is SIGBUS) with {kib} KiB free")
         rds.describe_db_instances(DBInstanceIdentifier="plain")
+
+    def test_starts_on_a_disk_full_to_the_last_block_with_no_reserve(self):
+        # No reserve to give back: the start must write nothing it need not
+        # (the repository location, instance states that did not change).
+        self.create_instance("kept")
+        self.assertEqual(self.server.stop(), 0, self.server.tail())
+        self.fill_disk()
+        # The endpoint file cannot be written either: the port is chosen here.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        log = open(self.server.log_path, "ab")
+        proc = subprocess.Popen([STRATAD, "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{port}",
+                                 "--disk-reserve-mib", "0", "--disk-low-water-mib", str(LOW_WATER_MIB)],
+                                stdout=log, stderr=log)
+        self.server.proc, self.server.log, self.server.endpoint = proc, log, url
+
+        def healthy():
+            code = proc.poll()
+            if code is not None:
+                raise AssertionError(f"stratad exited with {code} (-7 is SIGBUS):\n{self.server.tail()}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_until(healthy, what="stratad /health on the full disk")
+        rds = self.client()
+        self.assertEqual(rds.describe_db_instances(DBInstanceIdentifier="kept")["DBInstances"][0]["DBInstanceStatus"],
+                         "available")
+        resp = self.error(rds.create_db_snapshot, DBInstanceIdentifier="kept", DBSnapshotIdentifier="no-room")
+        self.assertEqual(resp["Error"]["Code"], "SnapshotQuotaExceeded")
+        self.assertIsNone(proc.poll(), self.server.tail())
 
 
 if __name__ == "__main__":
