@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   app.add_option("--disk-reserve-mib", opt.disk_reserve_mib,
-                 "Disk space held in DATA/.reserve and given back, half at a time, when the disk is full, so that "
+                 "Disk space held in DATA/.reserve and given back, an eighth at a time, when the disk is full, so that "
                  "deletes and a restart still work (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));

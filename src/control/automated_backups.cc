@@ -275,6 +275,18 @@ void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab
 void ControlPlane::Impl::WatchDisk() {
   if (!config.disk) return;
   disk::SpaceState s = config.disk->Poll();
+  if (!s.low) {
+    // Restores a start on a low disk left waiting (Recover).
+    std::vector<catalog::InstanceRecord> restores;
+    {
+      std::lock_guard lock(deferred_mu);
+      restores.swap(deferred_restores);
+    }
+    for (const auto& r : restores) {
+      log::Info("resuming restore", {{"instance", r.id}});
+      workers->Submit([this, r] { FinishRestore(r); });
+    }
+  }
   if (s.low == disk_paused.load()) return;
   disk_paused = s.low;
   const double free_mib = static_cast<double>(s.free_bytes) / (1 << 20);
@@ -293,15 +305,6 @@ void ControlPlane::Impl::WatchDisk() {
     message = fmt::format("Automated backups resumed: {:.1f} MiB of disk space free on {}.", free_mib,
                           s.where.string());
     log::Info("disk space back: automatic work resumed", {{"free_mib", free_mib}, {"path", s.where.string()}});
-    std::vector<catalog::InstanceRecord> restores;
-    {
-      std::lock_guard lock(deferred_mu);
-      restores.swap(deferred_restores);
-    }
-    for (const auto& r : restores) {
-      log::Info("resuming restore", {{"instance", r.id}});
-      workers->Submit([this, r] { FinishRestore(r); });
-    }
   }
   // RDS reports storage running out per DB instance, in the "low storage" category.
   for (const auto& r : catalog->ListInstances()) Event("db-instance", r.id, InstanceArn(r.id), message, {"low storage"});
