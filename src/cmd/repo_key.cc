@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
@@ -31,12 +32,19 @@ Status RecordRepoKeyFile(const fs::path& data_dir, const std::string& key_file, 
     return Status::Ok();
   }
   nlohmann::json j = {{"key_file", fs::absolute(key_file).string()}, {"key_id", key_id}};
+  const std::string text = j.dump(2) + "\n";
+  {
+    // Unchanged: nothing to write (a start on a full disk depends on it).
+    std::ifstream in(path);
+    std::string old((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in && old == text) return Status::Ok();
+  }
   fs::path tmp = path;
   tmp += ".tmp";
   {
     errno = 0;
     std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
+    out << text;
     if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
   }
   fs::rename(tmp, path, ec);
