@@ -12,6 +12,8 @@ BUILD_PACKAGES=(
 )
 TEST_PACKAGES=(
   awscli python3-boto3 python3-botocore sqlite3 zstd
+  # test_security_disk: a loop-mounted ext4 with 1 KiB blocks (mkfs.ext4, mount).
+  e2fsprogs mount
 )
 
 install_deps() {

@@ -16,6 +16,7 @@ class Catalog::Impl {
   sqlite::Db db;
   std::recursive_mutex mu;
   int tx_depth = 0;
+  std::function<bool()> make_room;
 };
 
 namespace {
@@ -179,8 +180,14 @@ Catalog::~Catalog() = default;
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::filesystem::path& file) {
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->db, sqlite::Db::Open(file.string()));
-  RETURN_IF_ERROR(impl->db.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                                "PRAGMA foreign_keys=ON;"));
+  // Exclusive locking before WAL mode: the WAL index lives in this process's
+  // heap, not in a mmapped catalog.db-shm. On a full disk SQLite extends a
+  // -shm file by writing one byte per 4 KiB page, which on a file system
+  // with 1 KiB blocks leaves holes that the first touch of the mapping then
+  // cannot fill: SIGBUS at start. Only stratad opens the catalog, and only
+  // one stratad a data dir (stratad.lock), so nothing needs the lock shared.
+  RETURN_IF_ERROR(impl->db.Exec("PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; "
+                                "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
   RETURN_IF_ERROR(Migrate(impl->db));
   return std::unique_ptr<Catalog>(new Catalog(std::move(impl)));
 }
@@ -188,6 +195,11 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::filesystem::path& file
 int Catalog::SchemaVersion() const {
   std::lock_guard lock(impl_->mu);
   return CurrentSchemaVersion(impl_->db);
+}
+
+void Catalog::SetNoSpaceHandler(std::function<bool()> make_room) {
+  std::lock_guard lock(impl_->mu);
+  impl_->make_room = std::move(make_room);
 }
 
 Status Catalog::InTransaction(const std::function<Status()>& fn) {
@@ -198,17 +210,22 @@ Status Catalog::InTransaction(const std::function<Status()>& fn) {
     --impl_->tx_depth;
     return st;
   }
-  RETURN_IF_ERROR(impl_->db.Exec("BEGIN IMMEDIATE"));
-  impl_->tx_depth = 1;
-  Status st = fn();
-  impl_->tx_depth = 0;
-  if (!st.ok()) {
-    (void)impl_->db.Exec("ROLLBACK");
-    return st;
-  }
-  Status commit = impl_->db.Exec("COMMIT");
-  if (!commit.ok()) (void)impl_->db.Exec("ROLLBACK");
-  return commit;
+  auto attempt = [&]() -> Status {
+    RETURN_IF_ERROR(impl_->db.Exec("BEGIN IMMEDIATE"));
+    impl_->tx_depth = 1;
+    Status st = fn();
+    impl_->tx_depth = 0;
+    if (!st.ok()) {
+      (void)impl_->db.Exec("ROLLBACK");
+      return st;
+    }
+    Status commit = impl_->db.Exec("COMMIT");
+    if (!commit.ok()) (void)impl_->db.Exec("ROLLBACK");
+    return commit;
+  };
+  Status st = attempt();
+  if (st.Is(errors::kNoSpace) && impl_->make_room && impl_->make_room()) st = attempt();
+  return st;
 }
 
 Status Catalog::InsertInstance(const InstanceRecord& r) {
@@ -426,17 +443,18 @@ Status Catalog::DeleteAllTags(const std::string& arn) {
 }
 
 Status Catalog::AddEvent(const EventRecord& e) {
-  std::lock_guard lock(impl_->mu);
-  ASSIGN_OR_RETURN(auto s, impl_->db.Prepare(
-                               "INSERT INTO events (time, source_type, source_id, source_arn, "
-                               "message, categories) VALUES (?, ?, ?, ?, ?, ?)"));
-  s.Bind(1, static_cast<int64_t>(e.time.time_since_epoch().count()))
-      .Bind(2, e.source_type)
-      .Bind(3, e.source_id)
-      .Bind(4, e.source_arn)
-      .Bind(5, e.message)
-      .Bind(6, JoinCategories(e.categories));
-  return s.Run();
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(auto s, impl_->db.Prepare(
+                                 "INSERT INTO events (time, source_type, source_id, source_arn, "
+                                 "message, categories) VALUES (?, ?, ?, ?, ?, ?)"));
+    s.Bind(1, static_cast<int64_t>(e.time.time_since_epoch().count()))
+        .Bind(2, e.source_type)
+        .Bind(3, e.source_id)
+        .Bind(4, e.source_arn)
+        .Bind(5, e.message)
+        .Bind(6, JoinCategories(e.categories));
+    return s.Run();
+  });
 }
 
 std::vector<EventRecord> Catalog::ListEvents(const EventQuery& q) {

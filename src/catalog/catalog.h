@@ -157,7 +157,11 @@ class Catalog {
 
   // Runs fn inside one transaction: committed if fn returns OK, rolled back
   // otherwise. Catalog calls made by fn on this thread join the transaction.
+  // A write that finds the disk full (NoSpace) calls `make_room` once and,
+  // if it says it freed some, runs again (fn too: it was rolled back).
   Status InTransaction(const std::function<Status()>& fn);
+  // What frees room for a catalog write on a full disk (the disk reserve).
+  void SetNoSpaceHandler(std::function<bool()> make_room);
 
   // Instances. PutInstance inserts or replaces by id.
   Status InsertInstance(const InstanceRecord& r);  // DBInstanceAlreadyExists if id taken

@@ -1,8 +1,12 @@
 #include "cmd/repo_key.h"
 
+#include <cerrno>
 #include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
+
+#include "common/disk_space.h"
 
 namespace strata::cli {
 
@@ -28,12 +32,20 @@ Status RecordRepoKeyFile(const fs::path& data_dir, const std::string& key_file, 
     return Status::Ok();
   }
   nlohmann::json j = {{"key_file", fs::absolute(key_file).string()}, {"key_id", key_id}};
+  const std::string text = j.dump(2) + "\n";
+  {
+    // Unchanged: nothing to write (a start on a full disk depends on it).
+    std::ifstream in(path);
+    std::string old((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in && old == text) return Status::Ok();
+  }
   fs::path tmp = path;
   tmp += ".tmp";
   {
+    errno = 0;
     std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    if (!out.flush()) return Status(errors::kIoError, "cannot write " + tmp.string());
+    out << text;
+    if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
   }
   fs::rename(tmp, path, ec);
   if (ec) return Status(errors::kIoError, "cannot write " + path.string() + ": " + ec.message());

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,7 @@
 #include "common/allocator.h"
 #include "common/clock.h"
 #include "common/credentials.h"
+#include "common/disk_space.h"
 #include "common/log.h"
 #include "control/control.h"
 #include "control/repo_backup_store.h"
@@ -55,6 +57,8 @@ struct Options {
   int http_header_timeout = 10;
   int http_body_timeout = 30;
   int http_idle_timeout = 60;
+  int disk_reserve_mib = 64;
+  int disk_low_water_mib = 256;
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -105,9 +109,10 @@ Status WriteFileAtomically(const fs::path& path, const std::string& text) {
   fs::path tmp = path;
   tmp += ".tmp";
   {
+    errno = 0;
     std::ofstream out(tmp, std::ios::trunc);
     out << text;
-    if (!out.flush()) return Status(errors::kIoError, "cannot write " + tmp.string());
+    if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
@@ -201,6 +206,16 @@ int main(int argc, char** argv) {
                  "Seconds an idle keep-alive connection stays open")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  app.add_option("--disk-reserve-mib", opt.disk_reserve_mib,
+                 "Disk space held in DATA/.reserve and given back, an eighth at a time, when the disk is full, so that "
+                 "deletes and a restart still work (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--disk-low-water-mib", opt.disk_low_water_mib,
+                 "Below this much free space on the data dir's (or local repository's) file system, automated "
+                 "backups pause and new snapshots, restores and instances are refused; deletes go on")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 24));
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {
@@ -229,6 +244,26 @@ int main(int argc, char** argv) {
   fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (!LockDataDir(data_dir)) {
     return Fail(Status(errors::kIoError, "another stratad is using " + data_dir.string()));
+  }
+
+  // Before anything else writes: on a full disk the reserve gives the
+  // start's writes (the catalog, the endpoint file) their room.
+  disk::GuardOptions disk_options;
+  disk_options.watched = {data_dir};
+  if (opt.repo.empty()) {
+    fs::create_directories(data_dir / "repo", ec);
+    if (!ec) disk_options.watched.push_back(data_dir / "repo");
+  }
+  disk_options.reserve_file = data_dir / ".reserve";
+  disk_options.reserve_bytes = static_cast<uint64_t>(opt.disk_reserve_mib) << 20;
+  disk_options.low_water_bytes = static_cast<uint64_t>(opt.disk_low_water_mib) << 20;
+  disk::DiskGuard disk_guard(disk_options);
+  disk::SpaceState space = disk_guard.Poll();
+  (void)disk_guard.MakeRoom("the start");
+  disk::InstallProcessGuard(&disk_guard);
+  if (space.low) {
+    log::Warn("disk space low at start: automatic work waits",
+              {{"free_mib", static_cast<double>(space.free_bytes) / (1 << 20)}, {"path", space.where.string()}});
   }
 
   fs::path cred_path = data_dir / "credentials";
@@ -275,6 +310,7 @@ int main(int argc, char** argv) {
   auto millis = [](double seconds) { return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)); };
   cfg.data_api_limits.statement_timeout = millis(opt.data_api_statement_timeout);
   cfg.data_api_limits.lock_timeout = millis(opt.data_api_lock_timeout);
+  cfg.disk = &disk_guard;
   auto control = control::ControlPlane::Open(cfg, std::move(*catalog),
                                              control::NewRepoBackupStore(shared_repo, opt.repo_chunk_kib * 1024));
   if (!control.ok()) return Fail(control.status());
@@ -301,7 +337,13 @@ int main(int argc, char** argv) {
 
   std::string url = fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host,
                                 server.port());
-  if (Status st = WriteFileAtomically(data_dir / "endpoint", url + "\n"); !st.ok()) return Fail(st);
+  (void)disk_guard.MakeRoom("the endpoint file");
+  if (Status st = WriteFileAtomically(data_dir / "endpoint", url + "\n"); st.Is(errors::kNoSpace)) {
+    // Serving matters more on a full disk: the API is how space is freed.
+    log::Error("endpoint file not written: the strata CLI needs --endpoint-url", {{"error", st.ToString()}});
+  } else if (!st.ok()) {
+    return Fail(st);
+  }
 
   std::printf(
       "stratad is serving on %s (data dir %s)\n"
@@ -330,6 +372,7 @@ int main(int argc, char** argv) {
   }
   signal_waiter.join();
   (*control)->Shutdown();
+  disk::InstallProcessGuard(nullptr);
   log::Info("stratad stopped");
   return served.ok() ? 0 : 1;
 }

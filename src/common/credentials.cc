@@ -4,12 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
 
+#include "common/disk_space.h"
 #include "common/ids.h"
 
 namespace strata {
@@ -63,11 +65,14 @@ Result<sigv4::Credentials> CreateRootCredentials(const std::filesystem::path& pa
       c.access_key_id, c.secret_access_key);
   std::string tmp = path.string() + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status(errors::kIoError, fmt::format("cannot create {}", tmp));
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            ::fsync(fd) == 0;
+  if (fd < 0) return disk::ErrnoStatus("cannot create " + tmp, errno);
+  Status wrote = disk::PwriteAll(fd, text.data(), text.size(), 0, "cannot write " + tmp);
+  if (wrote.ok() && ::fsync(fd) != 0) wrote = disk::ErrnoStatus("cannot write " + tmp, errno);
   ::close(fd);
-  if (!ok) return Status(errors::kIoError, fmt::format("cannot write {}", tmp));
+  if (!wrote.ok()) {
+    ::unlink(tmp.c_str());
+    return wrote;
+  }
   if (::link(tmp.c_str(), path.c_str()) != 0) {  // link: never replace an existing file
     ::unlink(tmp.c_str());
     return Status(errors::kIoError, fmt::format("{} already exists", path.string()));

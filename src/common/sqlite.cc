@@ -1,8 +1,25 @@
 #include "common/sqlite.h"
 
+#include "common/sqlite_vfs.h"
+
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstring>
+
 namespace strata::sqlite {
+namespace {
+
+// SQLite's error as a Status: a full disk as NoSpace with the OS's words
+// for it, so callers can tell it (and free room) and users read the cause.
+Status SqliteError(sqlite3* db, int rc, std::string_view prefix, std::string_view msg) {
+  if ((rc & 0xff) == SQLITE_FULL || (db && sqlite3_system_errno(db) == ENOSPC)) {
+    return Status(errors::kNoSpace, fmt::format("{}: {} ({})", prefix, msg, std::strerror(ENOSPC)));
+  }
+  return Status(errors::kInternalFailure, fmt::format("{}: {}", prefix, msg));
+}
+
+}  // namespace
 
 Stmt& Stmt::operator=(Stmt&& o) noexcept {
   if (this != &o) {
@@ -42,7 +59,7 @@ Result<bool> Stmt::Step() {
   int rc = sqlite3_step(s_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return Status(errors::kInternalFailure, fmt::format("sqlite: {}", sqlite3_errmsg(db_)));
+  return SqliteError(db_, rc, "sqlite", sqlite3_errmsg(db_));
 }
 
 Status Stmt::Run() {
@@ -72,12 +89,15 @@ Db::~Db() {
 }
 
 Result<Db> Db::Open(const std::string& path, int flags) {
+  InstallShmSafeVfs();
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    Status st = (rc & 0xff) == SQLITE_FULL ? SqliteError(db, rc, "open " + path, msg)
+                                           : Status(errors::kIoError, fmt::format("open {}: {}", path, msg));
     if (db) sqlite3_close_v2(db);
-    return Status(errors::kIoError, fmt::format("open {}: {}", path, msg));
+    return st;
   }
   sqlite3_busy_timeout(db, 10000);
   sqlite3_extended_result_codes(db, 1);
@@ -87,18 +107,18 @@ Result<Db> Db::Open(const std::string& path, int flags) {
 Status Db::Exec(std::string_view sql) {
   char* err = nullptr;
   std::string s(sql);
-  if (sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  if (int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    return Status(errors::kInternalFailure, fmt::format("sqlite: {}", msg));
+    return SqliteError(db_, rc, "sqlite", msg);
   }
   return Status::Ok();
 }
 
 Result<Stmt> Db::Prepare(std::string_view sql) {
   sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr) != SQLITE_OK) {
-    return Status(errors::kInternalFailure, fmt::format("sqlite prepare: {}", sqlite3_errmsg(db_)));
+  if (int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr); rc != SQLITE_OK) {
+    return SqliteError(db_, rc, "sqlite prepare", sqlite3_errmsg(db_));
   }
   return Stmt(db_, s);
 }

@@ -275,7 +275,46 @@ void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab
   if (deleted) ScheduleGarbageCollection();
 }
 
+void ControlPlane::Impl::WatchDisk() {
+  if (!config.disk) return;
+  disk::SpaceState s = config.disk->Poll();
+  if (!s.low) {
+    // Restores a start on a low disk left waiting (Recover).
+    std::vector<catalog::InstanceRecord> restores;
+    {
+      std::lock_guard lock(deferred_mu);
+      restores.swap(deferred_restores);
+    }
+    for (const auto& r : restores) {
+      log::Info("resuming restore", {{"instance", r.id}});
+      workers->Submit([this, r] { FinishRestore(r); });
+    }
+  }
+  if (s.low == disk_paused.load()) return;
+  disk_paused = s.low;
+  const double free_mib = static_cast<double>(s.free_bytes) / (1 << 20);
+  const double low_mib = static_cast<double>(config.disk->options().low_water_bytes) / (1 << 20);
+  std::string message;
+  if (s.low) {
+    message = fmt::format(
+        "Automated backups paused: {:.1f} MiB of disk space free on {}, below the low-water mark of {:.1f} MiB. "
+        "New snapshots and restores are refused until space is freed; deleting snapshots and instances works.",
+        free_mib, s.where.string(), low_mib);
+    log::Warn("disk space low: automatic work paused", {{"free_mib", free_mib}, {"path", s.where.string()},
+                                                        {"low_water_mib", low_mib}});
+    // The events below are writes too.
+    (void)config.disk->MakeRoom("the low-disk events");
+  } else {
+    message = fmt::format("Automated backups resumed: {:.1f} MiB of disk space free on {}.", free_mib,
+                          s.where.string());
+    log::Info("disk space back: automatic work resumed", {{"free_mib", free_mib}, {"path", s.where.string()}});
+  }
+  // RDS reports storage running out per DB instance, in the "low storage" category.
+  for (const auto& r : catalog->ListInstances()) Event("db-instance", r.id, InstanceArn(r.id), message, {"low storage"});
+}
+
 void ControlPlane::Impl::Tick() {
+  WatchDisk();
   std::lock_guard tick_lock(tick_mu);
   TimePoint now = Now();
   auto snaps = catalog->ListSnapshots();
@@ -301,6 +340,10 @@ void ControlPlane::Impl::Tick() {
       log::Warn("cannot start change-log capture", {{"instance", r.id}, {"error", st.ToString()}});
       continue;
     }
+    // Below the low-water mark: no compaction (it writes the merged segment
+    // before it deletes its members) and no automated snapshot; the change
+    // log itself goes on being captured.
+    if (disk_paused) continue;
     if (auto capture = CaptureOf(r.resource_id)) {
       if (auto before = capture->TakeCompaction()) ScheduleLogCompaction(r.resource_id, *before);
     }
@@ -616,6 +659,7 @@ Result<Instance> ControlPlane::RestoreToPointInTime(const PointInTimeRestoreRequ
     return Status(errors::kInvalidRestoreFault,
                   fmt::format("No backup of {} can reach {}.", ab.instance_id, FormatIso8601(target)));
   }
+  RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a restore"));
   catalog::InstanceRecord r;
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     RestoreFromSnapshotRequest overrides = req.target;
@@ -672,6 +716,7 @@ Result<AutomatedBackup> ControlPlane::DeleteAutomatedBackup(const std::string& i
   AutomatedBackupQuery q;
   if (id_or_arn.rfind("arn:", 0) == 0) q.arn = id_or_arn; else q.resource_id = id_or_arn;
   ASSIGN_OR_RETURN(auto found, DescribeAutomatedBackups(q));
+  impl_->MakeRoom("DeleteDBInstanceAutomatedBackup");
   AutomatedBackup b = found.front();
   if (b.record.status != "retained") {
     return Status(errors::kInvalidDBInstanceAutomatedBackupState,

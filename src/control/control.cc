@@ -31,6 +31,9 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(Config config,
     account = digits;
   }
   impl->account_id = *account;
+  if (disk::DiskGuard* guard = impl->config.disk) {
+    impl->catalog->SetNoSpaceHandler([guard] { return guard->MakeRoom("a catalog write"); });
+  }
   impl->workers = std::make_unique<TaskPool>(std::max(1, impl->config.worker_threads));
   auto cp = std::unique_ptr<ControlPlane>(new ControlPlane(std::move(impl)));
   RETURN_IF_ERROR(cp->Recover());
@@ -45,7 +48,11 @@ std::string ControlPlane::InstanceArn(const std::string& id) const { return impl
 Status ControlPlane::Recover() {
   impl_->RecoverSnapshots();
   for (const auto& r : impl_->catalog->ListInstances()) {
-    if (r.status == "creating" && !r.restore_source.empty()) {
+    if (r.status == "creating" && !r.restore_source.empty() && impl_->config.disk && impl_->config.disk->Low()) {
+      log::Warn("restore waits for disk space", {{"instance", r.id}});
+      std::lock_guard lock(impl_->deferred_mu);
+      impl_->deferred_restores.push_back(r);
+    } else if (r.status == "creating" && !r.restore_source.empty()) {
       log::Info("resuming restore", {{"instance", r.id}});
       impl_->workers->Submit([this, r] { impl_->FinishRestore(r); });
     } else if (r.status == "creating") {
@@ -60,6 +67,9 @@ Status ControlPlane::Recover() {
       // available, modifying, backing-up: whatever was under way is over.
       engine::Engine* e = engine::FindEngine(r.engine);
       Status st = e ? e->Start(SpecOf(r)) : Status(errors::kInternalFailure, "unknown engine");
+      // Written only when it changes: a start on a full disk writes nothing
+      // it need not.
+      if (st.ok() && r.status == "available" && r.status_reason.empty()) continue;
       RETURN_IF_ERROR(impl_->SetStatus(r.id, st.ok() ? "available" : "failed", st.message()));
     }
   }
@@ -176,6 +186,7 @@ Result<Instance> ControlPlane::CreateInstance(const CreateInstanceRequest& req) 
   r.resource_id = "db-" + RandomAlnumUpper(26);
   r.data_path = (impl_->config.data_dir / "instances" / r.resource_id).string();
 
+  RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a new DB instance"));
   std::string arn = impl_->InstanceArn(r.id);
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     RETURN_IF_ERROR(impl_->catalog->InsertInstance(r));
@@ -295,6 +306,7 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
 Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) {
   catalog::InstanceRecord deleting;
   std::optional<catalog::SnapshotRecord> final_snapshot;
+  impl_->MakeRoom("DeleteDBInstance");
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto r, impl_->catalog->GetInstance(ToLower(req.id)));
     if (r.deletion_protection) {
@@ -325,6 +337,8 @@ Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) 
         return Status(errors::kSnapshotQuotaExceeded,
                       "Cannot create the final snapshot: the manual snapshot quota is reached.");
       }
+      RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kSnapshotQuotaExceeded,
+                                             "a final snapshot (SkipFinalSnapshot deletes without one)"));
       final_snapshot = impl_->NewSnapshotRecord(r, ToLower(*req.final_snapshot_id), "manual");
       RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(*final_snapshot));
       if (r.copy_tags_to_snapshot) {

@@ -19,6 +19,7 @@
 
 #include "catalog/catalog.h"
 #include "common/clock.h"
+#include "common/disk_space.h"
 #include "common/status.h"
 #include "engine/engine.h"
 
@@ -36,6 +37,8 @@ struct Config {
   bool backups_encrypted = false;
   // What one Data API call may use (statement deadline, lock wait, result size).
   engine::SessionLimits data_api_limits;
+  // Free-space watch and reserve (common/disk_space.h); not owned; none: no watch.
+  disk::DiskGuard* disk = nullptr;
 };
 
 using catalog::Tag;

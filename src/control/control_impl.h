@@ -297,7 +297,7 @@ class ControlPlane::Impl {
                    {"bytes_after", done->bytes_after}});
       }
       // A long backlog is merged over several bounded passes, one after another.
-      if (done.ok() && done->more) ScheduleLogCompaction(stream, before);
+      if (done.ok() && done->more && !disk_paused) ScheduleLogCompaction(stream, before);
     });
   }
   std::mutex compaction_mu;
@@ -330,6 +330,23 @@ class ControlPlane::Impl {
   // After a Data API commit: numbers and stamps it before the caller hears back.
   void CatchUpCapture(const catalog::InstanceRecord& r) {
     if (auto c = CaptureOf(r.resource_id)) (void)c->CatchUp();
+  }
+  // The disk below its low-water mark (disk_space.h): automatic work that
+  // grows files waits, work a caller asks for is refused, deletes go on.
+  // Set by the scheduler's pass (WatchDisk), which says so in events.
+  std::atomic<bool> disk_paused{false};
+  // Restores found under way at start while the disk was low: resumed when
+  // space returns, not on start, where they would take what the operator
+  // freed for deletes.
+  std::mutex deferred_mu;
+  std::vector<catalog::InstanceRecord> deferred_restores;
+  void WatchDisk();
+  Status RefuseIfDiskLow(const ErrorCode& code, std::string_view work) {
+    return config.disk ? config.disk->RefuseIfLow(code, work) : Status::Ok();
+  }
+  // Before catalog writes that must work on a full disk (deletes).
+  void MakeRoom(std::string_view why) {
+    if (config.disk) (void)config.disk->MakeRoom(why);
   }
   // One pass of the scheduler: captures, daily automated snapshots, retention.
   void Tick();

@@ -21,12 +21,13 @@ class ControlTest : public ::testing::Test {
     cp_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void Open() {
+  void Open(disk::DiskGuard* disk = nullptr) {
     auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
     ASSERT_TRUE(cat.ok());
     Config cfg;
     cfg.data_dir = dir_;
     cfg.clock = &clock_;
+    cfg.disk = disk;
     auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir_ / "repo")).value());
     ASSERT_TRUE(repo.ok());
     auto cp = ControlPlane::Open(cfg, std::move(*cat), NewRepoBackupStore(std::move(*repo)));
@@ -154,6 +155,59 @@ TEST_F(ControlTest, DataApiTransactions) {
                                     std::nullopt)
                   .status()
                   .Is(errors::kDataNotFound));
+}
+
+// A restore under way when stratad stopped is not resumed by a start on a low
+// disk, where it would take the space freed for deletes; it runs once space
+// is back.
+TEST_F(ControlTest, ARestoreFoundAtStartOnALowDiskWaitsForSpace) {
+  auto req = Req("src");
+  req.backup_retention_days = 0;
+  ASSERT_TRUE(cp_->CreateInstance(req).ok());
+  ASSERT_EQ(WaitFor("src", "available"), "available");
+  CreateSnapshotRequest snap{"s1", "src", {}};
+  ASSERT_TRUE(cp_->CreateSnapshot(snap).ok());
+  std::string repo_id;
+  SnapshotQuery s1;
+  s1.snapshot_id = "s1";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (repo_id.empty() && std::chrono::steady_clock::now() < deadline) {
+    auto s = cp_->DescribeSnapshots(s1);
+    if (s.ok() && s->front().record.status == "available") repo_id = s->front().record.repo_snapshot_id;
+  }
+  ASSERT_FALSE(repo_id.empty());
+  auto src = cp_->DescribeInstance("src");
+  ASSERT_TRUE(src.ok());
+  cp_.reset();
+  {
+    // As a crash in the middle of a restore leaves it.
+    auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
+    ASSERT_TRUE(cat.ok());
+    catalog::InstanceRecord restoring = src->record;
+    restoring.id = "restored";
+    restoring.resource_id = "db-RESTOREDRESTOREDRESTORED";
+    restoring.data_path = (dir_ / "instances" / restoring.resource_id).string();
+    restoring.status = "creating";
+    restoring.restore_source = repo_id;
+    ASSERT_TRUE((*cat)->InsertInstance(restoring).ok());
+  }
+  uint64_t free = 0;
+  disk::GuardOptions options;
+  options.watched = {dir_};
+  options.reserve_bytes = 0;
+  options.low_water_bytes = 64 << 20;
+  options.free_bytes = [&free](const std::filesystem::path&) -> Result<uint64_t> { return free; };
+  disk::DiskGuard guard(options);
+  guard.Poll();
+  Open(&guard);
+  cp_->RunScheduler();
+  cp_->RunScheduler();
+  EXPECT_EQ(cp_->DescribeInstance("restored")->record.status, "creating");
+  EXPECT_TRUE(cp_->CreateSnapshot(CreateSnapshotRequest{"s2", "src", {}}).status().Is(errors::kSnapshotQuotaExceeded));
+  free = uint64_t{1} << 30;
+  cp_->RunScheduler();
+  EXPECT_EQ(WaitFor("restored", "available"), "available");
+  cp_.reset();  // before the guard goes
 }
 
 }  // namespace

@@ -293,6 +293,8 @@ Result<Snapshot> ControlPlane::CreateSnapshot(const CreateSnapshotRequest& req) 
                     fmt::format("Cannot create more than {} manual snapshots",
                                 impl_->config.manual_snapshot_quota));
     }
+    // Refused before it is recorded: no snapshot half-written on a full disk.
+    RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kSnapshotQuotaExceeded, "a snapshot"));
     snap = impl_->NewSnapshotRecord(inst, ToLower(req.snapshot_id), "manual");
     RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(snap));
     std::vector<Tag> tags = req.tags;
@@ -335,6 +337,7 @@ Result<Snapshot> ControlPlane::DeleteSnapshot(const std::string& id_in) {
   ASSIGN_OR_RETURN(std::string id, impl_->IdFrom(id_in, "snapshot"));
   id = ToLower(id);
   catalog::SnapshotRecord snap;
+  impl_->MakeRoom("DeleteDBSnapshot");
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(snap, impl_->catalog->GetSnapshot(id));
     if (snap.snapshot_type != "manual") {
@@ -387,6 +390,7 @@ Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
                     fmt::format("Cannot create more than {} manual snapshots",
                                 impl_->config.manual_snapshot_quota));
     }
+    RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kSnapshotQuotaExceeded, "a snapshot copy"));
     copy = src;
     copy.id = ToLower(req.target_id);
     copy.snapshot_type = "manual";  // a copy of an automated snapshot is manual
@@ -462,6 +466,7 @@ Result<Instance> ControlPlane::RestoreFromSnapshot(const RestoreFromSnapshotRequ
                     fmt::format("Snapshot {} is {}; only an available snapshot can be restored.",
                                 snap.id, snap.status));
     }
+    RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a restore"));
     ASSIGN_OR_RETURN(r, impl_->RestoredInstance(snap, req));
     r.restore_source = snap.repo_snapshot_id;
     RETURN_IF_ERROR(impl_->catalog->InsertInstance(r));

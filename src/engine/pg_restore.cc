@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/disk_space.h"
 #include "common/log.h"
 #include "engine/pg_capture_format.h"
 #include "engine/pg_cluster.h"
@@ -41,10 +42,11 @@ std::string PostgresTime(TimePoint t) {
 }
 
 Status WriteFile(const std::filesystem::path& path, const std::string& content) {
+  errno = 0;
   std::ofstream out(path, std::ios::trunc);
   out << content;
   out.close();
-  if (!out) return Status(errors::kIoError, "cannot write " + path.string());
+  if (!out) return disk::ErrnoStatus("cannot write " + path.string(), errno ? errno : EIO);
   return Status::Ok();
 }
 
@@ -85,13 +87,12 @@ Status PostgresEngine::ApplyTransactions(const InstanceSpec& spec, const std::ve
       int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
       if (fd < 0) return Status(errors::kIoError, fmt::format("open {}: {}", path.string(), std::strerror(errno)));
       struct stat st {};
-      bool ok = fstat(fd, &st) == 0 &&
-                (static_cast<uint64_t>(st.st_size) >= kWalSegmentBytes ||
-                 ftruncate(fd, static_cast<off_t>(kWalSegmentBytes)) == 0) &&
-                pwrite(fd, data.data(), n, static_cast<off_t>(off)) == static_cast<ssize_t>(n);
-      int saved = errno;
+      bool sized = fstat(fd, &st) == 0 && (static_cast<uint64_t>(st.st_size) >= kWalSegmentBytes ||
+                                           ftruncate(fd, static_cast<off_t>(kWalSegmentBytes)) == 0);
+      Status wrote = sized ? disk::PwriteAll(fd, data.data(), n, off, "write " + path.string())
+                           : disk::ErrnoStatus("size " + path.string(), errno);
       close(fd);
-      if (!ok) return Status(errors::kIoError, fmt::format("write {}: {}", path.string(), std::strerror(saved)));
+      RETURN_IF_ERROR(wrote);
       data.remove_prefix(n);
       lsn += n;
     }

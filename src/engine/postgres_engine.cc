@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/disk_space.h"
 #include "engine/pg_cluster.h"
 #include "engine/pg_credentials.h"
 #include "engine/pg_process.h"
@@ -57,6 +58,7 @@ Status RunTool(const std::string& tool, std::vector<std::string> args, const std
 // The settings Strata owns, rewritten before every start so that a restored
 // cluster takes its new instance's port and socket.
 Status WriteStrataConf(const InstanceSpec& spec, const std::string& extra = "") {
+  errno = 0;
   std::ofstream out(ClusterDir(spec) / "strata.conf", std::ios::trunc);
   out << "# Written by Strata before each start; changes here are overwritten.\n"
       << "listen_addresses = '127.0.0.1'\n"
@@ -77,12 +79,13 @@ Status WriteStrataConf(const InstanceSpec& spec, const std::string& extra = "") 
       << "log_line_prefix = '%m [%p] '\n"
       << extra;
   out.close();
-  if (!out) return Status(errors::kIoError, "cannot write strata.conf of " + spec.id);
+  if (!out) return disk::ErrnoStatus("cannot write strata.conf of " + spec.id, errno ? errno : EIO);
   ASSIGN_OR_RETURN(auto user, ServerUser());
   return Chown(ClusterDir(spec) / "strata.conf", user, false);
 }
 
 Status WriteHba(const InstanceSpec& spec) {
+  errno = 0;
   std::ofstream out(ClusterDir(spec) / "pg_hba.conf", std::ios::trunc);
   out << "# Written by Strata. The Unix socket lives in a directory only the\n"
       << "# server's OS user (and root) can enter: Strata connects there.\n"
@@ -91,7 +94,7 @@ Status WriteHba(const InstanceSpec& spec) {
       << "host all all 127.0.0.1/32 scram-sha-256\n"
       << "host all all ::1/128 scram-sha-256\n";
   out.close();
-  if (!out) return Status(errors::kIoError, "cannot write pg_hba.conf of " + spec.id);
+  if (!out) return disk::ErrnoStatus("cannot write pg_hba.conf of " + spec.id, errno ? errno : EIO);
   return Status::Ok();
 }
 

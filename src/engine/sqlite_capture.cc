@@ -52,6 +52,7 @@
 #include <fmt/format.h>
 
 #include "common/sqlite.h"
+#include "common/disk_space.h"
 #include "engine/sqlite_engine.h"
 #include "engine/sqlite_wal.h"
 
@@ -406,14 +407,12 @@ Status SqliteEngine::ApplyTransactions(const InstanceSpec& spec, const std::vect
     for (uint32_t i = 0; i < n; ++i, p += 4 + page_size) {
       uint32_t pgno = GetU32(p);
       off_t off = static_cast<off_t>(pgno - 1) * page_size;
-      if (::pwrite(fd, p + 4, page_size, off) != static_cast<ssize_t>(page_size)) {
-        return Status(errors::kIoError, fmt::format("write {}: {}", path, strerror(errno)));
-      }
+      RETURN_IF_ERROR(disk::PwriteAll(fd, p + 4, page_size, static_cast<uint64_t>(off), "write " + path));
     }
   }
   // The last transaction's size is the database's: a shrink (VACUUM) drops pages.
   if (::ftruncate(fd, static_cast<off_t>(db_pages) * page_size) != 0 || ::fsync(fd) != 0) {
-    return Status(errors::kIoError, fmt::format("finish {}: {}", path, strerror(errno)));
+    return disk::ErrnoStatus("finish " + path, errno);
   }
   return Status::Ok();
 }

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "common/disk_space.h"
+
 namespace strata::engine {
 namespace {
 
@@ -212,6 +214,9 @@ int RetryEvery50us(void* max_attempts, int attempt) {
 }
 
 bool ExtendWal(sqlite::Db& writer, const std::string& wal_path, uint64_t size, bool sync_under_lock) {
+  // Room ahead of the writers is a speed-up, never needed: on a disk below
+  // its low-water mark it would take space the operator frees for deletes.
+  if (disk::AutomaticWorkPaused()) return false;
   if (!writer.Exec("BEGIN IMMEDIATE").ok()) return false;
   int fd = ::open(wal_path.c_str(), O_WRONLY | O_CLOEXEC);
   struct stat sb {};

@@ -104,7 +104,8 @@ void SkipWalTransactions(int fd, const WalHeader& hdr, WalCursor& cursor);
 // a WAL at the first frame without the header's salts and a valid checksum,
 // so zeros are no frames. `sync_under_lock`: the zeros reach the disk before
 // the lock is released; otherwise just after (a commit in between then syncs
-// them with its own frames).
+// them with its own frames). Does nothing (false) while the disk is below its
+// low-water mark (disk::AutomaticWorkPaused).
 bool ExtendWal(sqlite::Db& writer, const std::string& wal_path, uint64_t size, bool sync_under_lock);
 
 // Whether a frame header (kWalFrameHeaderSize bytes) carries `hdr`'s salts,

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/aligned_buffer.h"
+#include "common/disk_space.h"
 #include "common/ids.h"
 #include "common/task_pool.h"
 #include "repo/chunk_index.h"
@@ -1173,18 +1174,21 @@ Status Repository::RestoreSnapshot(const std::string& id, const std::string& tar
         if (wrote != static_cast<ssize_t>(direct)) {
           // Some file systems take O_DIRECT at open and refuse the write:
           // the rest of the file goes through the page cache.
-          if (wrote >= 0 || errno != EINVAL) {
-            fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(),
-                                                      wrote >= 0 ? "short write" : strerror(errno))));
+          if (wrote < 0 && errno != EINVAL) {
+            fail(disk::ErrnoStatus("write " + path.string(), errno));
             return false;
           }
-          direct_ok = false;
-          direct = 0;
+          // A short write (a full disk) is finished through the page cache
+          // too, which then says why it cannot be (ENOSPC): a short write's
+          // errno is stale ("Success").
+          if (wrote < 0) direct_ok = false;
+          direct = wrote > 0 ? static_cast<size_t>(wrote) : 0;
         }
         if (direct < out.size()) {
           const size_t n = out.size() - direct;
-          if (::pwrite(fd, out.data() + direct, n, static_cast<off_t>(out_at + direct)) != static_cast<ssize_t>(n)) {
-            fail(Status(errors::kIoError, fmt::format("write {}: {}", path.string(), strerror(errno))));
+          if (Status w = disk::PwriteAll(fd, out.data() + direct, n, out_at + direct, "write " + path.string());
+              !w.ok()) {
+            fail(std::move(w));
             return false;
           }
           // Writeback starts now, while the next frames decode, instead of
@@ -1690,6 +1694,10 @@ Result<GcStats> Repository::CollectGarbage() {
     }
     if (live_chunks == entries->size()) continue;
     if (live_chunks > 0 && live_bytes >= all_bytes * kRewriteBelowLiveFraction) continue;
+    // A rewrite writes the live chunks before the pack goes: on a disk below
+    // its low-water mark only wholly dead packs are deleted, which frees
+    // space and takes none.
+    if (live_chunks > 0 && disk::AutomaticWorkPaused()) continue;
     if (live_chunks > 0) {
       // Mostly dead: the live chunks, decoded and checked, go into new frames
       // and packs before this one is dropped. A pack with a bad frame stays,

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "common/aligned_buffer.h"
+#include "common/disk_space.h"
 #include "common/ids.h"
 #include "storage/storage.h"
 
@@ -188,7 +189,10 @@ class PosixWriter final : public ObjectWriter {
       }
       if (w < 0) return Errno("write " + tmp_.string());
       if (static_cast<size_t>(w) != padded) {
-        return Status(errors::kIoError, fmt::format("write {}: short direct write", tmp_.string()));
+        // A short write (a full disk): the rest written again says why,
+        // where a short write's errno would say "Success".
+        return disk::PwriteAll(fd_, step_ + w, padded - static_cast<size_t>(w), size_ + static_cast<size_t>(w),
+                               "write " + tmp_.string());
       }
     } else {
       // Handed to writeback at once and the step before it waited for: the
