@@ -196,7 +196,8 @@ class PgSession final : public Session {
 }  // namespace
 
 Result<std::unique_ptr<Session>> PostgresEngine::OpenSession(const InstanceSpec& spec, const std::string& database) {
-  auto conn = Connect(spec, database);
+  // As the master user: Data API SQL has the master user's rights, no more.
+  auto conn = Connect(spec, database, false, ConnectAs::kMaster);
   if (!conn.ok()) return Status(errors::kDataBadRequest, conn.status().message());
   return std::unique_ptr<Session>(new PgSession(std::move(*conn)));
 }
