@@ -95,10 +95,11 @@ Result<std::optional<OsUser>> ServerUser(const InstanceSpec& spec) {
   std::string name = ServerUserName(spec);
   auto user = FindUser(name);
   if (!user) {
-    // 9: the user exists (made by another process meanwhile).
+    // 9: the user exists (made by another process meanwhile). No colon in
+    // the comment: it is a field of /etc/passwd.
     RETURN_IF_ERROR(RunAccountTool({"/usr/sbin/useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                                     "--shell", "/usr/sbin/nologin", "--user-group", "--groups", kServerGroup,
-                                    "--comment", "Strata: PostgreSQL server of " + spec.id, name},
+                                    "--comment", "Strata PostgreSQL server of " + spec.id, name},
                                    {9}));
     user = FindUser(name);
     if (!user) return Status(errors::kInternalFailure, "useradd made no user " + name);

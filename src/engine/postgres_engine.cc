@@ -280,8 +280,14 @@ Status pg::ApplyRoleModel(const InstanceSpec& spec) {
       "COMMIT;",
       fmt::arg("group", group), fmt::arg("group_lit", QuoteLiteral(kMasterGroup)), fmt::arg("master", master),
       fmt::arg("master_lit", QuoteLiteral(spec.master_username)),
+      // DBName is made after the master user when the instance is created.
       fmt::arg("own_db", !spec.db_name.empty() && spec.db_name != "postgres"
-                             ? fmt::format("ALTER DATABASE {} OWNER TO {};\n", QuoteIdent(spec.db_name), master)
+                             ? fmt::format("DO $$BEGIN\n"
+                                           "  IF EXISTS (SELECT 1 FROM pg_database WHERE datname = {}) THEN\n"
+                                           "    ALTER DATABASE {} OWNER TO {};\n"
+                                           "  END IF;\n"
+                                           "END$$;\n",
+                                           QuoteLiteral(spec.db_name), QuoteIdent(spec.db_name), master)
                              : std::string()));
   Status st = Exec(conn.get(), sql).status();
   if (!st.ok()) (void)Exec(conn.get(), "ROLLBACK");
