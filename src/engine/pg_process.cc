@@ -9,13 +9,16 @@
 
 #include <fmt/format.h>
 
-#include "common/log.h"
-
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <mutex>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "common/log.h"
 
 namespace strata::engine::pg {
 namespace {
@@ -49,7 +52,17 @@ std::mutex& AccountsMutex() {
 }
 
 Status RunAccountTool(const std::vector<std::string>& argv, std::initializer_list<int> also_fine = {}) {
-  ASSIGN_OR_RETURN(auto out, Run(argv, std::nullopt));
+  // 1 and 10: /etc/passwd or /etc/group could not be locked or updated,
+  // which another process (another stratad, an administrator) holding the
+  // lock causes: tried again for a few seconds.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  ProcessOutput out;
+  for (auto pause = std::chrono::milliseconds(20);; pause = std::min(pause * 2, std::chrono::milliseconds(500))) {
+    ASSIGN_OR_RETURN(out, Run(argv, std::nullopt));
+    bool locked = out.exit_code == 1 || out.exit_code == 10;
+    if (!locked || std::chrono::steady_clock::now() + pause > deadline) break;
+    std::this_thread::sleep_for(pause);
+  }
   if (out.exit_code == 0) return Status::Ok();
   for (int code : also_fine) {
     if (out.exit_code == code) return Status::Ok();
