@@ -23,6 +23,7 @@
 #include "common/credentials.h"
 #include "common/disk_space.h"
 #include "common/log.h"
+#include "common/private_files.h"
 #include "control/control.h"
 #include "control/repo_backup_store.h"
 #include "repo/repo.h"
@@ -132,6 +133,7 @@ int UsableCpus() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  strata::UsePrivateUmask();
   strata::AskForHugePages(argv);
   strata::KeepFreedMemoryForReuse();
   Options opt;
@@ -241,10 +243,10 @@ int main(int argc, char** argv) {
   fs::path data_dir = fs::absolute(opt.data_dir);
   fs::create_directories(data_dir, ec);
   if (ec) return Fail(Status(errors::kIoError, "cannot create " + data_dir.string() + ": " + ec.message()));
-  fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (!LockDataDir(data_dir)) {
     return Fail(Status(errors::kIoError, "another stratad is using " + data_dir.string()));
   }
+  if (Status st = PrivatizeDataDir(data_dir); !st.ok()) return Fail(st);
 
   // Before anything else writes: on a full disk the reserve gives the
   // start's writes (the catalog, the endpoint file) their room.

@@ -8,9 +8,14 @@
 
 namespace strata::engine::pg {
 
-Result<Conn> Connect(const InstanceSpec& spec, const std::string& database, bool replication) {
+bool LegacyCluster(const InstanceSpec& spec) {
+  std::error_code ec;
+  return !std::filesystem::exists(RoleModelMarker(spec), ec);
+}
+
+Result<Conn> Connect(const InstanceSpec& spec, const std::string& database, bool replication, ConnectAs as) {
   std::string db = !database.empty() ? database : (!spec.db_name.empty() ? spec.db_name : "postgres");
-  std::string user = spec.master_username.empty() ? "postgres" : spec.master_username;
+  std::string user = as == ConnectAs::kStrata && !LegacyCluster(spec) ? kStrataSuperuser : spec.master_username;
   const char* keys[] = {"host", "port", "user", "dbname", "replication", "connect_timeout",
                         "application_name", nullptr};
   std::string host = SocketDir(spec).string(), port = std::to_string(spec.port);

@@ -9,9 +9,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "common/log.h"
 
 namespace strata::engine::pg {
 namespace {
@@ -20,23 +27,121 @@ Status Errno(const std::string& what) {
   return Status(errors::kIoError, fmt::format("{}: {}", what, std::strerror(errno)));
 }
 
-}  // namespace
-
-Result<std::optional<OsUser>> ServerUser() {
-  if (geteuid() != 0) return std::optional<OsUser>();
-  const char* name = std::getenv("STRATA_POSTGRES_USER");
-  if (!name || !*name) name = "postgres";
+// Looks a user up by name; nullopt when there is none.
+std::optional<OsUser> FindUser(const std::string& name) {
   struct passwd pw {};
   struct passwd* found = nullptr;
   std::vector<char> buf(16384);
-  if (getpwnam_r(name, &pw, buf.data(), buf.size(), &found) != 0 || !found) {
-    return Status(errors::kInternalFailure,
-                  fmt::format("stratad runs as root and PostgreSQL refuses to: it runs its servers as the OS "
-                              "user '{}', which does not exist (install Debian's postgresql package, or set "
-                              "STRATA_POSTGRES_USER)",
-                              name));
+  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) return std::nullopt;
+  return OsUser{pw.pw_uid, pw.pw_gid, pw.pw_name, {}};
+}
+
+std::optional<gid_t> FindGroup(const std::string& name) {
+  struct group gr {};
+  struct group* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || !found) return std::nullopt;
+  return gr.gr_gid;
+}
+
+// useradd and groupadd lock /etc/passwd and refuse a second one at once:
+// stratad makes its accounts one at a time.
+std::mutex& AccountsMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+Status RunAccountTool(const std::vector<std::string>& argv, std::initializer_list<int> also_fine = {}) {
+  // 1 and 10: /etc/passwd or /etc/group could not be locked or updated,
+  // which another process (another stratad, an administrator) holding the
+  // lock causes: tried again for a few seconds.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  ProcessOutput out;
+  for (auto pause = std::chrono::milliseconds(20);; pause = std::min(pause * 2, std::chrono::milliseconds(500))) {
+    ASSIGN_OR_RETURN(out, Run(argv, std::nullopt));
+    bool locked = out.exit_code == 1 || out.exit_code == 10;
+    if (!locked || std::chrono::steady_clock::now() + pause > deadline) break;
+    std::this_thread::sleep_for(pause);
   }
-  return std::optional<OsUser>(OsUser{pw.pw_uid, pw.pw_gid, pw.pw_name});
+  if (out.exit_code == 0) return Status::Ok();
+  for (int code : also_fine) {
+    if (out.exit_code == code) return Status::Ok();
+  }
+  std::string msg = out.output;
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return Status(errors::kInternalFailure, fmt::format("{} failed ({}): {}", argv[0], out.exit_code, msg));
+}
+
+Result<gid_t> ServerGroup() {
+  if (auto gid = FindGroup(kServerGroup)) return *gid;
+  // 9: the group exists (made by another process meanwhile).
+  RETURN_IF_ERROR(RunAccountTool({"/usr/sbin/groupadd", "--system", kServerGroup}, {9}));
+  if (auto gid = FindGroup(kServerGroup)) return *gid;
+  return Status(errors::kInternalFailure, fmt::format("groupadd made no group {}", kServerGroup));
+}
+
+}  // namespace
+
+std::string ServerUserName(const InstanceSpec& spec) {
+  std::string source = !spec.resource_id.empty() ? spec.resource_id : spec.id;
+  if (source.rfind("db-", 0) == 0) source = source.substr(3);
+  std::string name = "strata-pg-";
+  for (char c : source) {
+    if (name.size() >= 32) break;
+    if (std::isalnum(static_cast<unsigned char>(c))) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
+Result<std::optional<OsUser>> ServerUser(const InstanceSpec& spec) {
+  if (geteuid() != 0) {
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      log::Warn("stratad is not root: every PostgreSQL server runs as stratad's own OS user, so instances are "
+                "not isolated from each other or from stratad's files at the OS level (run stratad as root for "
+                "one OS user per instance)");
+    });
+    return std::optional<OsUser>();
+  }
+  std::lock_guard lock(AccountsMutex());
+  ASSIGN_OR_RETURN(gid_t group, ServerGroup());
+  std::string name = ServerUserName(spec);
+  auto user = FindUser(name);
+  if (!user) {
+    // 9: the user exists (made by another process meanwhile). No colon in
+    // the comment: it is a field of /etc/passwd.
+    RETURN_IF_ERROR(RunAccountTool({"/usr/sbin/useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                                    "--shell", "/usr/sbin/nologin", "--user-group", "--groups", kServerGroup,
+                                    "--comment", "Strata PostgreSQL server of " + spec.id, name},
+                                   {9}));
+    user = FindUser(name);
+    if (!user) return Status(errors::kInternalFailure, "useradd made no user " + name);
+  }
+  user->groups = {group};
+  return user;
+}
+
+Status RemoveServerUser(const InstanceSpec& spec) {
+  if (geteuid() != 0) return Status::Ok();
+  std::lock_guard lock(AccountsMutex());
+  std::string name = ServerUserName(spec);
+  if (!FindUser(name)) return Status::Ok();
+  // 6: no such user (removed meanwhile).
+  return RunAccountTool({"/usr/sbin/userdel", name}, {6});
+}
+
+Result<OsUser> OwnerOf(const std::filesystem::path& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return Errno("stat " + path.string());
+  OsUser owner{st.st_uid, st.st_gid, std::to_string(st.st_uid), {}};
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found) {
+    owner.gid = pw.pw_gid;
+    owner.name = pw.pw_name;
+  }
+  return owner;
 }
 
 Result<std::filesystem::path> BinDir() {
@@ -59,6 +164,20 @@ Result<std::filesystem::path> BinDir() {
   return best;
 }
 
+Result<std::filesystem::path> GuardModule() {
+  if (const char* env = std::getenv("STRATA_PG_GUARD"); env && *env) return std::filesystem::path(env);
+  std::error_code ec;
+  auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  for (const auto& candidate : {exe_dir / "strata_pg_guard.so", exe_dir / ".." / "lib" / "strata" / "strata_pg_guard.so"}) {
+    if (!ec && std::filesystem::exists(candidate, ec)) return candidate;
+  }
+  return Status(errors::kInternalFailure,
+                fmt::format("strata_pg_guard.so, the server module that keeps a master user from the server's "
+                            "programs and files, is not beside stratad in {} (build the strata_pg_guard target, or "
+                            "set STRATA_PG_GUARD)",
+                            exe_dir.string()));
+}
+
 Result<ProcessOutput> Run(const std::vector<std::string>& argv, const std::optional<OsUser>& user) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -67,6 +186,11 @@ Result<ProcessOutput> Run(const std::vector<std::string>& argv, const std::optio
   if (pipe2(pipefd, O_CLOEXEC) != 0) return Errno("pipe");
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull < 0) return Errno("open /dev/null");
+  std::vector<gid_t> groups;
+  if (user) {
+    groups.push_back(user->gid);
+    groups.insert(groups.end(), user->groups.begin(), user->groups.end());
+  }
   // Everything the child needs is prepared before fork: between fork and
   // exec only async-signal-safe calls are allowed in a threaded program.
   pid_t pid = fork();
@@ -80,9 +204,9 @@ Result<ProcessOutput> Run(const std::vector<std::string>& argv, const std::optio
     dup2(devnull, 0);
     dup2(pipefd[1], 1);
     dup2(pipefd[1], 2);
-    if (user) {
-      gid_t gid = user->gid;
-      if (setgroups(1, &gid) != 0 || setgid(user->gid) != 0 || setuid(user->uid) != 0) _exit(126);
+    if (user && (setgroups(groups.size(), groups.data()) != 0 || setgid(user->gid) != 0 ||
+                 setuid(user->uid) != 0)) {
+      _exit(126);
     }
     if (chdir("/") != 0) _exit(126);
     // Servers started from here must not hold stratad's sockets or files.
@@ -128,11 +252,21 @@ Status Chown(const std::filesystem::path& path, const std::optional<OsUser>& use
 
 Status MakeReachable(const std::filesystem::path& path, const std::optional<OsUser>& user) {
   if (!user) return Status::Ok();
+  std::optional<gid_t> group;
+  if (!user->groups.empty()) group = user->groups.front();
   std::filesystem::path abs = std::filesystem::absolute(path).parent_path();
   for (std::filesystem::path p = abs; !p.empty() && p != p.root_path(); p = p.parent_path()) {
     struct stat st {};
     if (stat(p.c_str(), &st) != 0) return Errno("stat " + p.string());
-    if ((st.st_mode & S_IXOTH) == 0 && chmod(p.c_str(), (st.st_mode & 07777) | S_IXOTH) != 0) {
+    mode_t mode = st.st_mode & 07777;
+    bool passes = (mode & S_IXOTH) || (st.st_uid == user->uid && (mode & S_IXUSR)) ||
+                  (group && st.st_gid == *group && (mode & S_IXGRP));
+    if (passes) continue;
+    if (group && st.st_uid == geteuid() && (mode & S_IRWXG) == 0) {
+      // Ours and private (the data dir): only the servers' group may pass.
+      if (chown(p.c_str(), static_cast<uid_t>(-1), *group) != 0) return Errno("chgrp " + p.string());
+      if (chmod(p.c_str(), mode | S_IXGRP) != 0) return Errno("chmod " + p.string());
+    } else if (chmod(p.c_str(), mode | S_IXOTH) != 0) {
       return Errno("chmod " + p.string());
     }
   }

@@ -110,7 +110,9 @@ Status PostgresEngine::FinishRestore(const InstanceSpec& spec, std::optional<Tim
     std::filesystem::create_directories(pgdata / dir, ec);
     if (ec) return Status(errors::kIoError, fmt::format("create {}: {}", (pgdata / dir).string(), ec.message()));
   }
-  ASSIGN_OR_RETURN(auto user, ServerUser());
+  // The restored files were written by stratad: they become the new
+  // instance's own OS user's (the source instance's user is another).
+  ASSIGN_OR_RETURN(auto user, ServerUser(spec));
   chmod(spec.data_dir.c_str(), 0700);
   chmod(pgdata.c_str(), 0700);
   RETURN_IF_ERROR(MakeReachable(spec.data_dir, user));
@@ -141,6 +143,9 @@ Status PostgresEngine::FinishRestore(const InstanceSpec& spec, std::optional<Tim
     started = recover("restore_command = '/bin/false'\n");
   }
   RETURN_IF_ERROR(started);
+  // The restored master user keeps (or, from a snapshot whose master user
+  // dropped rds_superuser, gets back) the master user's rights, no more.
+  RETURN_IF_ERROR(ApplyRoleModel(spec));
   std::ofstream(spec.data_dir / "created").close();
   return Start(spec);  // rewrites strata.conf without the recovery settings
 }

@@ -291,7 +291,8 @@ class PgSession final : public Session {
 
 Result<std::unique_ptr<Session>> PostgresEngine::OpenSession(const InstanceSpec& spec, const std::string& database,
                                                             const SessionLimits& limits) {
-  auto conn = Connect(spec, database);
+  // As the master user: Data API SQL has the master user's rights, no more.
+  auto conn = Connect(spec, database, false, ConnectAs::kMaster);
   if (!conn.ok()) return Status(errors::kDataBadRequest, conn.status().message());
   auto session = std::make_unique<PgSession>(std::move(*conn), limits);
   RETURN_IF_ERROR(session->SetDeadlines());

@@ -1,7 +1,9 @@
 #include "engine/postgres_engine.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -11,6 +13,7 @@
 #include <thread>
 
 #include "common/disk_space.h"
+#include "common/log.h"
 #include "engine/pg_cluster.h"
 #include "engine/pg_credentials.h"
 #include "engine/pg_process.h"
@@ -55,8 +58,67 @@ Status RunTool(const std::string& tool, std::vector<std::string> args, const std
   return Status::Ok();
 }
 
+// The extensions the master user may add (as RDS lets rds_superuser):
+// PostgreSQL's trusted ones, and those of its contrib modules that reach
+// nothing outside the cluster. Not: adminpack, file_fdw (the server's
+// files), dblink, postgres_fdw (connections from the server), pg_surgery,
+// old_snapshot, xml2.
+constexpr const char* kTrustedExtensions[] = {
+    "btree_gin", "btree_gist", "citext", "cube", "dict_int", "fuzzystrmatch", "hstore", "intarray", "isn", "lo",
+    "ltree", "pg_trgm", "pgcrypto", "plpgsql", "seg", "tablefunc", "tcn", "tsm_system_rows", "tsm_system_time",
+    "unaccent", "uuid-ossp"};
+// Untrusted in PostgreSQL (only a superuser may create them): pgextwlist
+// creates them as Strata's superuser, then grants their functions and
+// tables to rds_superuser (the after-create script below).
+constexpr const char* kApprovedExtensions[] = {
+    "amcheck", "autoinc", "bloom", "dict_xsyn", "earthdistance", "insert_username", "intagg", "moddatetime",
+    "pageinspect", "pg_buffercache", "pg_freespacemap", "pg_prewarm", "pg_stat_statements", "pg_visibility",
+    "pg_walinspect", "pgrowlocks", "pgstattuple", "refint", "sslinfo"};
+
+std::filesystem::path ExtensionScriptsDir(const InstanceSpec& spec) { return spec.data_dir / "extwlist"; }
+
+// pgextwlist's after-create scripts: what an approved extension made for
+// superusers only is granted to rds_superuser.
+Status WriteExtensionScripts(const InstanceSpec& spec) {
+  std::error_code ec;
+  for (const char* ext : kApprovedExtensions) {
+    auto dir = ExtensionScriptsDir(spec) / ext;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return IoError("create " + dir.string(), ec);
+    std::ofstream out(dir / "after-create.sql", std::ios::trunc);
+    out << "-- Written by Strata: the master user's group may use what this extension made.\n"
+        << "DO $strata$\nDECLARE obj record;\nBEGIN\n"
+        << "  FOR obj IN SELECT d.classid, d.objid FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid\n"
+        << "             WHERE e.extname = " << QuoteLiteral(ext) << " AND d.deptype = 'e' LOOP\n"
+        << "    IF obj.classid = 'pg_proc'::regclass THEN\n"
+        << "      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO " << kMasterGroup << "', obj.objid::regprocedure);\n"
+        << "    ELSIF obj.classid = 'pg_class'::regclass AND\n"
+        << "          (SELECT relkind FROM pg_class WHERE oid = obj.objid) IN ('r', 'v', 'm', 'p', 'f') THEN\n"
+        << "      EXECUTE format('GRANT SELECT ON %s TO " << kMasterGroup << "', obj.objid::regclass);\n"
+        << "    END IF;\n"
+        << "  END LOOP;\nEND\n$strata$;\n";
+    out.close();
+    if (!out) return Status(errors::kIoError, "cannot write " + (dir / "after-create.sql").string());
+    // Read by the server's OS user, changed by root only.
+    chmod(dir.c_str(), 0755);
+    chmod((dir / "after-create.sql").c_str(), 0644);
+  }
+  chmod(ExtensionScriptsDir(spec).c_str(), 0755);
+  return Status::Ok();
+}
+
 // The settings Strata owns, rewritten before every start so that a restored
-// cluster takes its new instance's port and socket.
+// cluster takes its new instance's port and socket. The guard module refuses
+// the master user the roles that reach the host (pg_guard/strata_pg_guard.c);
+// pgextwlist (Debian's postgresql-15-pgextwlist) lets it add the extensions
+// listed above.
+std::string ExtensionList() {
+  std::string list;
+  for (const char* ext : kTrustedExtensions) list += (list.empty() ? "" : ",") + std::string(ext);
+  for (const char* ext : kApprovedExtensions) list += "," + std::string(ext);
+  return list;
+}
+
 Status WriteStrataConf(const InstanceSpec& spec, const std::string& extra = "") {
   errno = 0;
   std::ofstream out(ClusterDir(spec) / "strata.conf", std::ios::trunc);
@@ -77,24 +139,75 @@ Status WriteStrataConf(const InstanceSpec& spec, const std::string& extra = "") 
       << "max_slot_wal_keep_size = '8GB'\n"
       << "wal_compression = on\n"
       << "log_line_prefix = '%m [%p] '\n"
+      << "shared_preload_libraries = "
+      << QuoteLiteral((spec.data_dir / kGuardModule).string() + ", $libdir/plugins/pgextwlist") << "\n"
+      << "extwlist.extensions = " << QuoteLiteral(ExtensionList()) << "\n"
+      << "extwlist.custom_path = " << QuoteLiteral(ExtensionScriptsDir(spec).string()) << "\n"
       << extra;
   out.close();
   if (!out) return disk::ErrnoStatus("cannot write strata.conf of " + spec.id, errno ? errno : EIO);
-  ASSIGN_OR_RETURN(auto user, ServerUser());
+  ASSIGN_OR_RETURN(auto user, ServerUser(spec));
   return Chown(ClusterDir(spec) / "strata.conf", user, false);
 }
 
-Status WriteHba(const InstanceSpec& spec) {
-  errno = 0;
-  std::ofstream out(ClusterDir(spec) / "pg_hba.conf", std::ios::trunc);
-  out << "# Written by Strata. The Unix socket lives in a directory only the\n"
-      << "# server's OS user (and root) can enter: Strata connects there.\n"
-      << "local all all trust\n"
-      << "local replication all trust\n"
-      << "host all all 127.0.0.1/32 scram-sha-256\n"
-      << "host all all ::1/128 scram-sha-256\n";
-  out.close();
-  if (!out) return disk::ErrnoStatus("cannot write pg_hba.conf of " + spec.id, errno ? errno : EIO);
+// stratad's own OS user name, which peer authentication sees on the socket.
+std::string StratadOsUser() {
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(geteuid(), &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_name;
+  return std::to_string(geteuid());
+}
+
+// Who may log in, rewritten before every start (a restored cluster, or one
+// an older build made with "trust" on the socket, gets them too). Over the
+// socket only stratad's OS user, and only as Strata's superuser or the
+// master user (peer authentication through the "strata" map); over TCP
+// everyone with a password (SCRAM), never as Strata's superuser and never
+// for replication.
+Status WriteAccessFiles(const InstanceSpec& spec, const std::optional<OsUser>& user) {
+  const std::string master = QuoteIdent(spec.master_username);
+  const std::string os_user = QuoteIdent(StratadOsUser());
+  {
+    errno = 0;
+    std::ofstream out(ClusterDir(spec) / "pg_hba.conf", std::ios::trunc);
+    out << "# Written by Strata before each start; changes here are overwritten.\n"
+        << "local all " << kStrataSuperuser << "," << master << " peer map=strata\n"
+        << "local replication " << kStrataSuperuser << "," << master << " peer map=strata\n"
+        << "local all all reject\n"
+        << "local replication all reject\n"
+        << "host all " << kStrataSuperuser << " all reject\n"
+        << "host replication all all reject\n"
+        << "host all all 127.0.0.1/32 scram-sha-256\n"
+        << "host all all ::1/128 scram-sha-256\n";
+    out.close();
+    if (!out) return disk::ErrnoStatus("cannot write pg_hba.conf of " + spec.id, errno ? errno : EIO);
+  }
+  {
+    errno = 0;
+    std::ofstream out(ClusterDir(spec) / "pg_ident.conf", std::ios::trunc);
+    out << "# Written by Strata before each start; changes here are overwritten.\n"
+        << "strata " << os_user << " " << kStrataSuperuser << "\n"
+        << "strata " << os_user << " " << master << "\n";
+    out.close();
+    if (!out) return disk::ErrnoStatus("cannot write pg_ident.conf of " + spec.id, errno ? errno : EIO);
+  }
+  RETURN_IF_ERROR(Chown(ClusterDir(spec) / "pg_hba.conf", user, false));
+  return Chown(ClusterDir(spec) / "pg_ident.conf", user, false);
+}
+
+// Puts the guard module where the server's OS user can read it and nobody
+// but root can change it.
+Status InstallGuard(const InstanceSpec& spec) {
+  ASSIGN_OR_RETURN(auto source, GuardModule());
+  auto target = spec.data_dir / kGuardModule;
+  auto tmp = spec.data_dir / (std::string(kGuardModule) + ".tmp");
+  std::error_code ec;
+  std::filesystem::copy_file(source, tmp, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return IoError(fmt::format("copy {} to {}", source.string(), tmp.string()), ec);
+  if (chmod(tmp.c_str(), 0644) != 0) return IoError("chmod " + tmp.string(), std::error_code(errno, std::generic_category()));
+  std::filesystem::rename(tmp, target, ec);
+  if (ec) return IoError("rename " + tmp.string(), ec);
   return Status::Ok();
 }
 
@@ -119,7 +232,7 @@ std::optional<pid_t> RunningPostmaster(const InstanceSpec& spec) {
 }  // namespace
 
 Status pg::StartServer(const InstanceSpec& spec, const std::string& extra_conf) {
-  ASSIGN_OR_RETURN(auto user, ServerUser());
+  ASSIGN_OR_RETURN(auto user, ServerUser(spec));
   // stratad makes its data dir private at each start; the server's user
   // needs to pass through it to its own directory.
   RETURN_IF_ERROR(MakeReachable(spec.data_dir, user));
@@ -128,14 +241,61 @@ Status pg::StartServer(const InstanceSpec& spec, const std::string& extra_conf) 
   if (ec) return IoError("create " + SocketDir(spec).string(), ec);
   chmod(SocketDir(spec).c_str(), 0700);
   RETURN_IF_ERROR(Chown(SocketDir(spec), user, false));
+  RETURN_IF_ERROR(InstallGuard(spec));
+  RETURN_IF_ERROR(WriteExtensionScripts(spec));
+  RETURN_IF_ERROR(WriteAccessFiles(spec, user));
   RETURN_IF_ERROR(WriteStrataConf(spec, extra_conf));
   if (!std::filesystem::exists(LogFile(spec), ec)) std::ofstream(LogFile(spec)).close();
+  chmod(LogFile(spec).c_str(), 0600);
   RETURN_IF_ERROR(Chown(LogFile(spec), user, false));
   Status st = RunTool("pg_ctl", {"start", "-w", "-t", "600", "-s", "-D", ClusterDir(spec).string(), "-l",
                                  LogFile(spec).string()},
                       user);
   if (!st.ok()) return Status(st.code(), fmt::format("{}; server log: {}", st.message(), LogTail(spec)));
   return Status::Ok();
+}
+
+Status pg::ApplyRoleModel(const InstanceSpec& spec) {
+  if (LegacyCluster(spec)) {
+    log::Warn("this PostgreSQL cluster was made by an older Strata: its master user is the cluster's bootstrap "
+              "superuser and keeps every right (move its databases with pg_dump into a new instance)",
+              {{"instance", spec.id}});
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(auto conn, Connect(spec, "postgres"));
+  const std::string master = QuoteIdent(spec.master_username);
+  const std::string group = QuoteIdent(kMasterGroup);
+  // Idempotent, in one transaction: run after every start, so that a
+  // restored cluster, or one whose master user dropped rds_superuser, has
+  // the model again.
+  std::string sql = fmt::format(
+      "BEGIN;\n"
+      "DO $$BEGIN\n"
+      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {group_lit}) THEN CREATE ROLE {group}; END IF;\n"
+      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {master_lit}) THEN CREATE ROLE {master}; END IF;\n"
+      "END$$;\n"
+      "ALTER ROLE {group} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOLOGIN;\n"
+      "GRANT pg_read_all_data, pg_write_all_data, pg_monitor, pg_signal_backend, pg_checkpoint TO {group} "
+      "WITH ADMIN OPTION;\n"
+      "ALTER ROLE {master} NOSUPERUSER NOREPLICATION NOBYPASSRLS CREATEDB CREATEROLE LOGIN INHERIT;\n"
+      "GRANT {group} TO {master} WITH ADMIN OPTION;\n"
+      "ALTER DATABASE postgres OWNER TO {master};\n"
+      "{own_db}"
+      "COMMIT;",
+      fmt::arg("group", group), fmt::arg("group_lit", QuoteLiteral(kMasterGroup)), fmt::arg("master", master),
+      fmt::arg("master_lit", QuoteLiteral(spec.master_username)),
+      // DBName is made after the master user when the instance is created.
+      fmt::arg("own_db", !spec.db_name.empty() && spec.db_name != "postgres"
+                             ? fmt::format("DO $$BEGIN\n"
+                                           "  IF EXISTS (SELECT 1 FROM pg_database WHERE datname = {}) THEN\n"
+                                           "    ALTER DATABASE {} OWNER TO {};\n"
+                                           "  END IF;\n"
+                                           "END$$;\n",
+                                           QuoteLiteral(spec.db_name), QuoteIdent(spec.db_name), master)
+                             : std::string()));
+  Status st = Exec(conn.get(), sql).status();
+  if (!st.ok()) (void)Exec(conn.get(), "ROLLBACK");
+  return st;
 }
 
 std::string PostgresEngine::DefaultVersion() const {
@@ -167,7 +327,7 @@ Result<std::string> PostgresEngine::SealCredentials(const std::string& username,
 }
 
 Status PostgresEngine::Create(const InstanceSpec& spec) {
-  ASSIGN_OR_RETURN(auto user, ServerUser());
+  ASSIGN_OR_RETURN(auto user, ServerUser(spec));
   std::error_code ec;
   std::filesystem::create_directories(spec.data_dir, ec);
   if (ec) return IoError("create " + spec.data_dir.string(), ec);
@@ -179,16 +339,24 @@ Status PostgresEngine::Create(const InstanceSpec& spec) {
 
   // A half-made cluster from an interrupted attempt is started over.
   std::filesystem::remove_all(ClusterDir(spec), ec);
-  RETURN_IF_ERROR(RunTool("initdb", {"-D", ClusterDir(spec).string(), "-U", spec.master_username, "-A", "trust",
+  // Strata's superuser is the bootstrap superuser, owner of the system
+  // catalogs; the master user is made below, without superuser.
+  RETURN_IF_ERROR(RunTool("initdb", {"-D", ClusterDir(spec).string(), "-U", kStrataSuperuser, "-A", "reject",
                                      "-E", "UTF8", "--locale=C.UTF-8", "--data-checksums"},
                           user));
-  RETURN_IF_ERROR(WriteHba(spec));
+  {
+    std::ofstream marker(RoleModelMarker(spec), std::ios::trunc);
+    marker << kStrataSuperuser << "\n";
+    if (!marker.flush()) return Status(errors::kIoError, "cannot write " + RoleModelMarker(spec).string());
+  }
+  RETURN_IF_ERROR(Chown(RoleModelMarker(spec), user, false));
   {
     std::ofstream conf(ClusterDir(spec) / "postgresql.conf", std::ios::app);
     conf << "\n# Strata's settings (port, socket, WAL) come last and win.\ninclude_if_exists = 'strata.conf'\n";
     if (!conf) return Status(errors::kIoError, "cannot append to postgresql.conf of " + spec.id);
   }
   RETURN_IF_ERROR(StartServer(spec));
+  RETURN_IF_ERROR(ApplyRoleModel(spec));  // makes the master user
   ASSIGN_OR_RETURN(auto conn, Connect(spec, "postgres"));
   if (!spec.engine_state.empty()) {
     RETURN_IF_ERROR(Exec(conn.get(), fmt::format("ALTER ROLE {} PASSWORD {}", QuoteIdent(spec.master_username),
@@ -199,7 +367,9 @@ Status PostgresEngine::Create(const InstanceSpec& spec) {
     ASSIGN_OR_RETURN(auto exists, QueryValue(conn.get(), "SELECT count(*) FROM pg_database WHERE datname = " +
                                                             QuoteLiteral(spec.db_name)));
     if (exists == "0") {
-      RETURN_IF_ERROR(Exec(conn.get(), "CREATE DATABASE " + QuoteIdent(spec.db_name)).status());
+      RETURN_IF_ERROR(Exec(conn.get(), fmt::format("CREATE DATABASE {} OWNER {}", QuoteIdent(spec.db_name),
+                                                   QuoteIdent(spec.master_username)))
+                          .status());
     }
   }
   std::ofstream(done_marker).close();
@@ -207,17 +377,43 @@ Status PostgresEngine::Create(const InstanceSpec& spec) {
 }
 
 Status PostgresEngine::Start(const InstanceSpec& spec) {
-  if (RunningPostmaster(spec)) return WriteStrataConf(spec);
-  return StartServer(spec);
+  ASSIGN_OR_RETURN(auto user, ServerUser(spec));
+  if (user) {
+    // A cluster an older build made runs as the shared "postgres" OS user:
+    // it is stopped, given to the instance's own user and started again.
+    ASSIGN_OR_RETURN(auto owner, OwnerOf(ClusterDir(spec)));
+    if (owner.uid != user->uid) {
+      log::Info("giving a PostgreSQL cluster to its own OS user",
+                {{"instance", spec.id}, {"from", owner.name}, {"to", user->name}});
+      RETURN_IF_ERROR(Stop(spec));
+      chmod(spec.data_dir.c_str(), 0700);
+      RETURN_IF_ERROR(Chown(spec.data_dir, user, true));
+    }
+  }
+  if (RunningPostmaster(spec)) {
+    RETURN_IF_ERROR(MakeReachable(spec.data_dir, user));
+    return WriteStrataConf(spec);
+  }
+  RETURN_IF_ERROR(StartServer(spec));
+  return ApplyRoleModel(spec);
 }
 
 Status PostgresEngine::Stop(const InstanceSpec& spec) {
   if (!RunningPostmaster(spec)) return Status::Ok();
-  ASSIGN_OR_RETURN(auto user, ServerUser());
-  return RunTool("pg_ctl", {"stop", "-w", "-t", "120", "-s", "-m", "fast", "-D", ClusterDir(spec).string()}, user);
+  // As whoever owns the cluster: its own user, or "postgres" for a cluster
+  // an older build started.
+  std::optional<OsUser> owner;
+  if (geteuid() == 0) {
+    ASSIGN_OR_RETURN(auto server_user, ServerUser(spec));
+    ASSIGN_OR_RETURN(owner, OwnerOf(ClusterDir(spec)));
+    owner->groups = server_user->groups;  // to pass through the data dir
+    RETURN_IF_ERROR(MakeReachable(spec.data_dir, owner));
+  }
+  return RunTool("pg_ctl", {"stop", "-w", "-t", "120", "-s", "-m", "fast", "-D", ClusterDir(spec).string()}, owner);
 }
 
 Status PostgresEngine::SetMasterPassword(const InstanceSpec& spec, const std::string& engine_state) {
+  // As Strata's superuser, which sets it whatever the master user did to its role.
   ASSIGN_OR_RETURN(auto conn, Connect(spec, "postgres"));
   return Exec(conn.get(),
               fmt::format("ALTER ROLE {} PASSWORD {}", QuoteIdent(spec.master_username), QuoteLiteral(engine_state)))
@@ -234,7 +430,7 @@ Status PostgresEngine::Destroy(const InstanceSpec& spec) {
   std::error_code ec;
   std::filesystem::remove_all(spec.data_dir, ec);
   if (ec) return IoError("remove " + spec.data_dir.string(), ec);
-  return Status::Ok();
+  return RemoveServerUser(spec);
 }
 
 Status PostgresEngine::ReleaseCapture(const InstanceSpec& spec) {

@@ -117,7 +117,7 @@ class SqliteSnapshotView final : public SnapshotView {
     FileSource f;
     f.path = SqliteEngine::kFileName;
     f.size = pages * v->page_size_;
-    f.mode = 0644;
+    f.mode = 0600;  // the owner's only, as every file of stratad's
     SqliteSnapshotView* self = v.get();
     f.read_at = [self](uint64_t offset, std::span<std::byte> out) { return self->ReadAt(offset, out); };
     v->files_.push_back(std::move(f));

@@ -3,6 +3,7 @@ data dir, driven by the real clients (Debian's /usr/bin/aws v2 and boto3).
 
 Every process a test starts is stopped in tearDown; nothing is left behind.
 """
+import glob
 import json
 import os
 import shutil
@@ -114,6 +115,21 @@ def stop_postgres_servers(root):
         dirnames[:] = [d for d in dirnames if d not in ("base", "pg_wal", "global", "repo")]
 
 
+def remove_instance_os_users(root):
+    """Removes the OS users stratad (as root) made for the PostgreSQL
+    instances under root, which a test left without deleting them."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+    for instance in glob.glob(os.path.join(root, "*", "instances", "*")):
+        try:
+            name = pwd.getpwuid(os.stat(instance).st_uid).pw_name
+        except (OSError, KeyError):
+            continue
+        if name.startswith("strata-pg-"):
+            subprocess.run(["userdel", "--force", name], capture_output=True)
+
+
 class StrataTestCase(unittest.TestCase):
     """Starts stratad for each test; offers aws(), boto3 clients and strata()."""
 
@@ -138,6 +154,7 @@ class StrataTestCase(unittest.TestCase):
     def _cleanup(self):
         self.server.stop()
         stop_postgres_servers(self.tmp)
+        remove_instance_os_users(self.tmp)
         if os.environ.get("STRATA_KEEP_TMP"):
             print("kept", self.tmp)
         else:
