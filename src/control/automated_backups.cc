@@ -199,13 +199,14 @@ std::optional<ControlPlane::Impl::RestoreWindow> ControlPlane::Impl::WindowOf(
   return RestoreWindow{std::max(*earliest, std::min(retention_start, latest)), latest};
 }
 
-void ControlPlane::Impl::StartAutomatedSnapshot(const catalog::InstanceRecord& inst_in) {
+Result<std::pair<catalog::InstanceRecord, catalog::SnapshotRecord>> ControlPlane::Impl::BeginAutomatedSnapshot(
+    const catalog::InstanceRecord& inst_in, std::string_view from_status) {
   catalog::InstanceRecord inst;
   catalog::SnapshotRecord snap;
-  Status st = catalog->InTransaction([&]() -> Status {
+  RETURN_IF_ERROR(catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(inst, catalog->GetInstance(inst_in.id));
-    if (inst.status != "available" || inst.resource_id != inst_in.resource_id) {
-      return Status(errors::kInvalidDBInstanceState, "not available");
+    if (inst.status != from_status || inst.resource_id != inst_in.resource_id) {
+      return Status(errors::kInvalidDBInstanceState, fmt::format("{} is {}, not {}", inst.id, inst.status, from_status));
     }
     std::string id = FormatAutomatedId(inst.id, Now());
     for (int n = 2; catalog->GetSnapshot(id).ok(); ++n) id = FormatAutomatedId(inst.id, Now()) + "-" + std::to_string(n);
@@ -216,9 +217,28 @@ void ControlPlane::Impl::StartAutomatedSnapshot(const catalog::InstanceRecord& i
     }
     inst.status = "backing-up";
     return catalog->UpdateInstance(inst);
-  });
-  if (!st.ok()) return;
-  workers->Submit([this, inst, snap] { (void)RunSnapshot(inst, snap); });
+  }));
+  return std::make_pair(inst, snap);
+}
+
+void ControlPlane::Impl::StartAutomatedSnapshot(const catalog::InstanceRecord& inst_in) {
+  auto begun = BeginAutomatedSnapshot(inst_in, "available");
+  if (!begun.ok()) return;  // no longer available: the next pass looks again
+  workers->Submit([this, begun = *begun] { (void)RunSnapshot(begun.first, begun.second); });
+}
+
+void ControlPlane::Impl::TakeFirstBackup(const catalog::InstanceRecord& r) {
+  Status st = disk_paused ? Status(errors::kNoSpace, "the disk is below its low-water mark") : EnsureCapture(r);
+  if (st.ok()) {
+    auto begun = BeginAutomatedSnapshot(r, r.status);
+    st = begun.status();
+    if (st.ok()) st = RunSnapshot(begun->first, begun->second);  // it ends with the instance available
+    if (auto capture = CaptureOf(r.resource_id); st.ok() && capture) st = capture->Settle();
+  }
+  if (st.ok()) return;
+  log::Warn("first automated backup not taken; the scheduler tries again",
+            {{"instance", r.id}, {"error", st.ToString()}});
+  (void)SetStatus(r.id, "available");
 }
 
 void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab) {
@@ -624,6 +644,14 @@ Result<Instance> ControlPlane::RestoreToPointInTime(const PointInTimeRestoreRequ
     if (resource_id.empty()) {
       return Status(errors::kDBInstanceAutomatedBackupNotFound,
                     fmt::format("Automated backup {} not found.", *req.source_backup_arn));
+    }
+  }
+  // The restorable time is recorded on a pace; a restore brings it up to
+  // what the log holds now, so a time the log serves is never refused for
+  // having come less than a recording interval ago.
+  if (auto capture = impl_->CaptureOf(resource_id)) {
+    if (Status settled = capture->Settle(); !settled.ok()) {
+      log::Warn("restorable time not brought up to date", {{"resource", resource_id}, {"error", settled.ToString()}});
     }
   }
   ASSIGN_OR_RETURN(auto ab, impl_->catalog->GetAutomatedBackup(resource_id));

@@ -138,7 +138,9 @@ class ControlPlane::Impl {
             {"failure"});
       return;
     }
-    if (Status s2 = SetStatus(r.id, "available"); !s2.ok()) {
+    if (r.backup_retention_days > 0) {
+      TakeFirstBackup(r);
+    } else if (Status s2 = SetStatus(r.id, "available"); !s2.ok()) {
       log::Error("instance status update failed", {{"instance", r.id}, {"error", s2.ToString()}});
       return;
     }
@@ -356,6 +358,16 @@ class ControlPlane::Impl {
   // Deletes every automated snapshot and log segment of a DbiResourceId, and its record.
   Status DeleteAutomatedBackups(const std::string& resource_id);
   void StartAutomatedSnapshot(const catalog::InstanceRecord& r);
+  // Records an automated snapshot of `r` as creating and the instance, which
+  // must be in `from_status`, as backing-up, in one commit.
+  Result<std::pair<catalog::InstanceRecord, catalog::SnapshotRecord>> BeginAutomatedSnapshot(
+      const catalog::InstanceRecord& r, std::string_view from_status);
+  // A new or restored instance (still `creating`) with backups on: its first
+  // automated snapshot, with capture running and the restorable time
+  // recorded, before it is reported available, as RDS does. Ends with the
+  // instance available whether the backup worked or not (the scheduler
+  // tries again); on a low disk it leaves the backup to the scheduler.
+  void TakeFirstBackup(const catalog::InstanceRecord& r);
   void ApplyRetention(const catalog::AutomatedBackupRecord& ab);
   struct RestoreWindow {
     TimePoint earliest{}, latest{};

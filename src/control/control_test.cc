@@ -151,10 +151,13 @@ TEST_F(ControlTest, DataApiTransactions) {
   auto n = cp_->ExecuteStatement(t, "SELECT count(*) FROM t", {}, std::nullopt);
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(std::get<int64_t>(n->rows[0][0]), 0);
-  EXPECT_TRUE(cp_->ExecuteStatement({"arn:aws:rds:us-east-1:1:db:nope", ""}, "SELECT 1", {},
-                                    std::nullopt)
+  EXPECT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("nope"), ""}, "SELECT 1", {}, std::nullopt)
                   .status()
                   .Is(errors::kDataNotFound));
+  // Another account's ARN names nothing here.
+  EXPECT_TRUE(cp_->ExecuteStatement({"arn:aws:rds:us-east-1:1:db:data", ""}, "SELECT 1", {}, std::nullopt)
+                  .status()
+                  .Is(errors::kDataBadRequest));
 }
 
 // A restore under way when stratad stopped is not resumed by a start on a low

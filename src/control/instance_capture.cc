@@ -136,6 +136,18 @@ Status InstanceCapture::Flush() {
   return WaitShippedLocked(lock, cut);
 }
 
+Status InstanceCapture::Settle() {
+  RETURN_IF_ERROR(CatchUp().status());
+  RETURN_IF_ERROR(Flush());
+  std::lock_guard poll(poll_mu_);
+  std::unique_lock lock(mu_);
+  // Commits since the flush stay for the shipper; what it holds is complete
+  // up to the catch-up, which is all a caller before it can ask for.
+  if (!buffer_.empty() || in_flight_) return Status::Ok();
+  durable_until_ = std::max(durable_until_, complete_until_);
+  return PersistLocked();
+}
+
 TimePoint InstanceCapture::RestorableUntil() {
   std::lock_guard lock(mu_);
   return reported_until_;

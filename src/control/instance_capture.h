@@ -53,6 +53,10 @@ class InstanceCapture {
   // Ships what is buffered now: every transaction numbered so far (every
   // Mark returned so far) is then in the repository's log segments.
   Status Flush();
+  // Reads, ships and records what is committed now, so that RestorableUntil
+  // covers every commit made (and every Mark taken) before the call, without
+  // waiting for the next recording interval.
+  Status Settle();
   // The instance's LatestRestorableTime: every commit up to this time is
   // durable in the repository, and this time is recorded in the catalog, so
   // it never goes back, not across a restart nor a crash.

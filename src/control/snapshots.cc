@@ -192,16 +192,19 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
     Event("db-instance", r.id, InstanceArn(r.id), "Restore failed: " + st.message(), {"failure"});
     return;
   }
+  catalog::InstanceRecord restored;
   Status done = catalog->InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(auto cur, catalog->GetInstance(r.id));
-    cur.status = "available";
-    cur.restore_source.clear();
-    return catalog->UpdateInstance(cur);
+    ASSIGN_OR_RETURN(restored, catalog->GetInstance(r.id));
+    // With backups on, it stays creating until its first backup (TakeFirstBackup).
+    if (restored.backup_retention_days <= 0) restored.status = "available";
+    restored.restore_source.clear();
+    return catalog->UpdateInstance(restored);
   });
   if (!done.ok()) {
     log::Error("restore bookkeeping failed", {{"instance", r.id}, {"error", done.ToString()}});
     return;
   }
+  if (restored.backup_retention_days > 0) TakeFirstBackup(restored);
   Event("db-instance", r.id, InstanceArn(r.id),
         IsPointInTimeRestore(r.restore_source) ? "Restored from DB instance to a point in time" : "Restored from snapshot",
         {"restoration"});

@@ -188,5 +188,41 @@ class Rename(StrataTestCase):
                          "DBInstanceAlreadyExists")
 
 
+class AvailableAfterTheFirstBackup(StrataTestCase):
+    """RDS reports a new instance available only once its first automated
+    backup exists: right after the waiter, point-in-time restore and snapshots work."""
+
+    def check_ready_right_after_the_waiter(self, name, *create):
+        self.aws("rds", "create-db-instance", "--db-instance-identifier", name,
+                 "--db-instance-class", "db.t3.micro", *create)
+        rds = self.client()
+        # boto3's waiter is the CLI's (the same model), polled faster.
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=name, WaiterConfig={"Delay": 0.2})
+        inst = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+        self.assertEqual(inst["DBInstanceStatus"], "available")
+        self.assertIn("LatestRestorableTime", inst)
+        backups = rds.describe_db_instance_automated_backups(DBInstanceIdentifier=name)
+        self.assertEqual(backups["DBInstanceAutomatedBackups"][0]["Status"], "active")
+        rds.restore_db_instance_to_point_in_time(SourceDBInstanceIdentifier=name,
+                                                 TargetDBInstanceIdentifier=name + "-pit",
+                                                 UseLatestRestorableTime=True)
+        rds.create_db_snapshot(DBInstanceIdentifier=name, DBSnapshotIdentifier=name + "-s")
+        events = [e["Message"] for e in
+                  rds.describe_events(SourceType="db-instance", SourceIdentifier=name)["Events"]]
+        self.assertLess(events.index("Finished DB Instance backup"), events.index("DB instance created"), events)
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=name + "-pit", WaiterConfig={"Delay": 1})
+        # The restored instance also reports available only with its own first backup.
+        self.assertIn("LatestRestorableTime",
+                      rds.describe_db_instances(DBInstanceIdentifier=name + "-pit")["DBInstances"][0])
+
+    def test_sqlite(self):
+        for n in range(3):
+            self.check_ready_right_after_the_waiter(f"app{n}", "--engine", "sqlite")
+
+    def test_postgres(self):
+        self.check_ready_right_after_the_waiter("pg", "--engine", "postgres", "--master-username", "admin1",
+                                                "--master-user-password", "long-secret-1")
+
+
 if __name__ == "__main__":
     unittest.main()
