@@ -85,6 +85,8 @@ inline constexpr ErrorCode kDataHeaderFieldsTooLarge{"BadRequestException", 431}
 inline constexpr ErrorCode kObjectNotFound{"ObjectNotFound", 404};
 inline constexpr ErrorCode kIoError{"IOError", 500};
 inline constexpr ErrorCode kNoSpace{"NoSpace", 507};
+// A server could not listen on its port: another process holds it.
+inline constexpr ErrorCode kPortInUse{"PortInUse", 500};
 inline constexpr ErrorCode kCorruption{"Corruption", 500};
 inline constexpr ErrorCode kKeyError{"KeyError", 500};
 // An encrypted repository whose key is not given, or not the one it was

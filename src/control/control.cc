@@ -541,9 +541,33 @@ Result<int> ControlPlane::Impl::AssignPort(std::optional<int> requested) {
       port = ntohs(addr.sin_port);
     }
     close(fd);
-    if (port > 0 && !taken.count(port)) return port;
+    if (port > 0 && !taken.count(port)) {
+      picked_ports.insert(port);
+      return port;
+    }
   }
   return Status(errors::kInternalFailure, "no free loopback port for the DB instance");
+}
+
+Status ControlPlane::Impl::StartOnPickedPort(catalog::InstanceRecord& r, engine::Engine& e) {
+  for (int attempt = 1;; ++attempt) {
+    Status st = e.Start(SpecOf(r));
+    bool picked = false;
+    {
+      std::lock_guard lock(port_mu);
+      picked = picked_ports.count(r.port) > 0;
+    }
+    if (!st.Is(errors::kPortInUse) || !picked || attempt == 5) return st;
+    ASSIGN_OR_RETURN(int port, AssignPort(std::nullopt));
+    log::Warn("another process took the port picked for the server: moving it",
+              {{"instance", r.id}, {"from", r.port}, {"to", port}});
+    RETURN_IF_ERROR(catalog->InTransaction([&]() -> Status {
+      ASSIGN_OR_RETURN(auto cur, catalog->GetInstance(r.id));
+      cur.port = port;
+      return catalog->UpdateInstance(cur);
+    }));
+    r.port = port;
+  }
 }
 
 void ControlPlane::Impl::Supervise(const catalog::InstanceRecord& r) {

@@ -126,11 +126,10 @@ class ControlPlane::Impl {
   }
 
   // Brings a record in `creating` to `available` (or `failed`).
-  void FinishCreate(const catalog::InstanceRecord& r) {
+  void FinishCreate(catalog::InstanceRecord r) {
     engine::Engine* e = engine::FindEngine(r.engine);
-    engine::InstanceSpec spec = SpecOf(r);
-    Status st = e ? e->Create(spec) : Status(errors::kInternalFailure, "unknown engine " + r.engine);
-    if (st.ok()) st = e->Start(spec);
+    Status st = e ? e->Create(SpecOf(r)) : Status(errors::kInternalFailure, "unknown engine " + r.engine);
+    if (st.ok()) st = StartOnPickedPort(r, *e);
     if (!st.ok()) {
       log::Error("instance create failed", {{"instance", r.id}, {"error", st.ToString()}});
       (void)SetStatus(r.id, "failed", st.message());
@@ -229,6 +228,11 @@ class ControlPlane::Impl {
   // one asked for if no other instance has it, else a free one.
   std::mutex port_mu;
   Result<int> AssignPort(std::optional<int> requested);
+  // Starts r's server. A port that AssignPort picked (not one the caller
+  // asked for) can be taken by another process before the server binds it:
+  // then r moves to another port, a few times.
+  Status StartOnPickedPort(catalog::InstanceRecord& r, engine::Engine& e);
+  std::set<int> picked_ports;  // under port_mu
   // Restarts the server of an instance whose engine says it is not running.
   void Supervise(const catalog::InstanceRecord& r);
 

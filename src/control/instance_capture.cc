@@ -187,7 +187,13 @@ Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
     durable_position_.clear();
     // The log was whole up to the last complete poll: the gap starts there.
     catalog::LogGap gap{std::max(durable_until_, complete_until_), now, true, batch.gap_reason};
-    log::Warn("change-log continuity broken", {{"resource", resource_id_}, {"reason", batch.gap_reason}});
+    if (first_poll_ && !resumed_) {
+      // A log with no past (a new instance, backups just turned on) starts
+      // here: nothing is broken.
+      log::Info("change-log started", {{"resource", resource_id_}});
+    } else {
+      log::Warn("change-log continuity broken", {{"resource", resource_id_}, {"reason", batch.gap_reason}});
+    }
     if (on_gap_) on_gap_(gap);
   } else if (first_poll_ && resumed_ && !batch.transactions.empty()) {
     // Commits made while capture was not running are all here, but when

@@ -185,7 +185,8 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
     if (pit.ok()) point_in_time = *pit;
   }
   if (st.ok()) st = eng->FinishRestore(spec, point_in_time);
-  if (st.ok()) st = eng->Start(spec);
+  catalog::InstanceRecord started = r;
+  if (st.ok()) st = StartOnPickedPort(started, *eng);
   if (!st.ok()) {
     log::Error("restore failed", {{"instance", r.id}, {"error", st.ToString()}});
     (void)SetStatus(r.id, "failed", st.message());

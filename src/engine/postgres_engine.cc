@@ -251,7 +251,11 @@ Status pg::StartServer(const InstanceSpec& spec, const std::string& extra_conf) 
   Status st = RunTool("pg_ctl", {"start", "-w", "-t", "600", "-s", "-D", ClusterDir(spec).string(), "-l",
                                  LogFile(spec).string()},
                       user);
-  if (!st.ok()) return Status(st.code(), fmt::format("{}; server log: {}", st.message(), LogTail(spec)));
+  if (!st.ok()) {
+    std::string log_tail = LogTail(spec);
+    bool port_taken = log_tail.find("Address already in use") != std::string::npos;
+    return Status(port_taken ? errors::kPortInUse : st.code(), fmt::format("{}; server log: {}", st.message(), log_tail));
+  }
   return Status::Ok();
 }
 

@@ -36,6 +36,15 @@ def wait_until(predicate, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def proc_status_kib(pid, field):
+    """A /proc/PID/status field in KiB (VmRSS, VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
 class Stratad:
     """One stratad process over one data dir; restartable over the same dir."""
 
@@ -227,6 +236,20 @@ class StrataTestCase(unittest.TestCase):
         self.aws("rds", "wait", "db-instance-available", "--db-instance-identifier", name)
         self.wait_first_backup(name)
         return out["DBInstance"]
+
+    def wait_available(self, *names, timeout=180):
+        """Polls until every named instance is available; fails at once on `failed`."""
+        rds = self.client()
+
+        def ready():
+            for name in names:
+                status = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["DBInstanceStatus"]
+                if status == "failed":
+                    raise AssertionError(f"{name} failed:\n{self.server.tail()}")
+                if status != "available":
+                    return False
+            return True
+        wait_until(ready, timeout=timeout, what=f"{names} available")
 
     def wait_first_backup(self, name, timeout=120):
         """With backups on, a new instance turns `available`, then `backing-up`

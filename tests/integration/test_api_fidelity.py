@@ -1,9 +1,10 @@
 """Issue 21: what careful clients noticed. Each test failed on the build before its fix."""
 import json
 import os
+import socket
 import unittest
 
-from harness import StrataTestCase
+from harness import StrataTestCase, wait_until
 
 MODEL = "/usr/lib/python3/dist-packages/botocore/data/rds/2014-10-31/service-2.json"
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "api.md")
@@ -211,6 +212,8 @@ class AvailableAfterTheFirstBackup(StrataTestCase):
                   rds.describe_events(SourceType="db-instance", SourceIdentifier=name)["Events"]]
         self.assertLess(events.index("Finished DB Instance backup"), events.index("DB instance created"), events)
         rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=name + "-pit", WaiterConfig={"Delay": 1})
+        with open(self.server.log_path) as f:
+            self.assertNotIn("continuity broken", f.read(), "a new instance's log starting is no break")
         # The restored instance also reports available only with its own first backup.
         self.assertIn("LatestRestorableTime",
                       rds.describe_db_instances(DBInstanceIdentifier=name + "-pit")["DBInstances"][0])
@@ -222,6 +225,27 @@ class AvailableAfterTheFirstBackup(StrataTestCase):
     def test_postgres(self):
         self.check_ready_right_after_the_waiter("pg", "--engine", "postgres", "--master-username", "admin1",
                                                 "--master-user-password", "long-secret-1")
+
+
+class PostgresPorts(StrataTestCase):
+    def test_a_port_another_process_holds_fails_with_the_reason(self):
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        self.aws("rds", "create-db-instance", "--db-instance-identifier", "pg", "--engine", "postgres",
+                 "--db-instance-class", "db.t3.micro", "--master-username", "admin1",
+                 "--master-user-password", "long-secret-1", "--port", str(port), "--backup-retention-period", "0")
+        rds = self.client()
+        status = wait_until(lambda: (rds.describe_db_instances(DBInstanceIdentifier="pg")["DBInstances"][0]
+                                     ["DBInstanceStatus"] in ("failed", "available")) and
+                            rds.describe_db_instances(DBInstanceIdentifier="pg")["DBInstances"][0]["DBInstanceStatus"],
+                            timeout=120, what="pg to settle")
+        # A port the caller asked for is not moved: the instance fails, saying why.
+        self.assertEqual(status, "failed")
+        events = [e["Message"] for e in rds.describe_events(SourceType="db-instance", SourceIdentifier="pg")["Events"]]
+        self.assertTrue(any("Address already in use" in m for m in events), events)
 
 
 if __name__ == "__main__":

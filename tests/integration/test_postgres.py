@@ -49,19 +49,6 @@ class PostgresTest(StrataTestCase):
             self.wait_available(name)
         return out["DBInstance"]
 
-    def wait_available(self, *names, timeout=180):
-        rds = self.rds()
-
-        def ready():
-            for name in names:
-                status = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["DBInstanceStatus"]
-                if status == "failed":
-                    raise AssertionError(f"{name} failed:\n{self.server.tail()}")
-                if status != "available":
-                    return False
-            return True
-        wait_until(ready, timeout=timeout, what=f"{names} available")
-
     def port(self, name):
         return self.rds().describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["Endpoint"]["Port"]
 

@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import time
 
-from harness import StrataTestCase, wait_until
+from harness import StrataTestCase, proc_status_kib, wait_until
 
 
 def ts(value):
@@ -18,12 +18,6 @@ def ts(value):
     return value.timestamp()
 
 
-def vm_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
 
 
 class CaptureTestCase(StrataTestCase):
@@ -162,7 +156,7 @@ class CaptureMemoryTest(CaptureTestCase):
         loaded = time.time()
         wait_until(lambda: (self.restorable_times(rds, "bulk")[0] or 0) > loaded, timeout=120,
                    what="the capture to catch up")
-        hwm_mib = vm_kib(pid, "VmHWM") / 1024
+        hwm_mib = proc_status_kib(pid, "VmHWM") / 1024
         print(f"stratad VmHWM after a {self.LOAD_MIB} MiB load: {hwm_mib:.0f} MiB", flush=True)
         self.assertLess(hwm_mib, self.MAX_HWM_MIB,
                         f"stratad's peak RSS under a {self.LOAD_MIB} MiB load")

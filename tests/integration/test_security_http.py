@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import botocore.exceptions
 
-from harness import StrataTestCase, Stratad, wait_until
+from harness import StrataTestCase, Stratad, proc_status_kib, wait_until
 
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:any"
 MIB = 1 << 20
@@ -67,12 +67,6 @@ def xml_error_code(body):
     return codes[0]
 
 
-def proc_status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
 def timed(fn):
