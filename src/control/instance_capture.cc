@@ -1,5 +1,7 @@
 #include "control/instance_capture.h"
 
+#include <thread>
+
 #include <fmt/format.h>
 
 #include <malloc.h>
@@ -92,7 +94,7 @@ void InstanceCapture::Stop() {
 void InstanceCapture::Loop() {
   for (;;) {
     if (stop_) return;
-    bool buffered = false;
+    bool buffered = false, failed = false;
     {
       std::lock_guard poll(poll_mu_);
       std::unique_lock lock(mu_);
@@ -101,10 +103,20 @@ void InstanceCapture::Loop() {
         log::Error("change-log capture failed", {{"resource", resource_id_}, {"error", st.ToString()}});
       }
       error_ = st;
+      failed = !st.ok();
       buffered = !buffer_.empty();
       // Behind (a batch stopped short of the log's end, with commits in it):
       // read on at once.
       if (st.ok() && !last_complete_ && last_brought_new_) continue;
+    }
+    if (failed) {
+      // A failed read (the server down, restarting or shutting down) is tried
+      // again a poll interval later, not at once: a socket at EOF is always
+      // "ready", and a connection attempt a few microseconds apart keeps a
+      // PostgreSQL server that is shutting down forking backends, so it
+      // never finishes its shutdown.
+      std::this_thread::sleep_for(kPollWait);
+      continue;
     }
     capture_->WaitForChange(buffered ? kBufferedPollWait : kPollWait);
   }
@@ -173,6 +185,14 @@ Status InstanceCapture::PollLocked(std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   auto polled_batch = capture_->Poll();
   lock.lock();
+  if (!polled_batch.ok() && !buffer_.empty()) {
+    // A failed read still sends what is buffered on to the repository: a
+    // PostgreSQL server shutting down refuses new sessions (so polls fail)
+    // but waits until Strata confirms the last WAL it sent as durable.
+    if (Status st = FlushLocked(lock, complete_until_); !st.ok()) {
+      log::Warn("change-log segment not cut after a failed read", {{"resource", resource_id_}, {"error", st.ToString()}});
+    }
+  }
   ASSIGN_OR_RETURN(auto batch, std::move(polled_batch));
   if (batch.gap) {
     // What is buffered goes in a segment of its own (unless the shipper is
