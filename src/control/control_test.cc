@@ -6,6 +6,7 @@
 
 #include "common/ids.h"
 #include "control/repo_backup_store.h"
+#include "engine/sqlite_engine.h"
 
 namespace strata::control {
 namespace {
@@ -158,6 +159,64 @@ TEST_F(ControlTest, DataApiTransactions) {
   EXPECT_TRUE(cp_->ExecuteStatement({"arn:aws:rds:us-east-1:1:db:data", ""}, "SELECT 1", {}, std::nullopt)
                   .status()
                   .Is(errors::kDataBadRequest));
+}
+
+// An engine whose server finds the first port it is given taken, as when
+// another process binds a port Strata picked before the server does.
+class PortTakenOnceEngine : public engine::SqliteEngine {
+ public:
+  std::string Name() const override { return "port-taken-once"; }
+  bool UsesPort() const override { return true; }
+  Result<std::string> SealCredentials(const std::string&, const std::string&) const override {
+    return std::string("sealed");
+  }
+  Status Start(const engine::InstanceSpec& spec) override {
+    std::lock_guard lock(mu);
+    ports.push_back(spec.port);
+    if (ports.size() == 1) return Status(errors::kPortInUse, "could not bind: Address already in use");
+    return engine::SqliteEngine::Start(spec);
+  }
+  std::mutex mu;
+  std::vector<int> ports;
+};
+
+TEST_F(ControlTest, APickedPortFoundTakenIsReplaced) {
+  PortTakenOnceEngine eng;
+  engine::TEST_RegisterEngine(&eng);
+  auto req = Req("srv");
+  req.engine = eng.Name();
+  req.master_username = "admin1";
+  req.master_password = "long-secret-1";
+  req.backup_retention_days = 0;
+  ASSERT_TRUE(cp_->CreateInstance(req).ok());
+  EXPECT_EQ(WaitFor("srv", "available"), "available");
+  {
+    std::lock_guard lock(eng.mu);
+    ASSERT_EQ(eng.ports.size(), 2u);
+    EXPECT_NE(eng.ports[0], eng.ports[1]);
+    EXPECT_EQ(cp_->DescribeInstance("srv")->record.port, eng.ports[1]);
+  }
+  // A port the caller asked for is not moved: the instance fails instead.
+  PortTakenOnceEngine strict;
+  engine::TEST_RegisterEngine(&strict);
+  auto asked = req;
+  asked.id = "asked";
+  asked.port = 15999;
+  ASSERT_TRUE(cp_->CreateInstance(asked).ok());
+  EXPECT_EQ(WaitFor("asked", "failed"), "failed");
+  {
+    std::lock_guard lock(strict.mu);
+    EXPECT_EQ(strict.ports, std::vector<int>{15999});
+  }
+  for (const char* id : {"asked", "srv"}) {
+    DeleteInstanceRequest del;
+    del.id = id;
+    del.skip_final_snapshot = true;
+    ASSERT_TRUE(cp_->DeleteInstance(del).ok());
+  }
+  EXPECT_EQ(WaitFor("asked", "DBInstanceNotFound"), "DBInstanceNotFound");
+  EXPECT_EQ(WaitFor("srv", "DBInstanceNotFound"), "DBInstanceNotFound");
+  engine::TEST_RegisterEngine(nullptr);
 }
 
 // A restore under way when stratad stopped is not resumed by a start on a low

@@ -280,6 +280,9 @@ class Engine {
 
 // The engines this build knows, by name. nullptr if unknown.
 Engine* FindEngine(const std::string& name);
+// Tests only: makes `engine` (not owned; it must outlive its use) found by
+// its Name(), beside the built-in ones.
+void TEST_RegisterEngine(Engine* engine);
 std::vector<std::string> EngineNames();
 
 }  // namespace strata::engine

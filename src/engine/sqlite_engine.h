@@ -7,7 +7,7 @@
 
 namespace strata::engine {
 
-class SqliteEngine final : public Engine {
+class SqliteEngine : public Engine {
  public:
   static constexpr const char* kFileName = "data.db";
 
