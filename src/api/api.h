@@ -4,8 +4,8 @@
 //
 // Routes:
 //   GET  /health                      200 "ok" once ready (no auth)
-//   POST / , GET /?Action=...         Query APIs, chosen by the SigV4 scope's
-//                                     service: "rds" (IAM joins later)
+//   POST / , GET /?Action=...         Query APIs (a signature scoped to
+//                                     "rds" in --region; IAM joins later)
 //   POST /Execute, /BatchExecute,     RDS Data API ("rds-data")
 //        /BeginTransaction, /CommitTransaction, /RollbackTransaction
 //

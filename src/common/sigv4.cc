@@ -385,23 +385,6 @@ std::vector<std::pair<std::string, std::string>> Sign(const Request& req_in, con
   return added;
 }
 
-std::optional<std::string> PeekService(const Request& req) {
-  std::string auth = HeaderValues(req, "authorization");
-  std::string credential;
-  if (!auth.empty()) {
-    size_t pos = auth.find("Credential=");
-    if (pos == std::string::npos) return std::nullopt;
-    credential = auth.substr(pos + 11, auth.find(',', pos) - pos - 11);
-  } else {
-    for (const auto& [k, v] : SplitQuery(req.raw_query))
-      if (k == "X-Amz-Credential") credential = v;
-  }
-  std::string akid;
-  auto scope = ParseCredential(Trim(credential), akid);
-  if (!scope.ok()) return std::nullopt;
-  return scope->service;
-}
-
 Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoint now,
                         const Scoped& expected) {
   ParsedAuth p;

@@ -83,9 +83,6 @@ struct Scoped {
 Result<Identity> Verify(const Request& req, const SecretLookup& lookup, TimePoint now,
                         const Scoped& expected);
 
-// The service named in the request's credential scope without verifying
-// anything, for routing before verification. nullopt if there is none.
-std::optional<std::string> PeekService(const Request& req);
 
 // Building blocks, exposed for tests and for the S3 client.
 std::string Sha256Hex(std::string_view data);

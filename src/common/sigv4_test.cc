@@ -45,7 +45,6 @@ TEST(SigV4, SignThenVerifyRoundTrips) {
   auto id = Verify(r, Lookup(), now + std::chrono::minutes(3), kRds);
   ASSERT_TRUE(id.ok()) << id.status().ToString();
   EXPECT_EQ(id->service, "rds");
-  EXPECT_EQ(PeekService(r), "rds");
 
   Request tampered = r;
   tampered.body = "Action=DeleteDBInstance&Version=2014-10-31";

@@ -238,7 +238,9 @@ void ControlPlane::Impl::TakeFirstBackup(const catalog::InstanceRecord& r) {
   if (st.ok()) return;
   log::Warn("first automated backup not taken; the scheduler tries again",
             {{"instance", r.id}, {"error", st.ToString()}});
-  (void)SetStatus(r.id, "available");
+  if (Status set = SetStatus(r.id, "available"); !set.ok()) {
+    log::Error("instance status update failed", {{"instance", r.id}, {"error", set.ToString()}});
+  }
 }
 
 void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab) {

@@ -212,6 +212,12 @@ class StrataTestCase(unittest.TestCase):
         return session.client(service, endpoint_url=self.server.endpoint,
                               config=botocore.config.Config(retries={"max_attempts": 1}))
 
+    def rds(self):
+        """One boto3 RDS client per server start (a restart moves the endpoint)."""
+        if getattr(self, "_rds_for", None) != self.server.endpoint:
+            self._rds, self._rds_for = self.client(), self.server.endpoint
+        return self._rds
+
     def credentials(self):
         text = open(os.path.join(self.data_dir, "credentials")).read()
         kv = dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line)

@@ -35,12 +35,6 @@ class PostgresTest(StrataTestCase):
 
     # --- helpers ---
 
-    def rds(self):
-        # One client per server start (a restart moves the endpoint).
-        if getattr(self, "_rds_for", None) != self.server.endpoint:
-            self._rds, self._rds_for = self.client(), self.server.endpoint
-        return self._rds
-
     def create_pg(self, name, wait=True, **extra):
         rds = self.rds()
         out = rds.create_db_instance(DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro", Engine="postgres",

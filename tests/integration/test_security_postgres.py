@@ -30,12 +30,6 @@ class PostgresSecurityTest(StrataTestCase):
 
     # --- helpers ---
 
-    def rds(self):
-        # One client per server start (a restart moves the endpoint).
-        if getattr(self, "_rds_for", None) != self.server.endpoint:
-            self._rds, self._rds_for = self.client(), self.server.endpoint
-        return self._rds
-
     def create_pg(self, name, wait=True):
         self.rds().create_db_instance(DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro",
                                          Engine="postgres", MasterUsername=USER, MasterUserPassword=PASSWORD,
