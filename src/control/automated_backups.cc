@@ -13,12 +13,12 @@
 // next break in the log.
 #include <algorithm>
 
+#include "control/changelog/reader.h"
 #include "control/control_impl.h"
 
 namespace strata::control {
 namespace {
 
-constexpr auto kSchedulerInterval = std::chrono::seconds(1);
 constexpr const char* kPitrPrefix = "pitr|";
 
 bool Matches(const std::vector<std::string>& any_of, const std::string& v) {
@@ -133,7 +133,7 @@ Status ControlPlane::Impl::EnsureCapture(const catalog::InstanceRecord& r) {
             {"backup", "notification"});
     }
     // The scheduler's next pass sees no base after the break and takes one.
-    if (gap.breaks) scheduler_cv.notify_all();
+    if (gap.breaks) scheduler->Notify();
   };
   auto capture = std::make_shared<InstanceCapture>(r.resource_id, std::move(engine_capture), backups.get(),
                                                    catalog.get(), *config.clock, on_gap);
@@ -335,41 +335,60 @@ void ControlPlane::Impl::WatchDisk() {
   for (const auto& r : catalog->ListInstances()) Event("db-instance", r.id, InstanceArn(r.id), message, {"low storage"});
 }
 
-void ControlPlane::Impl::Tick() {
-  WatchDisk();
-  std::lock_guard tick_lock(tick_mu);
-  TimePoint now = Now();
-  auto snaps = catalog->ListSnapshots();
+void ControlPlane::Impl::RegisterJobs() {
+  scheduler->EveryPass("disk watch", [this](TimePoint) { WatchDisk(); });
+  scheduler->EveryPass("supervision", [this](TimePoint) {
+    for (const auto& r : catalog->ListInstances()) Supervise(r);
+  });
+  scheduler->EveryPass("pending retention changes", [this](TimePoint now) { ApplyPendingRetention(now); });
+  scheduler->EveryPass("change-log captures", [this](TimePoint) { RunCaptures(); });
+  scheduler->EveryPass("daily automated snapshots", [this](TimePoint now) { TakeDueAutomatedSnapshots(now); });
+  scheduler->EveryPass("retention expiry", [this](TimePoint) { ApplyRetentionToAll(); });
+}
+
+void ControlPlane::Impl::ApplyPendingRetention(TimePoint now) {
   for (auto r : catalog->ListInstances()) {
-    Supervise(r);
-    // A 0 <-> non-zero retention change waits for the maintenance window.
-    if (r.pending_backup_retention_days && r.status == "available") {
-      auto mw = ParseWeeklyWindow("PreferredMaintenanceWindow", r.maintenance_window);
-      if (mw.ok() && InWindow(*mw, now)) {
-        int days = *r.pending_backup_retention_days;
-        (void)catalog->InTransaction([&]() -> Status {
-          ASSIGN_OR_RETURN(auto cur, catalog->GetInstance(r.id));
-          cur.backup_retention_days = days;
-          cur.pending_backup_retention_days.reset();
-          r = cur;
-          return catalog->UpdateInstance(cur);
-        });
-        OnRetentionChanged(r);
-      }
+    if (!r.pending_backup_retention_days || r.status != "available") continue;
+    auto mw = ParseWeeklyWindow("PreferredMaintenanceWindow", r.maintenance_window);
+    if (!mw.ok() || !InWindow(*mw, now)) continue;
+    int days = *r.pending_backup_retention_days;
+    Status st = catalog->InTransaction([&]() -> Status {
+      ASSIGN_OR_RETURN(auto cur, catalog->GetInstance(r.id));
+      cur.backup_retention_days = days;
+      cur.pending_backup_retention_days.reset();
+      r = cur;
+      return catalog->UpdateInstance(cur);
+    });
+    if (!st.ok()) {
+      log::Warn("pending retention change not applied", {{"instance", r.id}, {"error", st.ToString()}});
+      continue;
     }
+    OnRetentionChanged(r);
+  }
+}
+
+void ControlPlane::Impl::RunCaptures() {
+  for (const auto& r : catalog->ListInstances()) {
     if (r.backup_retention_days <= 0 || (r.status != "available" && r.status != "backing-up")) continue;
     if (Status st = EnsureCapture(r); !st.ok()) {
       log::Warn("cannot start change-log capture", {{"instance", r.id}, {"error", st.ToString()}});
       continue;
     }
-    // Below the low-water mark: no compaction (it writes the merged segment
-    // before it deletes its members) and no automated snapshot; the change
-    // log itself goes on being captured.
+    // Below the low-water mark no compaction (it writes the merged segment
+    // before it deletes its members); the change log itself goes on being captured.
     if (disk_paused) continue;
     if (auto capture = CaptureOf(r.resource_id)) {
       if (auto before = capture->TakeCompaction()) ScheduleLogCompaction(r.resource_id, *before);
     }
-    if (r.status != "available") continue;
+  }
+}
+
+void ControlPlane::Impl::TakeDueAutomatedSnapshots(TimePoint now) {
+  // Below the low-water mark: no automated snapshot.
+  if (disk_paused) return;
+  auto snaps = catalog->ListSnapshots();
+  for (const auto& r : catalog->ListInstances()) {
+    if (r.backup_retention_days <= 0 || r.status != "available" || !CaptureOf(r.resource_id)) continue;
     auto ab = catalog->GetAutomatedBackup(r.resource_id);
     if (!ab.ok()) continue;
     // A base is needed now if there is none since the last break in the log;
@@ -392,7 +411,30 @@ void ControlPlane::Impl::Tick() {
     }
     if (due) StartAutomatedSnapshot(r);
   }
+}
+
+void ControlPlane::Impl::ApplyRetentionToAll() {
   for (const auto& ab : catalog->ListAutomatedBackups()) ApplyRetention(ab);
+}
+
+void ControlPlane::Impl::CompactLog(const std::string& stream, TimePoint before) {
+  // In the background of a database under write load (compaction follows
+  // the load): at the lowest CPU priority, so the writers and the capture
+  // that keep up with them come first.
+  Result<LogCompaction> done = Status(errors::kInternalFailure, "not run");
+  RunAtBackgroundPriority([&] { done = backups->CompactLog(stream, before); });
+  if (!done.ok()) {
+    log::Warn("change-log compaction failed", {{"resource", stream}, {"error", done.status().ToString()}});
+  } else if (done->segments_written > 0) {
+    log::Info("change-log segments merged",
+              {{"resource", stream},
+               {"merged", static_cast<int64_t>(done->segments_merged)},
+               {"written", static_cast<int64_t>(done->segments_written)},
+               {"bytes_before", done->bytes_before},
+               {"bytes_after", done->bytes_after}});
+  }
+  // A long backlog is merged over several bounded passes, one after another.
+  if (done.ok() && done->more && !disk_paused) ScheduleLogCompaction(stream, before);
 }
 
 void ControlPlane::Impl::OnRetentionChanged(const catalog::InstanceRecord& r) {
@@ -404,8 +446,7 @@ void ControlPlane::Impl::OnRetentionChanged(const catalog::InstanceRecord& r) {
       ab->backup_window = r.backup_window;
       return catalog->PutAutomatedBackup(*ab);
     });
-    std::lock_guard lock(scheduler_mu);
-    scheduler_cv.notify_all();
+    scheduler->Notify();
     return;
   }
   if (!catalog->GetAutomatedBackup(r.resource_id).ok()) return;
@@ -418,27 +459,6 @@ void ControlPlane::Impl::OnRetentionChanged(const catalog::InstanceRecord& r) {
   }
   Event("db-instance", r.id, InstanceArn(r.id), "Automated backups for this DB instance have been disabled",
         {"backup"});
-}
-
-void ControlPlane::Impl::StartScheduler() {
-  scheduler = std::thread([this] {
-    std::unique_lock lock(scheduler_mu);
-    while (!scheduler_stop) {
-      lock.unlock();
-      Tick();
-      lock.lock();
-      scheduler_cv.wait_for(lock, kSchedulerInterval);
-    }
-  });
-}
-
-void ControlPlane::Impl::StopScheduler() {
-  {
-    std::lock_guard lock(scheduler_mu);
-    scheduler_stop = true;
-  }
-  scheduler_cv.notify_all();
-  if (scheduler.joinable()) scheduler.join();
 }
 
 void ControlPlane::Impl::StopAllCaptures() {
@@ -466,31 +486,24 @@ Status ControlPlane::Impl::ReplayChangeLog(const catalog::InstanceRecord& r, con
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
-  ASSIGN_OR_RETURN(auto segments, backups->ListLogSegments(resource_id, base_time_before, until));
-  int64_t applied = seq_before;
+  ASSIGN_OR_RETURN(auto reader, ChangeLogReader::Open(*backups, resource_id, base_time_before, until));
   std::vector<std::string> redo;
   size_t redo_bytes = 0;
-  for (const auto& seg : segments) {
-    ASSIGN_OR_RETURN(auto bytes, backups->ReadLogSegment(resource_id, seg));
-    ASSIGN_OR_RETURN(auto records, DecodeLogRecords(bytes));
-    for (auto& rec : records) {
-      if (rec.seq <= applied) continue;  // in the base already, or stored twice
-      if (rec.time > until) break;
-      if (rec.seq != applied + 1) {
-        return Status(errors::kCorruption,
-                      fmt::format("the change log is missing transactions {} to {}", applied + 1, rec.seq - 1));
-      }
-      applied = rec.seq;
-      redo_bytes += rec.redo.size();
-      redo.push_back(std::move(rec.redo));
-    }
-    // Apply in batches so memory stays bounded by a few segments.
-    if (redo_bytes >= (64u << 20)) {
-      RETURN_IF_ERROR(eng->ApplyTransactions(SpecOf(r), redo));
-      redo.clear();
-      redo_bytes = 0;
-    }
-  }
+  auto take = [&](LogRecord& rec) {
+    redo_bytes += rec.redo.size();
+    redo.push_back(std::move(rec.redo));
+    return Status::Ok();
+  };
+  // Applied in batches so memory stays bounded by a few segments.
+  auto apply_batch = [&]() -> Status {
+    if (redo_bytes < (64u << 20)) return Status::Ok();
+    RETURN_IF_ERROR(eng->ApplyTransactions(SpecOf(r), redo));
+    redo.clear();
+    redo_bytes = 0;
+    return Status::Ok();
+  };
+  ASSIGN_OR_RETURN(int64_t applied, reader.Read(ChangeLogRange{seq_before + 1, ChangeLogRange{}.last_seq, until},
+                                                take, apply_batch));
   RETURN_IF_ERROR(eng->ApplyTransactions(SpecOf(r), redo));
   log::Info("change log replayed", {{"instance", r.id}, {"through_seq", applied}});
   return Status::Ok();
@@ -545,18 +558,13 @@ IncrementalBase ControlPlane::Impl::IncrementalBaseFor(const catalog::InstanceRe
     if (g.breaks && g.to >= parent->log_time_before) return full("the change log breaks after " + parent->id);
   }
   if (Status st = capture.Flush(); !st.ok()) return full("cannot ship the change log: " + st.ToString());
-  auto segments = backups->ListLogSegments(inst.resource_id, TimePoint::min(), TimePoint::max());
-  if (!segments.ok()) return full(segments.status().ToString());
-  // Records after the parent's before-mark are stamped after it; the record
-  // at the mark may sit in the last segment that ends before it.
-  size_t start = 0;
-  for (size_t i = 0; i < segments->size(); ++i) {
-    if ((*segments)[i].last < parent->log_time_before) start = i;
-  }
-  uint64_t log_bytes = 0, db_bytes = 0;
-  for (size_t i = start; i < segments->size(); ++i) log_bytes += (*segments)[i].stored_bytes;
+  auto reader = ChangeLogReader::Open(*backups, inst.resource_id);
+  if (!reader.ok()) return full(reader.status().ToString());
+  // Records after the parent's before-mark are stamped after it.
+  reader->StartNear(parent->log_time_before);
+  uint64_t db_bytes = 0;
   for (const auto& f : files) db_bytes += f.size;
-  if (log_bytes > db_bytes) return full("the change log since the parent is larger than the database");
+  if (reader->StoredBytes() > db_bytes) return full("the change log since the parent is larger than the database");
 
   engine::FileRanges changed;
   bool covered = false;
@@ -579,28 +587,21 @@ IncrementalBase ControlPlane::Impl::IncrementalBaseFor(const catalog::InstanceRe
     for (auto& [path, r] : **ranges) changed[path].insert(changed[path].end(), r.begin(), r.end());
     return true;
   };
-  int64_t next = parent->log_seq_before;  // the mark's own record first: it proves the epoch
-  for (size_t i = start; i < segments->size() && next <= snap.log_seq_after; ++i) {
-    auto bytes = backups->ReadLogSegment(inst.resource_id, (*segments)[i]);
-    if (!bytes.ok()) return full(bytes.status().ToString());
-    auto records = DecodeLogRecords(*bytes);
-    if (!records.ok()) return full(records.status().ToString());
-    for (auto& rec : *records) {
-      if (rec.seq < next) continue;  // before the parent, or stored twice
-      if (rec.seq > snap.log_seq_after) break;
-      if (rec.seq != next) return full(fmt::format("the change log is missing transaction {}", next));
-      ++next;
-      if (rec.seq == parent->log_seq_before) {
-        if (rec.time > parent->log_time_before) return full("the change log was restarted after " + parent->id);
-        continue;
-      }
-      redo_bytes += rec.redo.size();
-      redo.push_back(std::move(rec.redo));
-    }
-    if (redo_bytes >= (64u << 20) && !absorb()) return full("the engine cannot tell what its log changed");
-  }
-  if (next != snap.log_seq_after + 1) {
-    return full(fmt::format("the change log does not hold transactions {} to {}", next, snap.log_seq_after));
+  const Status unknown(errors::kInternalFailure, "the engine cannot tell what its log changed");
+  const Status restarted(errors::kInternalFailure, "the change log was restarted after " + parent->id);
+  // From the mark's own record: it proves the epoch.
+  auto read = reader->Read(
+      ChangeLogRange{parent->log_seq_before, snap.log_seq_after},
+      [&](LogRecord& rec) -> Status {
+        if (rec.seq == parent->log_seq_before) return rec.time > parent->log_time_before ? restarted : Status::Ok();
+        redo_bytes += rec.redo.size();
+        redo.push_back(std::move(rec.redo));
+        return Status::Ok();
+      },
+      [&]() -> Status { return redo_bytes >= (64u << 20) && !absorb() ? unknown : Status::Ok(); });
+  if (!read.ok()) return full(read.status().message());
+  if (*read != snap.log_seq_after) {
+    return full(fmt::format("the change log does not hold transactions {} to {}", *read + 1, snap.log_seq_after));
   }
   if (!absorb()) return full("the engine cannot tell what its log changed");
   return IncrementalBase{parent->repo_snapshot_id, std::move(changed)};
@@ -608,7 +609,7 @@ IncrementalBase ControlPlane::Impl::IncrementalBaseFor(const catalog::InstanceRe
 
 // --- the API ---
 
-void ControlPlane::RunScheduler() { impl_->Tick(); }
+void ControlPlane::RunScheduler() { impl_->scheduler->RunOnce(); }
 
 Result<Instance> ControlPlane::RestoreToPointInTime(const PointInTimeRestoreRequest& req) {
   RETURN_IF_ERROR(ValidateIdentifier("TargetDBInstanceIdentifier", req.target.instance_id, 63));

@@ -13,8 +13,8 @@
 #include "common/ids.h"
 #include "common/sqlite.h"
 #include "control/control.h"
-#include "control/instance_capture.h"
-#include "control/repo_backup_store.h"
+#include "control/changelog/instance_capture.h"
+#include "control/test_bed.h"
 
 namespace strata::control {
 namespace {
@@ -34,18 +34,9 @@ CreateInstanceRequest SqliteInstance(const std::string& id, int retention_days) 
 class AutomatedBackupsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("ab_test_" + RandomHex(6));
-    std::filesystem::create_directories(dir_);
-    auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
-    ASSERT_TRUE(cat.ok());
-    Config cfg;
-    cfg.data_dir = dir_;
-    cfg.clock = &clock_;
-    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir_ / "repo")).value());
-    ASSERT_TRUE(repo.ok());
-    auto cp = ControlPlane::Open(cfg, std::move(*cat), NewRepoBackupStore(std::move(*repo)));
-    ASSERT_TRUE(cp.ok()) << cp.status().ToString();
-    cp_ = std::move(*cp);
+    dir_ = test_bed::NewTestDir("ab_test");
+    cp_ = test_bed::OpenTestControlPlane(dir_, clock_);
+    ASSERT_NE(cp_, nullptr);
   }
   void TearDown() override {
     cp_.reset();
@@ -331,24 +322,15 @@ class RecordingStore final : public BackupStore {
 class IncrementalSnapshotTest : public AutomatedBackupsTest {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("inc_test_" + RandomHex(6));
-    std::filesystem::create_directories(dir_);
+    dir_ = test_bed::NewTestDir("inc_test");
     OpenControlPlane();
   }
   // Opens the control plane on dir_ (again, after cp_.reset(): a restart).
   void OpenControlPlane() {
-    auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
-    ASSERT_TRUE(cat.ok());
-    Config cfg;
-    cfg.data_dir = dir_;
-    cfg.clock = &clock_;
-    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir_ / "repo")).value());
-    ASSERT_TRUE(repo.ok());
-    auto store = std::make_unique<RecordingStore>(NewRepoBackupStore(std::move(*repo)));
+    auto store = std::make_unique<RecordingStore>(test_bed::OpenTestStore(dir_));
     store_ = store.get();
-    auto cp = ControlPlane::Open(cfg, std::move(*cat), std::move(store));
-    ASSERT_TRUE(cp.ok()) << cp.status().ToString();
-    cp_ = std::move(*cp);
+    cp_ = test_bed::OpenTestControlPlane(dir_, clock_, std::move(store));
+    ASSERT_NE(cp_, nullptr);
   }
   // Every row, as text: equal databases give equal strings.
   static std::string Contents(const std::string& path) {
@@ -541,18 +523,15 @@ class CountingCapture final : public engine::ChangeCapture {
 // destructor then found joinable (std::terminate; 2 in 80 runs of
 // ControlTest under ASan on 2 busy cores).
 TEST(InstanceCaptureTest, AStopBeforeTheStartLeavesNothingRunning) {
-  auto dir = std::filesystem::temp_directory_path() / ("ic_test_" + RandomHex(6));
-  std::filesystem::create_directories(dir);
+  auto dir = test_bed::NewTestDir("ic_test");
   {
-    auto cat = catalog::Catalog::Open(dir / "catalog.db");
-    ASSERT_TRUE(cat.ok());
-    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir / "repo")).value());
-    ASSERT_TRUE(repo.ok());
-    auto store = NewRepoBackupStore(std::move(*repo));
+    auto cat = test_bed::OpenTestCatalog(dir);
+    auto store = test_bed::OpenTestStore(dir);
+    ASSERT_TRUE(cat && store);
     SystemClock clock;
     std::atomic<int> polls{0};
     auto capture = std::make_unique<InstanceCapture>("db-TEST", std::make_unique<CountingCapture>(&polls),
-                                                     store.get(), cat->get(), clock, nullptr);
+                                                     store.get(), cat.get(), clock, nullptr);
     capture->Stop();
     capture->Start();
     capture.reset();
@@ -560,7 +539,7 @@ TEST(InstanceCaptureTest, AStopBeforeTheStartLeavesNothingRunning) {
 
     // And the usual order still runs and stops, however often Stop is called.
     capture = std::make_unique<InstanceCapture>("db-TEST", std::make_unique<CountingCapture>(&polls),
-                                                store.get(), cat->get(), clock, nullptr);
+                                                store.get(), cat.get(), clock, nullptr);
     capture->Start();
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (polls.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
@@ -616,19 +595,15 @@ class ScriptedCapture final : public engine::ChangeCapture {
 class ShippingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("ic_test_" + RandomHex(6));
-    std::filesystem::create_directories(dir_);
-    auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
-    ASSERT_TRUE(cat.ok());
-    catalog_ = std::move(*cat);
+    dir_ = test_bed::NewTestDir("ic_test");
+    catalog_ = test_bed::OpenTestCatalog(dir_);
+    ASSERT_NE(catalog_, nullptr);
     catalog::AutomatedBackupRecord ab;
     ab.resource_id = "db-TEST";
     ab.instance_id = "test";
     ab.status = "active";
     ASSERT_TRUE(catalog_->PutAutomatedBackup(ab).ok());
-    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir_ / "repo")).value());
-    ASSERT_TRUE(repo.ok());
-    store_ = std::make_unique<RecordingStore>(NewRepoBackupStore(std::move(*repo)));
+    store_ = std::make_unique<RecordingStore>(test_bed::OpenTestStore(dir_));
     store_->before_log_put = [this]() -> Status {
       std::unique_lock lock(gate_mu_);
       ++entered_;

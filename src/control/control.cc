@@ -35,9 +35,12 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(Config config,
     impl->catalog->SetNoSpaceHandler([guard] { return guard->MakeRoom("a catalog write"); });
   }
   impl->workers = std::make_unique<TaskPool>(std::max(1, impl->config.worker_threads));
+  impl->scheduler = std::make_unique<scheduler::Scheduler>(*impl->config.clock);
+  impl->queue = std::make_unique<scheduler::WorkQueue>(*impl->workers);
+  impl->RegisterJobs();
   auto cp = std::unique_ptr<ControlPlane>(new ControlPlane(std::move(impl)));
   RETURN_IF_ERROR(cp->Recover());
-  cp->impl_->StartScheduler();
+  cp->impl_->scheduler->Start();
   return cp;
 }
 
@@ -77,7 +80,7 @@ Status ControlPlane::Recover() {
 }
 
 void ControlPlane::Shutdown() {
-  impl_->StopScheduler();
+  if (impl_->scheduler) impl_->scheduler->Stop();
   if (impl_->workers) impl_->workers->Shutdown();
   impl_->StopAllCaptures();
   // Engine servers (postgres) stop cleanly with stratad and start again with it (Recover).

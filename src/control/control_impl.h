@@ -8,15 +8,15 @@
 #include <mutex>
 #include <random>
 #include <set>
-#include <thread>
-#include <condition_variable>
 
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/task_pool.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/work_queue.h"
 #include "control/arn.h"
 #include "control/backup_store.h"
-#include "control/instance_capture.h"
+#include "control/changelog/instance_capture.h"
 #include "control/control.h"
 #include "control/validation.h"
 
@@ -265,49 +265,24 @@ class ControlPlane::Impl {
   void FinishDeleteWithFinalSnapshot(const catalog::InstanceRecord& r, const catalog::SnapshotRecord& snap);
   void RecoverSnapshots();
   int CountManualSnapshots();
+  // The one place that wakes things on time, and its coalescing queues.
+  std::unique_ptr<scheduler::Scheduler> scheduler;
+  std::unique_ptr<scheduler::WorkQueue> queue;
+  // Registers the control plane's jobs with the scheduler (automated_backups.cc).
+  void RegisterJobs();
   // Queues one garbage collection of the repository (coalesced while queued).
   void ScheduleGarbageCollection() {
-    if (gc_queued.exchange(true)) return;
-    workers->Submit([this] {
-      gc_queued = false;
+    queue->Enqueue("garbage-collection", [this] {
       Status st = backups->CollectGarbage();
       if (!st.ok()) log::Warn("garbage collection failed", {{"error", st.ToString()}});
     });
   }
-  std::atomic<bool> gc_queued{false};
   // Queues one compaction of the stream's log segments that end before
   // `before` (coalesced per stream while queued).
   void ScheduleLogCompaction(const std::string& stream, TimePoint before) {
-    {
-      std::lock_guard lock(compaction_mu);
-      if (!compactions_queued.insert(stream).second) return;
-    }
-    workers->Submit([this, stream, before] {
-      {
-        std::lock_guard lock(compaction_mu);
-        compactions_queued.erase(stream);
-      }
-      // In the background of a database under write load (compaction
-      // follows the load): at the lowest CPU priority, so the writers and
-      // the capture that keep up with them come first.
-      Result<LogCompaction> done = Status(errors::kInternalFailure, "not run");
-      RunAtBackgroundPriority([&] { done = backups->CompactLog(stream, before); });
-      if (!done.ok()) {
-        log::Warn("change-log compaction failed", {{"resource", stream}, {"error", done.status().ToString()}});
-      } else if (done->segments_written > 0) {
-        log::Info("change-log segments merged",
-                  {{"resource", stream},
-                   {"merged", static_cast<int64_t>(done->segments_merged)},
-                   {"written", static_cast<int64_t>(done->segments_written)},
-                   {"bytes_before", done->bytes_before},
-                   {"bytes_after", done->bytes_after}});
-      }
-      // A long backlog is merged over several bounded passes, one after another.
-      if (done.ok() && done->more && !disk_paused) ScheduleLogCompaction(stream, before);
-    });
+    queue->Enqueue("log-compaction " + stream, [this, stream, before] { CompactLog(stream, before); });
   }
-  std::mutex compaction_mu;
-  std::set<std::string> compactions_queued;
+  void CompactLog(const std::string& stream, TimePoint before);
   // PercentProgress of the snapshots being created, by snapshot id. Held
   // here, not in the catalog: every catalog commit is an fsync, and it lands
   // on the disk of the database being snapshotted while its writers wait on
@@ -318,11 +293,6 @@ class ControlPlane::Impl {
   // Automated backups and point-in-time restore (automated_backups.cc).
   std::mutex capture_mu;
   std::map<std::string, std::shared_ptr<InstanceCapture>> captures;  // by DbiResourceId
-  std::mutex tick_mu;  // one scheduling pass at a time
-  std::thread scheduler;
-  std::mutex scheduler_mu;
-  std::condition_variable scheduler_cv;
-  bool scheduler_stop = false;
 
   std::shared_ptr<InstanceCapture> CaptureOf(const std::string& resource_id) {
     std::lock_guard lock(capture_mu);
@@ -354,10 +324,11 @@ class ControlPlane::Impl {
   void MakeRoom(std::string_view why) {
     if (config.disk) (void)config.disk->MakeRoom(why);
   }
-  // One pass of the scheduler: captures, daily automated snapshots, retention.
-  void Tick();
-  void StartScheduler();
-  void StopScheduler();
+  // The scheduler's jobs, each run on every pass.
+  void ApplyPendingRetention(TimePoint now);  // 0 <-> non-zero, in the maintenance window
+  void RunCaptures();                         // captures running, their compactions queued
+  void TakeDueAutomatedSnapshots(TimePoint now);  // in the backup window, or after a break
+  void ApplyRetentionToAll();
   void StopAllCaptures();
   // Deletes every automated snapshot and log segment of a DbiResourceId, and its record.
   Status DeleteAutomatedBackups(const std::string& resource_id);

@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "common/ids.h"
-#include "control/repo_backup_store.h"
+#include "control/test_bed.h"
 #include "engine/sqlite_engine.h"
 
 namespace strata::control {
@@ -14,8 +14,7 @@ namespace {
 class ControlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("control_test_" + RandomHex(6));
-    std::filesystem::create_directories(dir_);
+    dir_ = test_bed::NewTestDir("control_test");
     Open();
   }
   void TearDown() override {
@@ -23,17 +22,8 @@ class ControlTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void Open(disk::DiskGuard* disk = nullptr) {
-    auto cat = catalog::Catalog::Open(dir_ / "catalog.db");
-    ASSERT_TRUE(cat.ok());
-    Config cfg;
-    cfg.data_dir = dir_;
-    cfg.clock = &clock_;
-    cfg.disk = disk;
-    auto repo = repo::Repository::Open(std::move(storage::OpenPosixStore(dir_ / "repo")).value());
-    ASSERT_TRUE(repo.ok());
-    auto cp = ControlPlane::Open(cfg, std::move(*cat), NewRepoBackupStore(std::move(*repo)));
-    ASSERT_TRUE(cp.ok()) << cp.status().ToString();
-    cp_ = std::move(*cp);
+    cp_ = test_bed::OpenTestControlPlane(dir_, clock_, nullptr, disk);
+    ASSERT_NE(cp_, nullptr);
   }
   // Polls (the workers are real threads) until the instance reaches `status`.
   std::string WaitFor(const std::string& id, const std::string& status) {

@@ -209,8 +209,7 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   Event("db-instance", r.id, InstanceArn(r.id),
         IsPointInTimeRestore(r.restore_source) ? "Restored from DB instance to a point in time" : "Restored from snapshot",
         {"restoration"});
-  std::lock_guard wake(scheduler_mu);
-  scheduler_cv.notify_all();
+  scheduler->Notify();
   log::Info("instance restored", {{"instance", r.id}});
 }
 

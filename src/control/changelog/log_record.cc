@@ -1,4 +1,4 @@
-#include "control/change_log.h"
+#include "control/changelog/log_record.h"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "control/instance_capture.h"
+#include "control/changelog/instance_capture.h"
 
 #include <thread>
 

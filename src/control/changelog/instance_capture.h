@@ -18,7 +18,7 @@
 
 #include "catalog/catalog.h"
 #include "control/backup_store.h"
-#include "control/change_log.h"
+#include "control/changelog/log_record.h"
 #include "engine/engine.h"
 
 namespace strata::control {
