@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cctype>
+#include <random>
 
 namespace strata::control {
 namespace {
@@ -160,6 +161,26 @@ bool InWindow(const WeeklyWindow& w, TimePoint now) {
   int m = static_cast<int>(since_monday);
   if (w.start_minute <= w.end_minute) return m >= w.start_minute && m < w.end_minute;
   return m >= w.start_minute || m < w.end_minute;
+}
+
+// us-east-1's 8-hour block for default backup windows, as RDS documents it.
+constexpr int kDefaultBackupBlockStart = 3 * 60;
+
+std::string DefaultBackupWindow() {
+  std::random_device rd;
+  int start = kDefaultBackupBlockStart + static_cast<int>(rd() % 15) * 30;
+  return FormatDailyWindow(DailyWindow{start, (start + 30) % 1440});
+}
+
+std::string DefaultMaintenanceWindow(const std::string& backup_window) {
+  auto b = ParseDailyWindow("PreferredBackupWindow", backup_window, 30);
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int start = static_cast<int>(rd() % 7) * 1440 + static_cast<int>(rd() % 48) * 30;
+    WeeklyWindow w{start, (start + 30) % 10080};
+    if (!b.ok() || !Overlaps(*b, w)) return FormatWeeklyWindow(w);
+  }
+  return "sun:23:00-sun:23:30";
 }
 
 }  // namespace strata::control

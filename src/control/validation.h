@@ -45,6 +45,12 @@ bool InWindow(const WeeklyWindow& w, TimePoint now);
 std::string FormatDailyWindow(const DailyWindow& w);
 std::string FormatWeeklyWindow(const WeeklyWindow& w);
 
+// Windows for an instance created without them, as RDS picks them: a random
+// half hour of us-east-1's 8-hour block for backups, and a random weekly
+// half hour that does not overlap it for maintenance.
+std::string DefaultBackupWindow();
+std::string DefaultMaintenanceWindow(const std::string& backup_window);
+
 // Tag keys and values as RDS allows them (key 1-128, value 0-256, no "aws:"
 // or "rds:" key prefix, letters/digits/space and _.:/=+-@).
 Status ValidateTag(std::string_view key, std::string_view value);
