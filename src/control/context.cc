@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/ids.h"
+
 namespace strata::control {
 
 bool Matches(const std::vector<std::string>& any_of, const std::string& v) {
@@ -49,6 +51,13 @@ void Context::Event(const std::string& source_type, const std::string& id, const
   e.categories = std::move(categories);
   Status st = catalog->AddEvent(e);
   if (!st.ok()) log::Warn("event not recorded", {{"error", st.ToString()}});
+}
+
+void Context::StartInstanceRecord(catalog::InstanceRecord& r) const {
+  r.status = "creating";
+  r.create_time = Now();
+  r.resource_id = "db-" + RandomAlnumUpper(26);
+  r.data_path = (config.data_dir / "instances" / r.resource_id).string();
 }
 
 Status Context::SetStatus(const std::string& id, const std::string& status,

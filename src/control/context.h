@@ -70,6 +70,9 @@ struct Context {
   // Records an RDS event (logged, not returned, if the catalog refuses it).
   void Event(const std::string& source_type, const std::string& id, const std::string& arn,
              const std::string& message, std::vector<std::string> categories);
+  // A new instance record's identity: creating now, with a new DbiResourceId
+  // and its data directory.
+  void StartInstanceRecord(catalog::InstanceRecord& r) const;
   Status SetStatus(const std::string& id, const std::string& status,
                    const std::string& reason = "");
   // SetStatus for where the caller cannot return the Status: logged.

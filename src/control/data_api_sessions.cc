@@ -38,27 +38,23 @@ Result<std::string> DataApiSessions::Begin(const DataTarget& target) {
 }
 
 Status DataApiSessions::Commit(const std::string& resource_arn, const std::string& id) {
-  ASSIGN_OR_RETURN(auto tx, FindTransaction(resource_arn, id));
-  Status st;
-  {
-    std::lock_guard lock(tx->mu);
-    st = tx->session->Commit();
-    if (!st.ok()) RollbackOrLog(*tx, "its commit failed");
-  }
-  if (st.ok()) {
-    if (auto r = ctx_.catalog->GetInstance(tx->instance_id); r.ok()) committed_(*r);
-  }
-  std::lock_guard lock(mu_);
-  transactions_.erase(id);
-  return st;
+  return End(resource_arn, id, /*commit=*/true);
 }
 
 Status DataApiSessions::Rollback(const std::string& resource_arn, const std::string& id) {
+  return End(resource_arn, id, /*commit=*/false);
+}
+
+Status DataApiSessions::End(const std::string& resource_arn, const std::string& id, bool commit) {
   ASSIGN_OR_RETURN(auto tx, FindTransaction(resource_arn, id));
   Status st;
   {
     std::lock_guard lock(tx->mu);
-    st = tx->session->Rollback();
+    st = commit ? tx->session->Commit() : tx->session->Rollback();
+    if (commit && !st.ok()) RollbackOrLog(*tx, "its commit failed");
+  }
+  if (commit && st.ok()) {
+    if (auto r = ctx_.catalog->GetInstance(tx->instance_id); r.ok()) committed_(*r);
   }
   std::lock_guard lock(mu_);
   transactions_.erase(id);

@@ -39,6 +39,8 @@ class DataApiSessions {
     TimePoint last_used{};
   };
 
+  // Commits or rolls back, and forgets the transaction either way.
+  Status End(const std::string& resource_arn, const std::string& id, bool commit);
   // The instance a Data API call names, if it can take statements.
   Result<catalog::InstanceRecord> InstanceFromArn(const std::string& resource_arn);
   Result<std::shared_ptr<Transaction>> FindTransaction(const std::string& resource_arn,

@@ -99,10 +99,7 @@ Result<Instance> Instances::Create(const CreateInstanceRequest& req) {
   for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
   r.deletion_protection = req.deletion_protection.value_or(false);
   r.copy_tags_to_snapshot = req.copy_tags_to_snapshot.value_or(false);
-  r.status = "creating";
-  r.create_time = ctx_.Now();
-  r.resource_id = "db-" + RandomAlnumUpper(26);
-  r.data_path = (ctx_.config.data_dir / "instances" / r.resource_id).string();
+  ctx_.StartInstanceRecord(r);
 
   RETURN_IF_ERROR(ctx_.RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a new DB instance"));
   std::string arn = ctx_.InstanceArn(r.id);

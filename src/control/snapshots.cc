@@ -436,10 +436,7 @@ Result<catalog::InstanceRecord> Snapshots::RestoredInstance(const catalog::Snaps
   r.maintenance_window = DefaultMaintenanceWindow(r.backup_window);
   r.deletion_protection = req.deletion_protection.value_or(false);
   r.copy_tags_to_snapshot = req.copy_tags_to_snapshot.value_or(false);
-  r.status = "creating";
-  r.create_time = ctx_.Now();
-  r.resource_id = "db-" + RandomAlnumUpper(26);
-  r.data_path = (ctx_.config.data_dir / "instances" / r.resource_id).string();
+  ctx_.StartInstanceRecord(r);
   return r;
 }
 
