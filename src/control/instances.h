@@ -41,8 +41,6 @@ class Instances {
  private:
   void FinishDeleteWithFinalSnapshot(const catalog::InstanceRecord& r,
                                      const catalog::SnapshotRecord& snap);
-  // The record of a new instance, validated; not yet stored.
-  Result<catalog::InstanceRecord> NewInstanceRecord(const CreateInstanceRequest& req);
   // Restarts the server of an instance whose engine says it is not running.
   void Supervise(const catalog::InstanceRecord& r);
 
