@@ -21,12 +21,12 @@ namespace {
 constexpr auto kSchedulerInterval = std::chrono::seconds(1);
 constexpr const char* kPitrPrefix = "pitr|";
 
-bool Matches(const std::vector<std::string>& any_of, const std::string& v) {
+bool Matches(const std::vector<std::string>& any_of, std::string_view v) {
   return any_of.empty() || std::find(any_of.begin(), any_of.end(), v) != any_of.end();
 }
 
 bool IsBase(const catalog::SnapshotRecord& s, const std::string& resource_id) {
-  return s.instance_resource_id == resource_id && s.status == "available" && s.log_seq_after >= 0;
+  return s.instance_resource_id == resource_id && s.status == SnapshotStatus::kAvailable && s.log_seq_after >= 0;
 }
 
 TimePoint LastBreak(const catalog::AutomatedBackupRecord& ab) {
@@ -106,7 +106,7 @@ Status ControlPlane::Impl::EnsureCapture(const catalog::InstanceRecord& r) {
   catalog::AutomatedBackupRecord rec = ab.ok() ? *ab : catalog::AutomatedBackupRecord{};
   rec.resource_id = r.resource_id;
   rec.instance_id = r.id;
-  rec.status = "active";
+  rec.status = AutomatedBackupStatus::kActive;
   rec.retention_days = r.backup_retention_days;
   rec.backup_window = r.backup_window;
   rec.engine = r.engine;
@@ -162,14 +162,14 @@ void ControlPlane::Impl::StopCapture(const std::string& resource_id) {
 Status ControlPlane::Impl::DeleteAutomatedBackups(const std::string& resource_id) {
   StopCapture(resource_id);
   for (auto s : catalog->ListSnapshots()) {
-    if (s.instance_resource_id == resource_id && s.snapshot_type != "automated" && s.log_seq_after >= 0) {
+    if (s.instance_resource_id == resource_id && s.snapshot_type != SnapshotType::kAutomated && s.log_seq_after >= 0) {
       // A manual snapshot stays, but its place in this change log goes with
       // the log: a new log after automated backups come back numbers afresh.
       s.log_seq_before = s.log_seq_after = -1;
       RETURN_IF_ERROR(catalog->UpdateSnapshot(s));
       continue;
     }
-    if (s.instance_resource_id != resource_id || s.snapshot_type != "automated") continue;
+    if (s.instance_resource_id != resource_id || s.snapshot_type != SnapshotType::kAutomated) continue;
     Status st = backups->DeleteSnapshot(s.repo_snapshot_id);
     if (!st.ok() && !st.Is(errors::kObjectNotFound)) return st;
     RETURN_IF_ERROR(catalog->InTransaction([&]() -> Status {
@@ -200,29 +200,30 @@ std::optional<ControlPlane::Impl::RestoreWindow> ControlPlane::Impl::WindowOf(
 }
 
 Result<std::pair<catalog::InstanceRecord, catalog::SnapshotRecord>> ControlPlane::Impl::BeginAutomatedSnapshot(
-    const catalog::InstanceRecord& inst_in, std::string_view from_status) {
+    const catalog::InstanceRecord& inst_in, InstanceStatus from_status) {
   catalog::InstanceRecord inst;
   catalog::SnapshotRecord snap;
   RETURN_IF_ERROR(catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(inst, catalog->GetInstance(inst_in.id));
     if (inst.status != from_status || inst.resource_id != inst_in.resource_id) {
-      return Status(errors::kInvalidDBInstanceState, fmt::format("{} is {}, not {}", inst.id, inst.status, from_status));
+      return Status(errors::kInvalidDBInstanceState,
+                    fmt::format("{} is {}, not {}", inst.id, ToString(inst.status), ToString(from_status)));
     }
     std::string id = FormatAutomatedId(inst.id, Now());
     for (int n = 2; catalog->GetSnapshot(id).ok(); ++n) id = FormatAutomatedId(inst.id, Now()) + "-" + std::to_string(n);
-    snap = NewSnapshotRecord(inst, id, "automated");
+    snap = NewSnapshotRecord(inst, id, SnapshotType::kAutomated);
     RETURN_IF_ERROR(catalog->InsertSnapshot(snap));
     if (inst.copy_tags_to_snapshot) {
       RETURN_IF_ERROR(catalog->SetTags(SnapshotArn(snap.id), catalog->ListTags(InstanceArn(inst.id))));
     }
-    inst.status = "backing-up";
+    inst.status = InstanceStatus::kBackingUp;
     return catalog->UpdateInstance(inst);
   }));
   return std::make_pair(inst, snap);
 }
 
 void ControlPlane::Impl::StartAutomatedSnapshot(const catalog::InstanceRecord& inst_in) {
-  auto begun = BeginAutomatedSnapshot(inst_in, "available");
+  auto begun = BeginAutomatedSnapshot(inst_in, InstanceStatus::kAvailable);
   if (!begun.ok()) return;  // no longer available: the next pass looks again
   workers->Submit([this, begun = *begun] { (void)RunSnapshot(begun.first, begun.second); });
 }
@@ -238,7 +239,7 @@ void ControlPlane::Impl::TakeFirstBackup(const catalog::InstanceRecord& r) {
   if (st.ok()) return;
   log::Warn("first automated backup not taken; the scheduler tries again",
             {{"instance", r.id}, {"error", st.ToString()}});
-  if (Status set = SetStatus(r.id, "available"); !set.ok()) {
+  if (Status set = SetStatus(r.id, InstanceStatus::kAvailable); !set.ok()) {
     log::Error("instance status update failed", {{"instance", r.id}, {"error", set.ToString()}});
   }
 }
@@ -248,10 +249,10 @@ void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab
   // retention waits for it.
   for (const auto& inst : catalog->ListInstances()) {
     auto p = DecodePitrSource(inst.restore_source);
-    if (inst.status == "creating" && p && p->resource_id == ab.resource_id) return;
+    if (inst.status == InstanceStatus::kCreating && p && p->resource_id == ab.resource_id) return;
   }
   TimePoint cutoff = Now() - std::chrono::hours(24) * ab.retention_days;
-  if (ab.status == "retained" && ab.restorable_until < cutoff) {
+  if (ab.status == AutomatedBackupStatus::kRetained && ab.restorable_until < cutoff) {
     log::Info("retained automated backups expired", {{"resource", ab.resource_id}});
     Status st = DeleteAutomatedBackups(ab.resource_id);
     if (!st.ok()) log::Warn("expiring retained backups failed", {{"error", st.ToString()}});
@@ -262,12 +263,15 @@ void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab
   auto snaps = catalog->ListSnapshots();
   std::optional<catalog::SnapshotRecord> keep;
   for (const auto& s : snaps) {
-    if (s.snapshot_type != "automated" || !IsBase(s, ab.resource_id) || s.log_time_after > cutoff) continue;
+    if (s.snapshot_type != SnapshotType::kAutomated || !IsBase(s, ab.resource_id) || s.log_time_after > cutoff) continue;
     if (!keep || s.log_time_after > keep->log_time_after) keep = s;
   }
   bool deleted = false;
   for (const auto& s : snaps) {
-    if (s.instance_resource_id != ab.resource_id || s.snapshot_type != "automated" || s.status != "available") continue;
+    if (s.instance_resource_id != ab.resource_id || s.snapshot_type != SnapshotType::kAutomated ||
+        s.status != SnapshotStatus::kAvailable) {
+      continue;
+    }
     bool expired = keep ? s.log_time_after < keep->log_time_after : false;
     // Automated snapshots taken without capture serve no window: plain age.
     if (s.log_seq_after < 0) expired = s.create_time < cutoff;
@@ -343,7 +347,7 @@ void ControlPlane::Impl::Tick() {
   for (auto r : catalog->ListInstances()) {
     Supervise(r);
     // A 0 <-> non-zero retention change waits for the maintenance window.
-    if (r.pending_backup_retention_days && r.status == "available") {
+    if (r.pending_backup_retention_days && r.status == InstanceStatus::kAvailable) {
       auto mw = ParseWeeklyWindow("PreferredMaintenanceWindow", r.maintenance_window);
       if (mw.ok() && InWindow(*mw, now)) {
         int days = *r.pending_backup_retention_days;
@@ -357,7 +361,10 @@ void ControlPlane::Impl::Tick() {
         OnRetentionChanged(r);
       }
     }
-    if (r.backup_retention_days <= 0 || (r.status != "available" && r.status != "backing-up")) continue;
+    if (r.backup_retention_days <= 0 ||
+        (r.status != InstanceStatus::kAvailable && r.status != InstanceStatus::kBackingUp)) {
+      continue;
+    }
     if (Status st = EnsureCapture(r); !st.ok()) {
       log::Warn("cannot start change-log capture", {{"instance", r.id}, {"error", st.ToString()}});
       continue;
@@ -369,7 +376,7 @@ void ControlPlane::Impl::Tick() {
     if (auto capture = CaptureOf(r.resource_id)) {
       if (auto before = capture->TakeCompaction()) ScheduleLogCompaction(r.resource_id, *before);
     }
-    if (r.status != "available") continue;
+    if (r.status != InstanceStatus::kAvailable) continue;
     auto ab = catalog->GetAutomatedBackup(r.resource_id);
     if (!ab.ok()) continue;
     // A base is needed now if there is none since the last break in the log;
@@ -379,9 +386,11 @@ void ControlPlane::Impl::Tick() {
     TimePoint newest_automated{};
     for (const auto& s : snaps) {
       if (s.instance_resource_id != r.resource_id) continue;
-      creating = creating || (s.status == "creating");
+      creating = creating || (s.status == SnapshotStatus::kCreating);
       if (IsBase(s, r.resource_id) && s.log_time_after >= last_break) have_base = true;
-      if (s.snapshot_type == "automated" && s.status != "failed") newest_automated = std::max(newest_automated, s.create_time);
+      if (s.snapshot_type == SnapshotType::kAutomated && s.status != SnapshotStatus::kFailed) {
+        newest_automated = std::max(newest_automated, s.create_time);
+      }
     }
     if (creating) continue;
     bool due = !have_base;
@@ -527,7 +536,7 @@ IncrementalBase ControlPlane::Impl::IncrementalBaseFor(const catalog::InstanceRe
   if (snap.log_seq_before < 0 || snap.log_seq_after < snap.log_seq_before) return full("no change-log position");
   std::optional<catalog::SnapshotRecord> parent;
   for (const auto& s : catalog->ListSnapshots()) {
-    if (s.id == snap.id || s.instance_resource_id != inst.resource_id || s.status != "available" ||
+    if (s.id == snap.id || s.instance_resource_id != inst.resource_id || s.status != SnapshotStatus::kAvailable ||
         s.engine != inst.engine) {
       continue;
     }
@@ -727,10 +736,10 @@ Result<std::vector<AutomatedBackup>> ControlPlane::DescribeAutomatedBackups(cons
     if (auto w = impl_->WindowOf(ab)) {
       b.earliest = w->earliest;
       b.latest = w->latest;
-    } else if (ab.status == "active") {
-      b.record.status = "creating";  // as RDS: waiting for the first backup
+    } else if (ab.status == AutomatedBackupStatus::kActive) {
+      b.record.status = AutomatedBackupStatus::kCreating;  // as RDS: waiting for the first backup
     }
-    if (!Matches(q.statuses, b.record.status) || !Matches(q.instance_ids, ab.instance_id) ||
+    if (!Matches(q.statuses, ToString(b.record.status)) || !Matches(q.instance_ids, ab.instance_id) ||
         !Matches(q.resource_ids, ab.resource_id)) {
       continue;
     }
@@ -748,14 +757,14 @@ Result<AutomatedBackup> ControlPlane::DeleteAutomatedBackup(const std::string& i
   ASSIGN_OR_RETURN(auto found, DescribeAutomatedBackups(q));
   impl_->MakeRoom("DeleteDBInstanceAutomatedBackup");
   AutomatedBackup b = found.front();
-  if (b.record.status != "retained") {
+  if (b.record.status != AutomatedBackupStatus::kRetained) {
     return Status(errors::kInvalidDBInstanceAutomatedBackupState,
                   fmt::format("The automated backups of {} belong to an instance that exists; they are deleted "
                               "by setting its BackupRetentionPeriod to 0 or by deleting it.",
                               b.record.instance_id));
   }
   RETURN_IF_ERROR(impl_->DeleteAutomatedBackups(b.record.resource_id));
-  b.record.status = "deleting";
+  b.record.status = AutomatedBackupStatus::kDeleting;
   return b;
 }
 

@@ -48,20 +48,21 @@ std::string ControlPlane::InstanceArn(const std::string& id) const { return impl
 Status ControlPlane::Recover() {
   impl_->RecoverSnapshots();
   for (const auto& r : impl_->catalog->ListInstances()) {
-    if (r.status == "creating" && !r.restore_source.empty() && impl_->config.disk && impl_->config.disk->Low()) {
+    if (r.status == InstanceStatus::kCreating && !r.restore_source.empty() && impl_->config.disk &&
+        impl_->config.disk->Low()) {
       log::Warn("restore waits for disk space", {{"instance", r.id}});
       std::lock_guard lock(impl_->deferred_mu);
       impl_->deferred_restores.push_back(r);
-    } else if (r.status == "creating" && !r.restore_source.empty()) {
+    } else if (r.status == InstanceStatus::kCreating && !r.restore_source.empty()) {
       log::Info("resuming restore", {{"instance", r.id}});
       impl_->workers->Submit([this, r] { impl_->FinishRestore(r); });
-    } else if (r.status == "creating") {
+    } else if (r.status == InstanceStatus::kCreating) {
       log::Info("resuming instance create", {{"instance", r.id}});
       impl_->workers->Submit([this, r] { impl_->FinishCreate(r); });
-    } else if (r.status == "deleting") {
+    } else if (r.status == InstanceStatus::kDeleting) {
       log::Info("resuming instance delete", {{"instance", r.id}});
       impl_->workers->Submit([this, r] { impl_->FinishDelete(r); });
-    } else if (r.status == "failed") {
+    } else if (r.status == InstanceStatus::kFailed) {
       continue;
     } else {
       // available, modifying, backing-up: whatever was under way is over.
@@ -69,8 +70,9 @@ Status ControlPlane::Recover() {
       Status st = e ? e->Start(SpecOf(r)) : Status(errors::kInternalFailure, "unknown engine");
       // Written only when it changes: a start on a full disk writes nothing
       // it need not.
-      if (st.ok() && r.status == "available" && r.status_reason.empty()) continue;
-      RETURN_IF_ERROR(impl_->SetStatus(r.id, st.ok() ? "available" : "failed", st.message()));
+      if (st.ok() && r.status == InstanceStatus::kAvailable && r.status_reason.empty()) continue;
+      RETURN_IF_ERROR(
+          impl_->SetStatus(r.id, st.ok() ? InstanceStatus::kAvailable : InstanceStatus::kFailed, st.message()));
     }
   }
   return Status::Ok();
@@ -83,7 +85,7 @@ void ControlPlane::Shutdown() {
   // Engine servers (postgres) stop cleanly with stratad and start again with it (Recover).
   for (const auto& r : impl_->catalog->ListInstances()) {
     engine::Engine* e = engine::FindEngine(r.engine);
-    if (!e || !e->UsesPort() || r.status == "deleting") continue;
+    if (!e || !e->UsesPort() || r.status == InstanceStatus::kDeleting) continue;
     if (Status st = e->Stop(SpecOf(r)); !st.ok()) {
       log::Warn("stopping the server failed", {{"instance", r.id}, {"error", st.ToString()}});
     }
@@ -181,7 +183,7 @@ Result<Instance> ControlPlane::CreateInstance(const CreateInstanceRequest& req) 
   for (const auto& t : req.tags) RETURN_IF_ERROR(ValidateTag(t.key, t.value));
   r.deletion_protection = req.deletion_protection.value_or(false);
   r.copy_tags_to_snapshot = req.copy_tags_to_snapshot.value_or(false);
-  r.status = "creating";
+  r.status = InstanceStatus::kCreating;
   r.create_time = impl_->Now();
   r.resource_id = "db-" + RandomAlnumUpper(26);
   r.data_path = (impl_->config.data_dir / "instances" / r.resource_id).string();
@@ -213,9 +215,9 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
   std::optional<std::string> renamed_from;
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto r, impl_->catalog->GetInstance(ToLower(req.id)));
-    if (r.status != "available" && r.status != "backing-up") {
+    if (r.status != InstanceStatus::kAvailable && r.status != InstanceStatus::kBackingUp) {
       return Status(errors::kInvalidDBInstanceState,
-                    fmt::format("Database instance is not in available state (status {}).", r.status));
+                    fmt::format("Database instance is not in available state (status {}).", ToString(r.status)));
     }
     if (req.backup_retention_days) {
       int days = *req.backup_retention_days;
@@ -275,10 +277,10 @@ Result<Instance> ControlPlane::ModifyInstance(const ModifyInstanceRequest& req) 
             "Strata renames an instance only with ApplyImmediately; it does not defer a rename to the "
             "maintenance window.");
       }
-      if (r.status != "available") {
+      if (r.status != InstanceStatus::kAvailable) {
         return Status(errors::kInvalidDBInstanceState,
                       fmt::format("Database instance {} can be renamed only while available (it is {}).", r.id,
-                                  r.status));
+                                  ToString(r.status)));
       }
       std::string new_id = ToLower(*req.new_id);
       RETURN_IF_ERROR(impl_->catalog->RenameInstance(r.id, new_id, impl_->InstanceArn(r.id),
@@ -322,16 +324,16 @@ Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) 
       return InvalidCombination(
           "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.");
     }
-    if (r.status == "deleting") {
+    if (r.status == InstanceStatus::kDeleting) {
       return Status(errors::kInvalidDBInstanceState,
                     fmt::format("Instance {} is already being deleted.", r.id));
     }
     if (!req.skip_final_snapshot) {
       RETURN_IF_ERROR(ValidateIdentifier("FinalDBSnapshotIdentifier", *req.final_snapshot_id, 255));
-      if (r.status != "available") {
+      if (r.status != InstanceStatus::kAvailable) {
         return Status(errors::kInvalidDBInstanceState,
                       fmt::format("Instance {} is {}; a final snapshot needs it available.", r.id,
-                                  r.status));
+                                  ToString(r.status)));
       }
       if (impl_->CountManualSnapshots() >= impl_->config.manual_snapshot_quota) {
         return Status(errors::kSnapshotQuotaExceeded,
@@ -339,18 +341,18 @@ Result<Instance> ControlPlane::DeleteInstance(const DeleteInstanceRequest& req) 
       }
       RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kSnapshotQuotaExceeded,
                                              "a final snapshot (SkipFinalSnapshot deletes without one)"));
-      final_snapshot = impl_->NewSnapshotRecord(r, ToLower(*req.final_snapshot_id), "manual");
+      final_snapshot = impl_->NewSnapshotRecord(r, ToLower(*req.final_snapshot_id), SnapshotType::kManual);
       RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(*final_snapshot));
       if (r.copy_tags_to_snapshot) {
         RETURN_IF_ERROR(impl_->catalog->SetTags(impl_->SnapshotArn(final_snapshot->id),
                                                 impl_->catalog->ListTags(impl_->InstanceArn(r.id))));
       }
     }
-    r.status = "deleting";
+    r.status = InstanceStatus::kDeleting;
     RETURN_IF_ERROR(impl_->catalog->UpdateInstance(r));
     if (auto ab = impl_->catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
       // Kept as retained, or deleted with the instance (RDS's default).
-      ab->status = req.delete_automated_backups ? "deleting" : "retained";
+      ab->status = req.delete_automated_backups ? AutomatedBackupStatus::kDeleting : AutomatedBackupStatus::kRetained;
       RETURN_IF_ERROR(impl_->catalog->PutAutomatedBackup(*ab));
     }
     deleting = r;
@@ -374,11 +376,11 @@ Result<Instance> ControlPlane::RebootInstance(const std::string& id, bool force_
     if (force_failover) {
       return InvalidCombination(fmt::format("DB instance {} is not Multi-AZ: it cannot fail over.", r.id));
     }
-    if (r.status != "available") {
+    if (r.status != InstanceStatus::kAvailable) {
       return Status(errors::kInvalidDBInstanceState,
-                    fmt::format("DB instance {} is {}; only an available instance can be rebooted.", r.id, r.status));
+                    fmt::format("DB instance {} is {}; only an available instance can be rebooted.", r.id, ToString(r.status)));
     }
-    r.status = "rebooting";
+    r.status = InstanceStatus::kRebooting;
     RETURN_IF_ERROR(impl_->catalog->UpdateInstance(r));
     rebooting = r;
     return Status::Ok();
@@ -388,7 +390,7 @@ Result<Instance> ControlPlane::RebootInstance(const std::string& id, bool force_
     engine::Engine* e = engine::FindEngine(rebooting.engine);
     Status st = e ? e->Stop(SpecOf(rebooting)) : Status(errors::kInternalFailure, "unknown engine");
     if (st.ok()) st = e->Start(SpecOf(rebooting));
-    (void)impl_->SetStatus(rebooting.id, st.ok() ? "available" : "failed", st.message());
+    (void)impl_->SetStatus(rebooting.id, st.ok() ? InstanceStatus::kAvailable : InstanceStatus::kFailed, st.message());
     impl_->Event("db-instance", rebooting.id, impl_->InstanceArn(rebooting.id),
                  st.ok() ? "DB instance restarted" : "DB instance reboot failed: " + st.message(),
                  {st.ok() ? "availability" : "failure"});
@@ -571,7 +573,10 @@ Status ControlPlane::Impl::StartOnPickedPort(catalog::InstanceRecord& r, engine:
 }
 
 void ControlPlane::Impl::Supervise(const catalog::InstanceRecord& r) {
-  if (r.status != "available" && r.status != "backing-up" && r.status != "modifying") return;
+  if (r.status != InstanceStatus::kAvailable && r.status != InstanceStatus::kBackingUp &&
+      r.status != InstanceStatus::kModifying) {
+    return;
+  }
   engine::Engine* e = engine::FindEngine(r.engine);
   if (!e || e->CheckRunning(SpecOf(r)).ok()) return;
   log::Warn("server not running: restarting it", {{"instance", r.id}});

@@ -116,7 +116,7 @@ class ControlPlane::Impl {
     return out;
   }
 
-  Status SetStatus(const std::string& id, const std::string& status, const std::string& reason = "") {
+  Status SetStatus(const std::string& id, InstanceStatus status, const std::string& reason = "") {
     return catalog->InTransaction([&]() -> Status {
       ASSIGN_OR_RETURN(auto r, catalog->GetInstance(id));
       r.status = status;
@@ -132,14 +132,14 @@ class ControlPlane::Impl {
     if (st.ok()) st = StartOnPickedPort(r, *e);
     if (!st.ok()) {
       log::Error("instance create failed", {{"instance", r.id}, {"error", st.ToString()}});
-      (void)SetStatus(r.id, "failed", st.message());
+      (void)SetStatus(r.id, InstanceStatus::kFailed, st.message());
       Event("db-instance", r.id, InstanceArn(r.id), "DB instance creation failed: " + st.message(),
             {"failure"});
       return;
     }
     if (r.backup_retention_days > 0) {
       TakeFirstBackup(r);
-    } else if (Status s2 = SetStatus(r.id, "available"); !s2.ok()) {
+    } else if (Status s2 = SetStatus(r.id, InstanceStatus::kAvailable); !s2.ok()) {
       log::Error("instance status update failed", {{"instance", r.id}, {"error", s2.ToString()}});
       return;
     }
@@ -159,12 +159,12 @@ class ControlPlane::Impl {
     }
     if (!st.ok()) {
       log::Error("instance delete failed", {{"instance", r.id}, {"error", st.ToString()}});
-      (void)SetStatus(r.id, "failed", st.message());
+      (void)SetStatus(r.id, InstanceStatus::kFailed, st.message());
       return;
     }
     std::string arn = InstanceArn(r.id);
     if (auto ab = catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
-      if (ab->status == "retained") {
+      if (ab->status == AutomatedBackupStatus::kRetained) {
         Event("db-instance", r.id, arn, "Automated backups retained after the DB instance was deleted", {"backup"});
       } else if (Status d = DeleteAutomatedBackups(r.resource_id); !d.ok()) {
         log::Warn("deleting automated backups failed", {{"instance", r.id}, {"error", d.ToString()}});
@@ -190,9 +190,11 @@ class ControlPlane::Impl {
       return Status(errors::kDataNotFound,
                     fmt::format("Database instance {} not found.", arn->resource_id));
     }
-    if (r->status != "available" && r->status != "backing-up" && r->status != "modifying") {
+    if (r->status != InstanceStatus::kAvailable && r->status != InstanceStatus::kBackingUp &&
+        r->status != InstanceStatus::kModifying) {
       return Status(errors::kDataBadRequest,
-                    fmt::format("Database instance {} is not available (status {}).", r->id, r->status));
+                    fmt::format("Database instance {} is not available (status {}).", r->id,
+                                ToString(r->status)));
     }
     return r;
   }
@@ -365,7 +367,7 @@ class ControlPlane::Impl {
   // Records an automated snapshot of `r` as creating and the instance, which
   // must be in `from_status`, as backing-up, in one commit.
   Result<std::pair<catalog::InstanceRecord, catalog::SnapshotRecord>> BeginAutomatedSnapshot(
-      const catalog::InstanceRecord& r, std::string_view from_status);
+      const catalog::InstanceRecord& r, InstanceStatus from_status);
   // A new or restored instance (still `creating`) with backups on: its first
   // automated snapshot, with capture running and the restorable time
   // recorded, before it is reported available, as RDS does. Ends with the
@@ -400,7 +402,7 @@ class ControlPlane::Impl {
                                                    const RestoreFromSnapshotRequest& req);
   // A snapshot record in `creating` for instance `inst`, not yet stored.
   catalog::SnapshotRecord NewSnapshotRecord(const catalog::InstanceRecord& inst,
-                                            const std::string& id, const std::string& type);
+                                            const std::string& id, SnapshotType type);
 };
 
 

@@ -8,7 +8,7 @@
 namespace strata::control {
 namespace {
 
-bool Matches(const std::vector<std::string>& any_of, const std::string& v) {
+bool Matches(const std::vector<std::string>& any_of, std::string_view v) {
   return any_of.empty() || std::find(any_of.begin(), any_of.end(), v) != any_of.end();
 }
 
@@ -18,7 +18,7 @@ std::map<std::string, std::string> ManifestMetadata(const catalog::SnapshotRecor
           {"dbi_resource_id", s.instance_resource_id},
           {"engine", s.engine},
           {"engine_version", s.engine_version},
-          {"snapshot_type", s.snapshot_type},
+          {"snapshot_type", std::string(ToString(s.snapshot_type))},
           {"database_time", FormatIso8601(s.database_time)}};
 }
 
@@ -30,7 +30,7 @@ Snapshot ControlPlane::Impl::ToSnapshot(const catalog::SnapshotRecord& r) {
   s.arn = SnapshotArn(r.id);
   s.tags = catalog->ListTags(s.arn);
   s.encrypted = config.backups_encrypted;
-  if (r.status == "creating") {
+  if (r.status == SnapshotStatus::kCreating) {
     std::lock_guard lock(progress_mu);
     if (auto it = snapshot_progress.find(r.id); it != snapshot_progress.end()) s.record.percent_progress = it->second;
   }
@@ -39,19 +39,19 @@ Snapshot ControlPlane::Impl::ToSnapshot(const catalog::SnapshotRecord& r) {
 
 int ControlPlane::Impl::CountManualSnapshots() {
   int n = 0;
-  for (const auto& s : catalog->ListSnapshots()) n += s.snapshot_type == "manual";
+  for (const auto& s : catalog->ListSnapshots()) n += s.snapshot_type == SnapshotType::kManual;
   return n;
 }
 
 catalog::SnapshotRecord ControlPlane::Impl::NewSnapshotRecord(const catalog::InstanceRecord& inst,
                                                               const std::string& id,
-                                                              const std::string& type) {
+                                                              SnapshotType type) {
   catalog::SnapshotRecord s;
   s.id = id;
   s.instance_id = inst.id;
   s.instance_resource_id = inst.resource_id;
   s.snapshot_type = type;
-  s.status = "creating";
+  s.status = SnapshotStatus::kCreating;
   s.engine = inst.engine;
   s.engine_version = inst.engine_version;
   s.allocated_storage_gib = inst.allocated_storage_gib;
@@ -70,7 +70,7 @@ catalog::SnapshotRecord ControlPlane::Impl::NewSnapshotRecord(const catalog::Ins
 
 Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
                                        catalog::SnapshotRecord snap) {
-  std::string kind = snap.snapshot_type == "manual" ? "manual" : "automated";
+  const std::string kind(ToString(snap.snapshot_type));
   // One catalog commit (one fsync) for both events; the same at the end.
   (void)catalog->InTransaction([&]() -> Status {
     Event("db-instance", inst.id, InstanceArn(inst.id), "Backing up DB instance", {"backup"});
@@ -125,13 +125,13 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
   // Whatever happened, the instance is no longer backing up.
   auto instance_available = [&]() -> Status {
     auto cur = catalog->GetInstance(inst.id);
-    if (!cur.ok() || cur->status != "backing-up") return Status::Ok();
-    cur->status = "available";
+    if (!cur.ok() || cur->status != InstanceStatus::kBackingUp) return Status::Ok();
+    cur->status = InstanceStatus::kAvailable;
     return catalog->UpdateInstance(*cur);
   };
   if (!stored.ok()) {
     log::Error("snapshot failed", {{"snapshot", snap.id}, {"error", stored.status().ToString()}});
-    snap.status = "failed";
+    snap.status = SnapshotStatus::kFailed;
     snap.status_reason = stored.status().message();
     (void)catalog->InTransaction([&]() -> Status {
       (void)instance_available();
@@ -143,7 +143,7 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
     forget_progress();
     return stored.status();
   }
-  snap.status = "available";
+  snap.status = SnapshotStatus::kAvailable;
   snap.percent_progress = 100;
   snap.logical_bytes = stored->logical_bytes;
   snap.stored_bytes = stored->stored_bytes;
@@ -151,7 +151,7 @@ Status ControlPlane::Impl::RunSnapshot(const catalog::InstanceRecord& inst,
     (void)instance_available();
     RETURN_IF_ERROR(catalog->UpdateSnapshot(snap));
     Event("db-snapshot", snap.id, SnapshotArn(snap.id),
-          kind == "manual" ? "Manual snapshot created" : "Automated snapshot created", {"creation"});
+          snap.snapshot_type == SnapshotType::kManual ? "Manual snapshot created" : "Automated snapshot created", {"creation"});
     Event("db-instance", inst.id, InstanceArn(inst.id), "Finished DB Instance backup", {"backup"});
     return Status::Ok();
   });
@@ -189,7 +189,7 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   if (st.ok()) st = StartOnPickedPort(started, *eng);
   if (!st.ok()) {
     log::Error("restore failed", {{"instance", r.id}, {"error", st.ToString()}});
-    (void)SetStatus(r.id, "failed", st.message());
+    (void)SetStatus(r.id, InstanceStatus::kFailed, st.message());
     Event("db-instance", r.id, InstanceArn(r.id), "Restore failed: " + st.message(), {"failure"});
     return;
   }
@@ -197,7 +197,7 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   Status done = catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(restored, catalog->GetInstance(r.id));
     // With backups on, it stays creating until its first backup (TakeFirstBackup).
-    if (restored.backup_retention_days <= 0) restored.status = "available";
+    if (restored.backup_retention_days <= 0) restored.status = InstanceStatus::kAvailable;
     restored.restore_source.clear();
     return catalog->UpdateInstance(restored);
   });
@@ -220,7 +220,7 @@ void ControlPlane::Impl::FinishDeleteWithFinalSnapshot(const catalog::InstanceRe
   Status st = RunSnapshot(backing_up, snap);
   if (!st.ok()) {
     // RDS refuses to delete an instance whose final snapshot failed.
-    (void)SetStatus(r.id, "available");
+    (void)SetStatus(r.id, InstanceStatus::kAvailable);
     Event("db-instance", r.id, InstanceArn(r.id),
           "DB instance not deleted: the final snapshot failed: " + st.message(), {"failure"});
     return;
@@ -238,18 +238,18 @@ void ControlPlane::Impl::RecoverSnapshots() {
   std::set<std::string> known;
   for (auto s : catalog->ListSnapshots()) {
     known.insert(s.repo_snapshot_id);
-    if (s.status == "creating") {
+    if (s.status == SnapshotStatus::kCreating) {
       // Stored whole before the crash: the data is complete, only the catalog lagged.
       if (in_repo.count(s.repo_snapshot_id)) {
-        s.status = "available";
+        s.status = SnapshotStatus::kAvailable;
         s.percent_progress = 100;
       } else {
-        s.status = "failed";
+        s.status = SnapshotStatus::kFailed;
         s.status_reason = "stratad stopped while the snapshot was being created";
       }
       (void)catalog->UpdateSnapshot(s);
-      log::Info("recovered snapshot", {{"snapshot", s.id}, {"status", s.status}});
-    } else if (s.status == "deleting") {
+      log::Info("recovered snapshot", {{"snapshot", s.id}, {"status", std::string(ToString(s.status))}});
+    } else if (s.status == SnapshotStatus::kDeleting) {
       (void)backups->DeleteSnapshot(s.repo_snapshot_id);
       (void)catalog->InTransaction([&]() -> Status {
         RETURN_IF_ERROR(catalog->DeleteAllTags(SnapshotArn(s.id)));
@@ -267,8 +267,8 @@ void ControlPlane::Impl::RecoverSnapshots() {
   }
   // Instances left backing-up lost their snapshot job with the crash.
   for (auto inst : catalog->ListInstances()) {
-    if (inst.status == "backing-up") {
-      inst.status = "available";
+    if (inst.status == InstanceStatus::kBackingUp) {
+      inst.status = InstanceStatus::kAvailable;
       (void)catalog->UpdateInstance(inst);
     }
   }
@@ -286,11 +286,11 @@ Result<Snapshot> ControlPlane::CreateSnapshot(const CreateSnapshotRequest& req) 
   catalog::SnapshotRecord snap;
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(inst, impl_->catalog->GetInstance(ToLower(req.instance_id)));
-    if (inst.status != "available") {
+    if (inst.status != InstanceStatus::kAvailable) {
       return Status(errors::kInvalidDBInstanceState,
                     fmt::format("Cannot create a snapshot because the database instance {} is not "
                                 "currently in the available state (it is {}).",
-                                inst.id, inst.status));
+                                inst.id, ToString(inst.status)));
     }
     if (impl_->CountManualSnapshots() >= impl_->config.manual_snapshot_quota) {
       return Status(errors::kSnapshotQuotaExceeded,
@@ -299,14 +299,14 @@ Result<Snapshot> ControlPlane::CreateSnapshot(const CreateSnapshotRequest& req) 
     }
     // Refused before it is recorded: no snapshot half-written on a full disk.
     RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kSnapshotQuotaExceeded, "a snapshot"));
-    snap = impl_->NewSnapshotRecord(inst, ToLower(req.snapshot_id), "manual");
+    snap = impl_->NewSnapshotRecord(inst, ToLower(req.snapshot_id), SnapshotType::kManual);
     RETURN_IF_ERROR(impl_->catalog->InsertSnapshot(snap));
     std::vector<Tag> tags = req.tags;
     if (inst.copy_tags_to_snapshot && tags.empty()) {
       tags = impl_->catalog->ListTags(impl_->InstanceArn(inst.id));
     }
     RETURN_IF_ERROR(impl_->catalog->SetTags(impl_->SnapshotArn(snap.id), tags));
-    inst.status = "backing-up";
+    inst.status = InstanceStatus::kBackingUp;
     return impl_->catalog->UpdateInstance(inst);
   }));
   impl_->workers->Submit([this, inst, snap] { (void)impl_->RunSnapshot(inst, snap); });
@@ -330,7 +330,7 @@ Result<std::vector<Snapshot>> ControlPlane::DescribeSnapshots(const SnapshotQuer
     if (!Matches(q.instance_ids, r.instance_id) && !Matches(q.instance_ids, impl_->InstanceArn(r.instance_id)))
       continue;
     if (!Matches(q.resource_ids, r.instance_resource_id)) continue;
-    if (!Matches(q.snapshot_types, r.snapshot_type)) continue;
+    if (!Matches(q.snapshot_types, ToString(r.snapshot_type))) continue;
     if (!Matches(q.engines, r.engine)) continue;
     out.push_back(impl_->ToSnapshot(r));
   }
@@ -344,24 +344,24 @@ Result<Snapshot> ControlPlane::DeleteSnapshot(const std::string& id_in) {
   impl_->MakeRoom("DeleteDBSnapshot");
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(snap, impl_->catalog->GetSnapshot(id));
-    if (snap.snapshot_type != "manual") {
+    if (snap.snapshot_type != SnapshotType::kManual) {
       return Status(errors::kInvalidDBSnapshotState,
                     fmt::format("Automated snapshot {} cannot be deleted; it expires with the "
                                 "instance's backup retention period.",
                                 id));
     }
-    if (snap.status != "available" && snap.status != "failed") {
+    if (snap.status != SnapshotStatus::kAvailable && snap.status != SnapshotStatus::kFailed) {
       return Status(errors::kInvalidDBSnapshotState,
                     fmt::format("Snapshot {} is {}; only available or failed snapshots can be deleted.",
-                                id, snap.status));
+                                id, ToString(snap.status)));
     }
-    snap.status = "deleting";
+    snap.status = SnapshotStatus::kDeleting;
     return impl_->catalog->UpdateSnapshot(snap);
   }));
   // Forgetting a manifest is quick; the chunks go with the next garbage collection.
   Status gone = impl_->backups->DeleteSnapshot(snap.repo_snapshot_id);
   if (!gone.ok() && !gone.Is(errors::kObjectNotFound)) {
-    snap.status = "available";
+    snap.status = SnapshotStatus::kAvailable;
     (void)impl_->catalog->UpdateSnapshot(snap);
     return gone;
   }
@@ -372,7 +372,7 @@ Result<Snapshot> ControlPlane::DeleteSnapshot(const std::string& id_in) {
   }));
   impl_->Event("db-snapshot", id, impl_->SnapshotArn(id), "Deleted manual snapshot", {"deletion"});
   impl_->ScheduleGarbageCollection();
-  out.record.status = "deleted";
+  out.record.status = SnapshotStatus::kDeleted;
   return out;
 }
 
@@ -384,10 +384,10 @@ Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
   source_id = ToLower(source_id);
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto src, impl_->catalog->GetSnapshot(source_id));
-    if (src.status != "available") {
+    if (src.status != SnapshotStatus::kAvailable) {
       return Status(errors::kInvalidDBSnapshotState,
                     fmt::format("Snapshot {} is {}; only an available snapshot can be copied.",
-                                src.id, src.status));
+                                src.id, ToString(src.status)));
     }
     if (impl_->CountManualSnapshots() >= impl_->config.manual_snapshot_quota) {
       return Status(errors::kSnapshotQuotaExceeded,
@@ -397,7 +397,7 @@ Result<Snapshot> ControlPlane::CopySnapshot(const CopySnapshotRequest& req) {
     RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kSnapshotQuotaExceeded, "a snapshot copy"));
     copy = src;
     copy.id = ToLower(req.target_id);
-    copy.snapshot_type = "manual";  // a copy of an automated snapshot is manual
+    copy.snapshot_type = SnapshotType::kManual;  // a copy of an automated snapshot is manual
     copy.create_time = impl_->Now();
     copy.repo_snapshot_id = RandomUuid();
     copy.source_snapshot_id = src.id;
@@ -451,7 +451,7 @@ Result<catalog::InstanceRecord> ControlPlane::Impl::RestoredInstance(const catal
   r.maintenance_window = DefaultMaintenanceWindow(r.backup_window);
   r.deletion_protection = req.deletion_protection.value_or(false);
   r.copy_tags_to_snapshot = req.copy_tags_to_snapshot.value_or(false);
-  r.status = "creating";
+  r.status = InstanceStatus::kCreating;
   r.create_time = Now();
   r.resource_id = "db-" + RandomAlnumUpper(26);
   r.data_path = (config.data_dir / "instances" / r.resource_id).string();
@@ -465,10 +465,10 @@ Result<Instance> ControlPlane::RestoreFromSnapshot(const RestoreFromSnapshotRequ
   RETURN_IF_ERROR(impl_->catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto snap_id, impl_->IdFrom(req.snapshot_id, "snapshot"));
     ASSIGN_OR_RETURN(auto snap, impl_->catalog->GetSnapshot(ToLower(snap_id)));
-    if (snap.status != "available") {
+    if (snap.status != SnapshotStatus::kAvailable) {
       return Status(errors::kInvalidDBSnapshotState,
                     fmt::format("Snapshot {} is {}; only an available snapshot can be restored.",
-                                snap.id, snap.status));
+                                snap.id, ToString(snap.status)));
     }
     RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a restore"));
     ASSIGN_OR_RETURN(r, impl_->RestoredInstance(snap, req));
