@@ -38,15 +38,38 @@ TEST(RepoRestore, DirectWritesRestoreExactly) {
   fs::remove_all(dir);
 }
 
+// A repository in a new directory whose config says it is of an older
+// `format` (of 512-byte SHA-256 chunks), and its objects' store, to write
+// its objects into.
+std::pair<fs::path, std::unique_ptr<storage::ObjectStore>> OlderRepository(int format) {
+  fs::path dir = fs::temp_directory_path() / fmt::format("strata-repo-v{}-{}", format, RandomHex(6));
+  EXPECT_TRUE(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), RepoOptions{.chunk_size = 512}).ok());
+  auto store = std::move(storage::OpenPosixStore(dir)).value();
+  EXPECT_TRUE(store
+                  ->Put("config", fmt::format(R"({{"format_version": {}, "chunk_size": 512, "hash": "sha256"}})",
+                                              format))
+                  .ok());
+  return {dir, std::move(store)};
+}
+
+// Stores pack `pack_id` (page0, then page1) and its `index` (checksummed
+// here), and snapshot "old" of them: data.db, page1 then page0.
+void PutOlderSnapshot(storage::ObjectStore& store, const std::string& pack_id, std::string index,
+                      const std::string& page0, const std::string& page1) {
+  Hash sum = Sha256(index);
+  index.append(reinterpret_cast<const char*>(sum.data()), 32);
+  EXPECT_TRUE(store.Put("packs/" + pack_id, page0 + page1).ok());
+  EXPECT_TRUE(store.Put("index/" + pack_id, index).ok());
+  Manifest m{"old", 512, {}, {ManifestFile{"data.db", 1024, 0600, {Sha256(page1), Sha256(page0)}}}};
+  EXPECT_TRUE(store.Put("snapshots/old", EncodeManifest(m)).ok());
+}
+
 // A repository written before frames: format-1 index entries, each chunk
 // its own blob. It still restores and verifies.
 TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {
-  fs::path dir = fs::temp_directory_path() / ("strata-repo-v1-" + RandomHex(6));
+  auto [dir, store] = OlderRepository(1);
   RepoOptions opts{.chunk_size = 512};
-  ASSERT_TRUE(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), opts).ok());
   std::string page0(512, 'a'), page1 = MixedData(1, 512, 3);
-  auto store = std::move(storage::OpenPosixStore(dir)).value();
-  ASSERT_TRUE(store->Put("config", R"({"format_version": 1, "chunk_size": 512, "hash": "sha256"})").ok());
   std::string index = "SIDX0001";
   auto put_entry = [&](const Hash& h, uint64_t offset) {
     index.append(reinterpret_cast<const char*>(h.data()), 32);
@@ -57,12 +80,7 @@ TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {
   };
   put_entry(Sha256(page0), 0);
   put_entry(Sha256(page1), 512);
-  Hash sum = Sha256(index);
-  index.append(reinterpret_cast<const char*>(sum.data()), 32);
-  ASSERT_TRUE(store->Put("packs/0123456789abcdef0123456789abcdef", page0 + page1).ok());
-  ASSERT_TRUE(store->Put("index/0123456789abcdef0123456789abcdef", index).ok());
-  Manifest m{"old", 512, {}, {ManifestFile{"data.db", 1024, 0600, {Sha256(page1), Sha256(page0)}}}};
-  ASSERT_TRUE(store->Put("snapshots/old", EncodeManifest(m)).ok());
+  PutOlderSnapshot(*store, "0123456789abcdef0123456789abcdef", index, page0, page1);
 
   auto repo = std::move(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), opts)).value();
   ASSERT_TRUE(repo->RestoreSnapshot("old", (dir / "out").string()).ok());
@@ -86,12 +104,9 @@ TEST(RepoFormat, AFormatOneIndexOfSingleChunkBlobsStillRestores) {
 // SIDX0002: each entry repeats its frame's fields) still restores, and its
 // config is raised to 5 when the first compact index is written.
 TEST(RepoFormat, AFormatThreeIndexStillRestores) {
-  fs::path dir = fs::temp_directory_path() / ("strata-repo-v3-" + RandomHex(6));
+  auto [dir, store] = OlderRepository(3);
   RepoOptions opts{.chunk_size = 512};
-  ASSERT_TRUE(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), opts).ok());
   std::string page0(512, 'b'), page1 = MixedData(1, 512, 4);
-  auto store = std::move(storage::OpenPosixStore(dir)).value();
-  ASSERT_TRUE(store->Put("config", R"({"format_version": 3, "chunk_size": 512, "hash": "sha256"})").ok());
   std::string index = "SIDX0002";
   auto put_u32 = [&](uint32_t v) {
     for (int i = 0; i < 4; ++i) index.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -107,12 +122,7 @@ TEST(RepoFormat, AFormatThreeIndexStillRestores) {
     put_u32(1024);                                    // frame decoded size
     put_u32(512 * k);                                 // place in the frame
   }
-  Hash sum = Sha256(index);
-  index.append(reinterpret_cast<const char*>(sum.data()), 32);
-  ASSERT_TRUE(store->Put("packs/00000000000000000000000000000003", page0 + page1).ok());
-  ASSERT_TRUE(store->Put("index/00000000000000000000000000000003", index).ok());
-  Manifest m{"old", 512, {}, {ManifestFile{"data.db", 1024, 0600, {Sha256(page1), Sha256(page0)}}}};
-  ASSERT_TRUE(store->Put("snapshots/old", EncodeManifest(m)).ok());
+  PutOlderSnapshot(*store, "00000000000000000000000000000003", index, page0, page1);
 
   auto repo = std::move(Repository::Open(std::move(storage::OpenPosixStore(dir)).value(), opts)).value();
   ASSERT_TRUE(repo->RestoreSnapshot("old", (dir / "out").string()).ok());
