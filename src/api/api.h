@@ -8,6 +8,8 @@
 //                                     "rds" in --region; IAM joins later)
 //   POST /Execute, /BatchExecute,     RDS Data API ("rds-data")
 //        /BeginTransaction, /CommitTransaction, /RollbackTransaction
+//   GET/POST /strata/clock[/set|/advance]  the manual clock ("strata"), only
+//                                     with --clock manual (api/clock_endpoint.h)
 //
 // Transport: api/http_server.h (event-driven; handlers on a bounded worker
 // pool, overload answered with Throttling/ThrottlingException).
@@ -42,6 +44,9 @@ struct ServerConfig {
   std::string region = "us-east-1";  // the only region a request's signature may be scoped to
   const Clock* clock = nullptr;  // for SigV4 time checks; not owned
   sigv4::SecretLookup secrets;   // access key id -> secret key
+  // Set only by `stratad --clock manual` (tests): the clock the control plane
+  // runs on, moved through /strata/clock (api/clock_endpoint.h). Not owned.
+  ManualClock* manual_clock = nullptr;
 };
 
 class Server {

@@ -169,11 +169,12 @@ Status DescribeDBSnapshots(control::ControlPlane& cp, const QueryParams& p, XmlW
       x.Open("DBSnapshots").Close();
       return Status::Ok();
     }
-    if (*type != "manual" && *type != "automated") {
+    auto parsed = catalog::ParseSnapshotType(*type);
+    if (!parsed.ok()) {
       return Status(errors::kInvalidParameterValue,
                     fmt::format("Invalid value for parameter SnapshotType: {}", *type));
     }
-    q.snapshot_type = *type;
+    q.snapshot_type = *parsed;
   }
   for (const auto& f : filters) {
     if (f.name == "db-instance-id") q.instance_ids = f.values;

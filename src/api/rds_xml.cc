@@ -14,7 +14,7 @@ void WriteInstance(XmlWriter& x, const control::Instance& inst) {
   x.Text("DBInstanceIdentifier", r.id);
   x.Text("DBInstanceClass", r.instance_class);
   x.Text("Engine", r.engine);
-  x.Text("DBInstanceStatus", r.status);
+  x.Text("DBInstanceStatus", ToString(r.status));
   if (!r.master_username.empty()) x.Text("MasterUsername", r.master_username);
   if (!r.db_name.empty()) x.Text("DBName", r.db_name);
   if (!inst.endpoint.address.empty()) {
@@ -54,19 +54,19 @@ void WriteSnapshot(XmlWriter& x, const control::Snapshot& snap) {
   x.Text("DBSnapshotIdentifier", r.id);
   x.Text("DBInstanceIdentifier", r.instance_id);
   // RDS reports the creation time once the snapshot is complete.
-  if (r.status == "available" || r.status == "deleted") {
+  if (r.status == control::SnapshotStatus::kAvailable || r.status == control::SnapshotStatus::kDeleted) {
     x.Time("SnapshotCreateTime", r.create_time);
     x.Time("OriginalSnapshotCreateTime", r.original_create_time);
     x.Time("SnapshotDatabaseTime", r.database_time);
   }
   x.Text("Engine", r.engine);
   x.Int("AllocatedStorage", r.allocated_storage_gib);
-  x.Text("Status", r.status);
+  x.Text("Status", ToString(r.status));
   if (r.port) x.Int("Port", r.port);
   x.Time("InstanceCreateTime", r.instance_create_time);
   if (!r.master_username.empty()) x.Text("MasterUsername", r.master_username);
   x.Text("EngineVersion", r.engine_version);
-  x.Text("SnapshotType", r.snapshot_type);
+  x.Text("SnapshotType", ToString(r.snapshot_type));
   x.Int("PercentProgress", r.percent_progress);
   x.Text("StorageType", "local");
   x.Bool("Encrypted", snap.encrypted);
@@ -103,7 +103,7 @@ void WriteAutomatedBackup(XmlWriter& x, const control::AutomatedBackup& b, const
   if (b.latest) x.Time("LatestTime", *b.latest);
   x.Close();
   x.Int("AllocatedStorage", r.allocated_storage_gib);
-  x.Text("Status", r.status);
+  x.Text("Status", ToString(r.status));
   x.Int("Port", r.port);
   x.Time("InstanceCreateTime", r.instance_create_time);
   if (!r.master_username.empty()) x.Text("MasterUsername", r.master_username);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "api/api.h"
+#include "api/clock_endpoint.h"
 #include "api/http_server.h"
 #include "api/query_params.h"
 #include "api/rds_data.h"
@@ -76,6 +77,7 @@ class Server::Impl {
       : config(std::move(c)),
         rds(cp),
         data(cp),
+        clock(config.manual_clock, cp),
         http(
             TransportOptions(config),
             [this](const http::Request& req) {
@@ -96,6 +98,7 @@ class Server::Impl {
   ServerConfig config;
   RdsQueryApi rds;
   RdsDataApi data;
+  ClockEndpoint clock;  // answers only with --clock manual
   http::Server http;
 
   // The AWS error envelope of the protocol the path belongs to (XML unless it
@@ -140,21 +143,24 @@ class Server::Impl {
     std::string request_id = RandomUuid();
     auto start = std::chrono::steady_clock::now();
     sigv4::Request signed_req = ToSigV4(req);
-    bool is_data_api = data.Handles(req.path);
+    bool is_clock = clock.Handles(req.path);
+    bool is_data_api = is_clock || data.Handles(req.path);  // both speak JSON
     std::string action;
     Status st = Status::Ok();
     int status = 200;
 
     // The path says which service this request is for; the signature must
     // have been made for that service in this region.
-    std::string_view service = is_data_api ? "rds-data" : "rds";
+    std::string_view service = is_clock ? ClockEndpoint::kService : is_data_api ? "rds-data" : "rds";
     auto identity = sigv4::Verify(signed_req, config.secrets, config.clock->Now(),
                                   {.region = config.region, .service = service});
     if (!identity.ok()) st = identity.status();
 
     if (is_data_api) {
       action = req.path.substr(1);
-      JsonResponse r = st.ok() ? data.Handle(req.path, req.body) : JsonAuthError(st);
+      JsonResponse r = !st.ok()   ? JsonAuthError(st)
+                       : is_clock ? clock.Handle(req.method, req.path, req.body)
+                                  : data.Handle(req.path, req.body);
       status = r.status;
       SendJson(res, r, request_id);
     } else {

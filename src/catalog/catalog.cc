@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "catalog/migrations.h"
+#include "common/log.h"
 #include "common/sqlite.h"
 
 namespace strata::catalog {
@@ -21,6 +22,15 @@ class Catalog::Impl {
 
 namespace {
 
+// A state name in a row that this build does not know: the catalog is from a
+// newer Strata or damaged; the row is refused rather than guessed at.
+template <typename E>
+Result<E> StateFromRow(Result<E> parsed, std::string_view table, const std::string& id) {
+  if (parsed.ok()) return parsed;
+  return Status(errors::kInternalFailure,
+                fmt::format("catalog {} row {}: {}", table, id, parsed.status().message()));
+}
+
 constexpr const char* kInstanceColumns =
     "id, resource_id, engine, engine_version, status, instance_class, allocated_storage, db_name, "
     "master_username, port, create_time, backup_retention, backup_window, maintenance_window, "
@@ -32,7 +42,7 @@ void BindInstance(sqlite::Stmt& s, const InstanceRecord& r) {
       .Bind(2, r.resource_id)
       .Bind(3, r.engine)
       .Bind(4, r.engine_version)
-      .Bind(5, r.status)
+      .Bind(5, ToString(r.status))
       .Bind(6, r.instance_class)
       .Bind(7, r.allocated_storage_gib)
       .Bind(8, r.db_name)
@@ -51,13 +61,13 @@ void BindInstance(sqlite::Stmt& s, const InstanceRecord& r) {
       .Bind(21, r.restore_source);
 }
 
-InstanceRecord ReadInstance(const sqlite::Stmt& s) {
+Result<InstanceRecord> ReadInstance(const sqlite::Stmt& s) {
   InstanceRecord r;
   r.id = s.Text(0);
   r.resource_id = s.Text(1);
   r.engine = s.Text(2);
   r.engine_version = s.Text(3);
-  r.status = s.Text(4);
+  ASSIGN_OR_RETURN(r.status, StateFromRow(ParseInstanceStatus(s.Text(4)), "instances", r.id));
   r.instance_class = s.Text(5);
   r.allocated_storage_gib = static_cast<int>(s.Int(6));
   r.db_name = s.Text(7);
@@ -91,8 +101,8 @@ void BindSnapshot(sqlite::Stmt& s, const SnapshotRecord& r) {
   s.Bind(1, r.id)
       .Bind(2, r.instance_id)
       .Bind(3, r.instance_resource_id)
-      .Bind(4, r.snapshot_type)
-      .Bind(5, r.status)
+      .Bind(4, ToString(r.snapshot_type))
+      .Bind(5, ToString(r.status))
       .Bind(6, r.percent_progress)
       .Bind(7, r.engine)
       .Bind(8, r.engine_version)
@@ -118,13 +128,13 @@ void BindSnapshot(sqlite::Stmt& s, const SnapshotRecord& r) {
       .Bind(28, Micros(r.log_time_after));
 }
 
-SnapshotRecord ReadSnapshot(const sqlite::Stmt& s) {
+Result<SnapshotRecord> ReadSnapshot(const sqlite::Stmt& s) {
   SnapshotRecord r;
   r.id = s.Text(0);
   r.instance_id = s.Text(1);
   r.instance_resource_id = s.Text(2);
-  r.snapshot_type = s.Text(3);
-  r.status = s.Text(4);
+  ASSIGN_OR_RETURN(r.snapshot_type, StateFromRow(ParseSnapshotType(s.Text(3)), "snapshots", r.id));
+  ASSIGN_OR_RETURN(r.status, StateFromRow(ParseSnapshotStatus(s.Text(4)), "snapshots", r.id));
   r.percent_progress = static_cast<int>(s.Int(5));
   r.engine = s.Text(6);
   r.engine_version = s.Text(7);
@@ -149,6 +159,16 @@ SnapshotRecord ReadSnapshot(const sqlite::Stmt& s) {
   r.log_time_before = FromMicros(s.Int(26));
   r.log_time_after = FromMicros(s.Int(27));
   return r;
+}
+
+// Lists skip a row they cannot read, and say so in the log.
+template <typename T>
+void AppendReadable(std::vector<T>& out, Result<T> row) {
+  if (row.ok()) {
+    out.push_back(std::move(row).value());
+  } else {
+    log::Error("catalog row unreadable", {{"error", row.status().ToString()}});
+  }
 }
 
 std::string JoinCategories(const std::vector<std::string>& c) {
@@ -311,7 +331,12 @@ std::optional<InstanceRecord> Catalog::FindInstanceByResourceId(const std::strin
   s->Bind(1, resource_id);
   auto row = s->Step();
   if (!row.ok() || !*row) return std::nullopt;
-  return ReadInstance(*s);
+  auto r = ReadInstance(*s);
+  if (!r.ok()) {
+    log::Error("catalog row unreadable", {{"error", r.status().ToString()}});
+    return std::nullopt;
+  }
+  return std::move(r).value();
 }
 
 std::vector<InstanceRecord> Catalog::ListInstances() {
@@ -322,7 +347,7 @@ std::vector<InstanceRecord> Catalog::ListInstances() {
   for (;;) {
     auto row = s->Step();
     if (!row.ok() || !*row) break;
-    out.push_back(ReadInstance(*s));
+    AppendReadable(out, ReadInstance(*s));
   }
   return out;
 }
@@ -392,7 +417,7 @@ std::vector<SnapshotRecord> Catalog::ListSnapshots() {
   for (;;) {
     auto row = s->Step();
     if (!row.ok() || !*row) break;
-    out.push_back(ReadSnapshot(*s));
+    AppendReadable(out, ReadSnapshot(*s));
   }
   return out;
 }
@@ -543,11 +568,12 @@ nlohmann::json AutomatedBackupBody(const AutomatedBackupRecord& r) {
           {"gaps", gaps}};
 }
 
-AutomatedBackupRecord ReadAutomatedBackup(const sqlite::Stmt& s) {
+Result<AutomatedBackupRecord> ReadAutomatedBackup(const sqlite::Stmt& s) {
   AutomatedBackupRecord r;
   r.resource_id = s.Text(0);
   r.instance_id = s.Text(1);
-  r.status = s.Text(2);
+  ASSIGN_OR_RETURN(r.status,
+                   StateFromRow(ParseAutomatedBackupStatus(s.Text(2)), "automated_backups", r.resource_id));
   auto j = nlohmann::json::parse(s.Text(3), nullptr, false);
   if (j.is_discarded()) return r;
   r.retention_days = j.value("retention_days", 1);
@@ -576,7 +602,7 @@ Status Catalog::PutAutomatedBackup(const AutomatedBackupRecord& r) {
   std::lock_guard lock(impl_->mu);
   ASSIGN_OR_RETURN(auto s, impl_->db.Prepare("INSERT OR REPLACE INTO automated_backups "
                                              "(resource_id, instance_id, status, body) VALUES (?,?,?,?)"));
-  s.Bind(1, r.resource_id).Bind(2, r.instance_id).Bind(3, r.status).Bind(4, AutomatedBackupBody(r).dump());
+  s.Bind(1, r.resource_id).Bind(2, r.instance_id).Bind(3, ToString(r.status)).Bind(4, AutomatedBackupBody(r).dump());
   return s.Run();
 }
 
@@ -602,7 +628,7 @@ std::vector<AutomatedBackupRecord> Catalog::ListAutomatedBackups() {
   for (;;) {
     auto row = s->Step();
     if (!row.ok() || !*row) break;
-    out.push_back(ReadAutomatedBackup(*s));
+    AppendReadable(out, ReadAutomatedBackup(*s));
   }
   return out;
 }

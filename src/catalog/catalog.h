@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "catalog/states.h"
 #include "common/clock.h"
 #include "common/status.h"
 
@@ -30,7 +31,7 @@ struct InstanceRecord {
   std::string resource_id;  // DbiResourceId, "db-" + 26 upper-case alphanumerics; never reused
   std::string engine;       // "sqlite", "postgres"
   std::string engine_version;
-  std::string status;  // creating, available, modifying, backing-up, deleting, failed, ...
+  InstanceStatus status = InstanceStatus::kCreating;
   std::string instance_class;
   int allocated_storage_gib = 0;
   std::string db_name;
@@ -60,8 +61,8 @@ struct SnapshotRecord {
   std::string id;  // DBSnapshotIdentifier: lower-case; automated ones "rds:ID-YYYY-MM-DD-HH-MM"
   std::string instance_id;
   std::string instance_resource_id;  // DbiResourceId of the source instance
-  std::string snapshot_type;         // manual, automated
-  std::string status;                // creating, available, failed, deleting
+  SnapshotType snapshot_type = SnapshotType::kManual;
+  SnapshotStatus status = SnapshotStatus::kCreating;
   int percent_progress = 0;
   std::string engine;
   std::string engine_version;
@@ -107,7 +108,7 @@ struct LogGap {
 struct AutomatedBackupRecord {
   std::string resource_id;
   std::string instance_id;
-  std::string status;  // active, retained
+  AutomatedBackupStatus status = AutomatedBackupStatus::kActive;  // stored: active, retained
   int retention_days = 1;
   std::string backup_window;
   std::string engine;

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/ids.h"
+#include "common/sqlite.h"
 
 namespace strata::catalog {
 namespace {
@@ -27,7 +28,7 @@ class CatalogTest : public ::testing::Test {
     r.id = id;
     r.resource_id = "db-" + id;
     r.engine = "sqlite";
-    r.status = "available";
+    r.status = InstanceStatus::kAvailable;
     r.instance_class = "db.t3.micro";
     r.backup_window = "03:00-03:30";
     r.maintenance_window = "sun:05:00-sun:05:30";
@@ -53,6 +54,29 @@ TEST_F(CatalogTest, InstancesRoundTripAndSurviveReopen) {
   EXPECT_EQ(got->resource_id, "db-app");
   EXPECT_EQ(got->pending_backup_retention_days, 0);
   EXPECT_TRUE(catalog_->GetInstance("nope").status().Is(errors::kDBInstanceNotFound));
+}
+
+// States are stored under their wire names (no migration for them), and a
+// name this build does not know is an error for that row, not a crash.
+TEST_F(CatalogTest, StatesAreStoredAsTheirNamesAndUnknownOnesRefused) {
+  auto r = Sample("app");
+  r.status = InstanceStatus::kBackingUp;
+  ASSERT_TRUE(catalog_->InsertInstance(r).ok());
+  ASSERT_TRUE(catalog_->InsertInstance(Sample("other")).ok());
+  catalog_.reset();
+  {
+    auto db = sqlite::Db::Open((dir_ / "catalog.db").string()).value();
+    auto s = db.Prepare("SELECT status FROM instances WHERE id = 'app'").value();
+    ASSERT_TRUE(s.Step().value());
+    EXPECT_EQ(s.Text(0), "backing-up");
+    ASSERT_TRUE(db.Exec("UPDATE instances SET status = 'hibernating' WHERE id = 'app'").ok());
+  }
+  catalog_ = Catalog::Open(dir_ / "catalog.db").value();
+  EXPECT_TRUE(catalog_->GetInstance("app").status().Is(errors::kInternalFailure));
+  auto all = catalog_->ListInstances();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].id, "other");
+  EXPECT_EQ(all[0].status, InstanceStatus::kAvailable);
 }
 
 TEST_F(CatalogTest, TransactionRollsBackOnError) {

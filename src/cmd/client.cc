@@ -25,11 +25,6 @@ const char* Env(const char* name) {
   return (v && *v) ? v : nullptr;
 }
 
-// A generic code for failures that never reached the server.
-constexpr ErrorCode kClientError{"ClientError", 0};
-// The server answered with an error; the message carries its code and text.
-constexpr ErrorCode kServerError{"ServerError", 0};
-
 }  // namespace
 
 Result<Client> Client::Create(const ClientConfig& config) {
@@ -129,6 +124,22 @@ Result<pugi::xml_document> Client::Rds(const std::string& action,
 
 Result<nlohmann::json> Client::Data(const std::string& path, const nlohmann::json& body) {
   ASSIGN_OR_RETURN(auto res, Send("POST", path, body.dump(), "application/json", "rds-data"));
+  return JsonOf(res);
+}
+
+Result<nlohmann::json> Client::Strata(const std::string& method, const std::string& path,
+                                      const nlohmann::json& body) {
+  ASSIGN_OR_RETURN(auto res, Send(method, path, body.is_null() ? "" : body.dump(),
+                                  body.is_null() ? "" : "application/json", "strata"));
+  if (res.status != 200 && !nlohmann::json::accept(res.body)) {
+    // Not the endpoint's JSON: the path is unknown to this server.
+    return Status(kServerError, fmt::format("{} is not served here (HTTP {}): is stratad running with --clock manual?",
+                                            path, res.status));
+  }
+  return JsonOf(res);
+}
+
+Result<nlohmann::json> Client::JsonOf(const HttpResult& res) {
   auto j = nlohmann::json::parse(res.body, nullptr, false);
   if (j.is_discarded()) {
     return Status(kClientError, fmt::format("unreadable response (HTTP {})", res.status));

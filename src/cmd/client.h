@@ -29,6 +29,11 @@ struct HttpResult {
 
 class Client {
  public:
+  // A failure that never reached the server.
+  static constexpr ErrorCode kClientError{"ClientError", 0};
+  // The server answered with an error; the message carries its code and text.
+  static constexpr ErrorCode kServerError{"ServerError", 0};
+
   static Result<Client> Create(const ClientConfig& config);
 
   const std::string& endpoint() const { return endpoint_; }
@@ -39,11 +44,16 @@ class Client {
                                  const std::map<std::string, std::string>& params);
   // An RDS Data API call (path "/Execute", ...).
   Result<nlohmann::json> Data(const std::string& path, const nlohmann::json& body);
+  // Strata's own JSON endpoints (signed for the service "strata"): the manual
+  // clock. A null body sends none (GET).
+  Result<nlohmann::json> Strata(const std::string& method, const std::string& path, const nlohmann::json& body);
 
  private:
   Result<HttpResult> Send(const std::string& method, const std::string& path,
                           const std::string& body, const std::string& content_type,
                           const std::string& service);
+  // A JSON protocol's answer: the document, or its {"message"} as a Status.
+  static Result<nlohmann::json> JsonOf(const HttpResult& res);
   std::string endpoint_;
   std::string host_;
   std::string region_;

@@ -1,5 +1,6 @@
 // strata: the operator CLI. The aws CLI is the API client; this is for people
-// at a terminal: server status, an SQL shell into an instance, file paths.
+// at a terminal: server status, an SQL shell into an instance, file paths; and
+// for tests, the manual clock.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "cmd/client.h"
+#include "cmd/clock_command.h"
 #include "cmd/repo_key.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
@@ -369,6 +371,18 @@ int main(int argc, char** argv) {
       "stats", "Repository totals and each snapshot's logical, referenced and unique stored bytes");
   add_key_flags(stats);
 
+  auto* clock = app.add_subcommand("clock", "The manual clock of a stratad started with --clock manual (tests only)");
+  clock->require_subcommand(1);
+  cli::ClockArgs clock_args;
+  auto* clock_get = clock->add_subcommand("get", "Print the server's time");
+  auto* clock_set = clock->add_subcommand("set", "Move the clock forward to a time; runs a scheduler pass");
+  clock_set->add_option("time", clock_args.time, "ISO 8601 UTC, e.g. 2026-11-23T03:10:00Z")->required();
+  auto* clock_advance = clock->add_subcommand("advance", "Move the clock forward; runs a scheduler pass");
+  clock_advance->add_option("duration", clock_args.duration, "How far: 90s, 15m, 6h, 1d, 40d")->required();
+  clock_advance->add_option("--step", clock_args.step,
+                            "Move this far at a time (e.g. 1d), a scheduler pass each, waiting between steps for "
+                            "the automated snapshots each started");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*verify) return RepoVerify(cfg.data_dir, quick, repo_key);
@@ -381,5 +395,10 @@ int main(int argc, char** argv) {
   if (*snap_create) return SnapshotCreate(*client, snap_instance, snap_id, snap_wait);
   if (*snap_list) return SnapshotList(*client, snap_instance);
   if (*snap_restore) return SnapshotRestore(*client, snap_id, snap_instance, snap_wait);
+  if (*clock) {
+    clock_args.op = *clock_set ? cli::ClockArgs::kSet : *clock_advance ? cli::ClockArgs::kAdvance : cli::ClockArgs::kGet;
+    (void)clock_get;  // the default op
+    return cli::ClockCommand(*client, clock_args);
+  }
   return 2;
 }

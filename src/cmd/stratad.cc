@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include "api/api.h"
@@ -60,6 +62,8 @@ struct Options {
   int http_idle_timeout = 60;
   int disk_reserve_mib = 64;
   int disk_low_water_mib = 256;
+  std::string clock = "system";  // or "manual", for tests only
+  std::string clock_start;       // the manual clock's first time; empty: now
 };
 
 // The repository's byte store: the posix directory under the data dir, or an
@@ -79,6 +83,32 @@ Result<std::unique_ptr<storage::ObjectStore>> OpenRepoStore(const Options& opt, 
   ASSIGN_OR_RETURN(auto store, storage::OpenS3Store(cfg));
   RETURN_IF_ERROR(storage::SaveRepoLocation(data_dir, cfg));
   return store;
+}
+
+// The manual clock of `--clock manual`, or null for the system clock; a
+// usage error (exit 2) is said on stderr.
+std::optional<std::unique_ptr<ManualClock>> ManualClockOf(const Options& opt) {
+  if (opt.clock != "system" && opt.clock != "manual") {
+    std::fprintf(stderr, "stratad: --clock must be system or manual (manual is for tests only), got %s\n",
+                 opt.clock.c_str());
+    return std::nullopt;
+  }
+  if (opt.clock == "system") {
+    if (opt.clock_start.empty()) return std::unique_ptr<ManualClock>();
+    std::fprintf(stderr, "stratad: --clock-start needs --clock manual\n");
+    return std::nullopt;
+  }
+  TimePoint start = SystemClock().Now();
+  if (!opt.clock_start.empty()) {
+    auto parsed = ParseIso8601(opt.clock_start);
+    if (!parsed) {
+      std::fprintf(stderr, "stratad: --clock-start must be an ISO 8601 time with a zone, got %s\n",
+                   opt.clock_start.c_str());
+      return std::nullopt;
+    }
+    start = *parsed;
+  }
+  return std::make_unique<ManualClock>(start);
 }
 
 bool SplitHostPort(const std::string& listen, std::string& host, int& port) {
@@ -218,12 +248,20 @@ int main(int argc, char** argv) {
                  "backups pause and new snapshots, restores and instances are refused; deletes go on")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 24));
+  app.add_option("--clock", opt.clock,
+                 "system, or manual: FOR TESTS ONLY, time then moves only when told (strata clock set|advance, "
+                 "over the /strata/clock endpoint that exists only in this mode)")
+      ->capture_default_str();
+  app.add_option("--clock-start", opt.clock_start,
+                 "With --clock manual: its first time, ISO 8601 UTC (default: the real now)");
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {
     std::fprintf(stderr, "stratad: unknown --log-level %s\n", opt.log_level.c_str());
     return 2;
   }
+  auto manual_clock = ManualClockOf(opt);
+  if (!manual_clock) return 2;
   std::string host;
   int port = 0;
   if (!SplitHostPort(opt.listen, host, port)) {
@@ -302,7 +340,12 @@ int main(int argc, char** argv) {
   if (Status st = cli::RecordRepoKeyFile(data_dir, opt.repo_key_file, opt.repo_key_id); !st.ok()) return Fail(st);
   std::shared_ptr<repo::Repository> shared_repo = std::move(*repository);
 
-  SystemClock clock;
+  SystemClock system_clock;
+  if (*manual_clock) {
+    log::Warn("MANUAL CLOCK: time moves only when told; for tests only",
+              {{"now", FormatIso8601((*manual_clock)->Now())}, {"endpoint", "/strata/clock"}});
+  }
+  const Clock& clock = *manual_clock ? static_cast<const Clock&>(**manual_clock) : system_clock;
   control::Config cfg;
   cfg.data_dir = data_dir;
   cfg.backups_encrypted = !shared_repo->key_id().empty();
@@ -320,7 +363,8 @@ int main(int argc, char** argv) {
   api::ServerConfig scfg;
   scfg.host = host;
   scfg.port = port;
-  scfg.clock = &clock;
+  scfg.clock = &system_clock;  // SigV4 checks a signature against the signer's real time
+  scfg.manual_clock = manual_clock->get();
   scfg.region = opt.region;
   scfg.workers = opt.http_workers > 0 ? opt.http_workers : std::max(8, 4 * UsableCpus());
   scfg.queue_limit = static_cast<size_t>(opt.http_queue >= 0 ? opt.http_queue : 4 * scfg.workers);

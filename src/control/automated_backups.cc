@@ -27,7 +27,7 @@ std::string FormatAutomatedId(const std::string& instance_id, TimePoint t) {
 }  // namespace
 
 bool IsBase(const catalog::SnapshotRecord& s, const std::string& resource_id) {
-  return s.instance_resource_id == resource_id && s.status == "available" && s.log_seq_after >= 0;
+  return s.instance_resource_id == resource_id && s.status == SnapshotStatus::kAvailable && s.log_seq_after >= 0;
 }
 
 void AutomatedBackups::RegisterJobs(scheduler::Scheduler& scheduler) {
@@ -68,7 +68,7 @@ Status AutomatedBackups::EnsureCapture(const catalog::InstanceRecord& r) {
   catalog::AutomatedBackupRecord rec = ab.ok() ? *ab : catalog::AutomatedBackupRecord{};
   rec.resource_id = r.resource_id;
   rec.instance_id = r.id;
-  rec.status = "active";
+  rec.status = AutomatedBackupStatus::kActive;
   rec.retention_days = r.backup_retention_days;
   rec.backup_window = r.backup_window;
   rec.engine = r.engine;
@@ -134,14 +134,14 @@ void AutomatedBackups::StopAllCaptures() {
 Status AutomatedBackups::DeleteAutomatedBackups(const std::string& resource_id) {
   StopCapture(resource_id);
   for (auto s : ctx_.catalog->ListSnapshots()) {
-    if (s.instance_resource_id == resource_id && s.snapshot_type != "automated" && s.log_seq_after >= 0) {
+    if (s.instance_resource_id == resource_id && s.snapshot_type != SnapshotType::kAutomated && s.log_seq_after >= 0) {
       // A manual snapshot stays, but its place in this change log goes with
       // the log: a new log after automated backups come back numbers afresh.
       s.log_seq_before = s.log_seq_after = -1;
       RETURN_IF_ERROR(ctx_.catalog->UpdateSnapshot(s));
       continue;
     }
-    if (s.instance_resource_id != resource_id || s.snapshot_type != "automated") continue;
+    if (s.instance_resource_id != resource_id || s.snapshot_type != SnapshotType::kAutomated) continue;
     Status st = ctx_.backups->DeleteSnapshot(s.repo_snapshot_id);
     if (!st.ok() && !st.Is(errors::kObjectNotFound)) return st;
     RETURN_IF_ERROR(ctx_.catalog->InTransaction([&]() -> Status {
@@ -171,32 +171,32 @@ std::optional<AutomatedBackups::RestoreWindow> AutomatedBackups::WindowOf(const 
 }
 
 Result<std::pair<catalog::InstanceRecord, catalog::SnapshotRecord>> AutomatedBackups::BeginAutomatedSnapshot(
-    const catalog::InstanceRecord& inst_in, std::string_view from_status) {
+    const catalog::InstanceRecord& inst_in, InstanceStatus from_status) {
   catalog::InstanceRecord inst;
   catalog::SnapshotRecord snap;
   RETURN_IF_ERROR(ctx_.catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(inst, ctx_.catalog->GetInstance(inst_in.id));
     if (inst.status != from_status || inst.resource_id != inst_in.resource_id) {
       return Status(errors::kInvalidDBInstanceState,
-                    fmt::format("{} is {}, not {}", inst.id, inst.status, from_status));
+                    fmt::format("{} is {}, not {}", inst.id, ToString(inst.status), ToString(from_status)));
     }
     std::string id = FormatAutomatedId(inst.id, ctx_.Now());
     for (int n = 2; ctx_.catalog->GetSnapshot(id).ok(); ++n)
       id = FormatAutomatedId(inst.id, ctx_.Now()) + "-" + std::to_string(n);
-    snap = snapshots_.NewSnapshotRecord(inst, id, "automated");
+    snap = snapshots_.NewSnapshotRecord(inst, id, SnapshotType::kAutomated);
     RETURN_IF_ERROR(ctx_.catalog->InsertSnapshot(snap));
     if (inst.copy_tags_to_snapshot) {
       RETURN_IF_ERROR(
           ctx_.catalog->SetTags(ctx_.SnapshotArn(snap.id), ctx_.catalog->ListTags(ctx_.InstanceArn(inst.id))));
     }
-    inst.status = "backing-up";
+    inst.status = InstanceStatus::kBackingUp;
     return ctx_.catalog->UpdateInstance(inst);
   }));
   return std::make_pair(inst, snap);
 }
 
 void AutomatedBackups::StartAutomatedSnapshot(const catalog::InstanceRecord& inst_in) {
-  auto begun = BeginAutomatedSnapshot(inst_in, "available");
+  auto begun = BeginAutomatedSnapshot(inst_in, InstanceStatus::kAvailable);
   if (!begun.ok()) return;  // no longer available: the next pass looks again
   snapshots_.SubmitSnapshot(begun->first, begun->second);
 }
@@ -212,7 +212,7 @@ void AutomatedBackups::TakeFirstBackup(const catalog::InstanceRecord& r) {
   if (st.ok()) return;
   log::Warn("first automated backup not taken; the scheduler tries again",
             {{"instance", r.id}, {"error", st.ToString()}});
-  if (Status set = ctx_.SetStatus(r.id, "available"); !set.ok()) {
+  if (Status set = ctx_.SetStatus(r.id, InstanceStatus::kAvailable); !set.ok()) {
     log::Error("instance status update failed", {{"instance", r.id}, {"error", set.ToString()}});
   }
 }
@@ -222,10 +222,10 @@ void AutomatedBackups::ApplyRetention(const catalog::AutomatedBackupRecord& ab) 
   // retention waits for it.
   for (const auto& inst : ctx_.catalog->ListInstances()) {
     auto p = DecodePitrSource(inst.restore_source);
-    if (inst.status == "creating" && p && p->resource_id == ab.resource_id) return;
+    if (inst.status == InstanceStatus::kCreating && p && p->resource_id == ab.resource_id) return;
   }
   TimePoint cutoff = ctx_.Now() - std::chrono::hours(24) * ab.retention_days;
-  if (ab.status == "retained" && ab.restorable_until < cutoff) {
+  if (ab.status == AutomatedBackupStatus::kRetained && ab.restorable_until < cutoff) {
     log::Info("retained automated backups expired", {{"resource", ab.resource_id}});
     Status st = DeleteAutomatedBackups(ab.resource_id);
     if (!st.ok()) log::Warn("expiring retained backups failed", {{"error", st.ToString()}});
@@ -236,12 +236,12 @@ void AutomatedBackups::ApplyRetention(const catalog::AutomatedBackupRecord& ab) 
   auto snaps = ctx_.catalog->ListSnapshots();
   std::optional<catalog::SnapshotRecord> keep;
   for (const auto& s : snaps) {
-    if (s.snapshot_type != "automated" || !IsBase(s, ab.resource_id) || s.log_time_after > cutoff) continue;
+    if (s.snapshot_type != SnapshotType::kAutomated || !IsBase(s, ab.resource_id) || s.log_time_after > cutoff) continue;
     if (!keep || s.log_time_after > keep->log_time_after) keep = s;
   }
   bool deleted = false;
   for (const auto& s : snaps) {
-    if (s.instance_resource_id != ab.resource_id || s.snapshot_type != "automated" || s.status != "available") continue;
+    if (s.instance_resource_id != ab.resource_id || s.snapshot_type != SnapshotType::kAutomated || s.status != SnapshotStatus::kAvailable) continue;
     bool expired = keep ? s.log_time_after < keep->log_time_after : false;
     // Automated snapshots taken without capture serve no window: plain age.
     if (s.log_seq_after < 0) expired = s.create_time < cutoff;
@@ -301,7 +301,7 @@ void AutomatedBackups::OnRetentionChanged(const catalog::InstanceRecord& r) {
 
 void AutomatedBackups::ApplyPendingRetention(TimePoint now) {
   for (auto r : ctx_.catalog->ListInstances()) {
-    if (!r.pending_backup_retention_days || r.status != "available") continue;
+    if (!r.pending_backup_retention_days || r.status != InstanceStatus::kAvailable) continue;
     auto mw = ParseWeeklyWindow("PreferredMaintenanceWindow", r.maintenance_window);
     if (!mw.ok() || !InWindow(*mw, now)) continue;
     int days = *r.pending_backup_retention_days;
@@ -322,7 +322,7 @@ void AutomatedBackups::ApplyPendingRetention(TimePoint now) {
 
 void AutomatedBackups::RunCaptures() {
   for (const auto& r : ctx_.catalog->ListInstances()) {
-    if (r.backup_retention_days <= 0 || (r.status != "available" && r.status != "backing-up")) continue;
+    if (r.backup_retention_days <= 0 || (r.status != InstanceStatus::kAvailable && r.status != InstanceStatus::kBackingUp)) continue;
     if (Status st = EnsureCapture(r); !st.ok()) {
       log::Warn("cannot start change-log capture", {{"instance", r.id}, {"error", st.ToString()}});
       continue;
@@ -341,7 +341,7 @@ void AutomatedBackups::TakeDueAutomatedSnapshots(TimePoint now) {
   if (ctx_.disk_paused) return;
   auto snaps = ctx_.catalog->ListSnapshots();
   for (const auto& r : ctx_.catalog->ListInstances()) {
-    if (r.backup_retention_days <= 0 || r.status != "available" || !CaptureOf(r.resource_id)) continue;
+    if (r.backup_retention_days <= 0 || r.status != InstanceStatus::kAvailable || !CaptureOf(r.resource_id)) continue;
     auto ab = ctx_.catalog->GetAutomatedBackup(r.resource_id);
     if (!ab.ok()) continue;
     // A base is needed now if there is none since the last break in the log;
@@ -351,9 +351,9 @@ void AutomatedBackups::TakeDueAutomatedSnapshots(TimePoint now) {
     TimePoint newest_automated{};
     for (const auto& s : snaps) {
       if (s.instance_resource_id != r.resource_id) continue;
-      creating = creating || (s.status == "creating");
+      creating = creating || (s.status == SnapshotStatus::kCreating);
       if (IsBase(s, r.resource_id) && s.log_time_after >= last_break) have_base = true;
-      if (s.snapshot_type == "automated" && s.status != "failed")
+      if (s.snapshot_type == SnapshotType::kAutomated && s.status != SnapshotStatus::kFailed)
         newest_automated = std::max(newest_automated, s.create_time);
     }
     if (creating) continue;
@@ -407,10 +407,10 @@ Result<std::vector<AutomatedBackup>> AutomatedBackups::Describe(const AutomatedB
     if (auto w = WindowOf(ab)) {
       b.earliest = w->earliest;
       b.latest = w->latest;
-    } else if (ab.status == "active") {
-      b.record.status = "creating";  // as RDS: waiting for the first backup
+    } else if (ab.status == AutomatedBackupStatus::kActive) {
+      b.record.status = AutomatedBackupStatus::kCreating;  // as RDS: waiting for the first backup
     }
-    if (!Matches(q.statuses, b.record.status) || !Matches(q.instance_ids, ab.instance_id) ||
+    if (!Matches(q.statuses, ToString(b.record.status)) || !Matches(q.instance_ids, ab.instance_id) ||
         !Matches(q.resource_ids, ab.resource_id)) {
       continue;
     }
@@ -431,14 +431,14 @@ Result<AutomatedBackup> AutomatedBackups::Delete(const std::string& id_or_arn) {
   ASSIGN_OR_RETURN(auto found, Describe(q));
   ctx_.MakeRoom("DeleteDBInstanceAutomatedBackup");
   AutomatedBackup b = found.front();
-  if (b.record.status != "retained") {
+  if (b.record.status != AutomatedBackupStatus::kRetained) {
     return Status(errors::kInvalidDBInstanceAutomatedBackupState,
                   fmt::format("The automated backups of {} belong to an instance that exists; they are deleted "
                               "by setting its BackupRetentionPeriod to 0 or by deleting it.",
                               b.record.instance_id));
   }
   RETURN_IF_ERROR(DeleteAutomatedBackups(b.record.resource_id));
-  b.record.status = "deleting";
+  b.record.status = AutomatedBackupStatus::kDeleting;
   return b;
 }
 

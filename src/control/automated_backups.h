@@ -68,7 +68,7 @@ class AutomatedBackups {
   // Records an automated snapshot of `r` as creating and the instance, which
   // must be in `from_status`, as backing-up, in one commit.
   Result<std::pair<catalog::InstanceRecord, catalog::SnapshotRecord>> BeginAutomatedSnapshot(
-      const catalog::InstanceRecord& r, std::string_view from_status);
+      const catalog::InstanceRecord& r, InstanceStatus from_status);
   void StartAutomatedSnapshot(const catalog::InstanceRecord& r);
   void ApplyRetention(const catalog::AutomatedBackupRecord& ab);
   // The scheduler's jobs.

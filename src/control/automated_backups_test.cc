@@ -52,7 +52,7 @@ class AutomatedBackupsTest : public ::testing::Test {
     }
     return false;
   }
-  bool Status(const std::string& id, const std::string& want) {
+  bool Status(const std::string& id, InstanceStatus want) {
     return Eventually([&] {
       auto r = cp_->DescribeInstance(id);
       return r.ok() && r->record.status == want;
@@ -60,14 +60,14 @@ class AutomatedBackupsTest : public ::testing::Test {
   }
   std::vector<Snapshot> Automated() {
     SnapshotQuery q;
-    q.snapshot_type = "automated";
+    q.snapshot_type = SnapshotType::kAutomated;
     return cp_->DescribeSnapshots(q).value();
   }
   bool NoSnapshotCreating() {
     return Eventually([&] {
       auto all = cp_->DescribeSnapshots({});
       for (const auto& s : all.value())
-        if (s.record.status == "creating") return false;
+        if (s.record.status == SnapshotStatus::kCreating) return false;
       return true;
     });
   }
@@ -111,7 +111,7 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
   req.backup_window = "03:00-03:30";
   req.maintenance_window = "sun:05:00-sun:05:30";
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
   ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
                                     std::nullopt).ok());
   cp_->RunScheduler();
@@ -146,7 +146,7 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
   // Inside the window: exactly the days inserted by then.
   TimePoint target = inserted_at[36] + 1h;
   ASSERT_TRUE(RestoreTo("app-36", target).ok());
-  ASSERT_TRUE(Status("app-36", "available"));
+  ASSERT_TRUE(Status("app-36", InstanceStatus::kAvailable));
   std::vector<int64_t> want;
   for (int d = 1; d <= 36; ++d) want.push_back(d);
   EXPECT_EQ(Days("app-36"), want);
@@ -166,13 +166,13 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
   ASSERT_TRUE(Eventually([&] { return !cp_->DescribeInstance("app").ok(); }));
   AutomatedBackupQuery q;
   q.resource_id = rid;
-  ASSERT_EQ(cp_->DescribeAutomatedBackups(q).value().at(0).record.status, "retained");
+  ASSERT_EQ(cp_->DescribeAutomatedBackups(q).value().at(0).record.status, AutomatedBackupStatus::kRetained);
   PointInTimeRestoreRequest from_retained;
   from_retained.source_resource_id = rid;
   from_retained.use_latest_restorable_time = true;
   from_retained.target.instance_id = "revived";
   ASSERT_TRUE(cp_->RestoreToPointInTime(from_retained).ok());
-  ASSERT_TRUE(Status("revived", "available"));
+  ASSERT_TRUE(Status("revived", InstanceStatus::kAvailable));
   EXPECT_EQ(Days("revived").size(), 40u);
   Advance(8 * 24h);
   EXPECT_FALSE(cp_->DescribeAutomatedBackups(q).ok()) << "retained backups expire with their retention";
@@ -183,7 +183,7 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
 // merged once they are ten minutes old, and restores read the merged log.
 TEST_F(AutomatedBackupsTest, SmallLogSegmentsAreMergedAndRestoresReadThem) {
   ASSERT_TRUE(cp_->CreateInstance(SqliteInstance("app", 1)).ok());
-  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
   ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
                                     std::nullopt).ok());
   cp_->RunScheduler();
@@ -213,7 +213,7 @@ TEST_F(AutomatedBackupsTest, SmallLogSegmentsAreMergedAndRestoresReadThem) {
   ASSERT_TRUE(Eventually([&] { return log_segments() < 3; })) << log_segments() << " segments";
   TimePoint target = inserted_at[7];
   ASSERT_TRUE(RestoreTo("app-7", target).ok());
-  ASSERT_TRUE(Status("app-7", "available"));
+  ASSERT_TRUE(Status("app-7", InstanceStatus::kAvailable));
   EXPECT_EQ(Days("app-7"), (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7}));
 }
 
@@ -225,7 +225,7 @@ TEST_F(AutomatedBackupsTest, TurningBackupsOffAndOnForgetsOldSnapshotsPlaceInThe
   };
   auto req = SqliteInstance("app", 1);
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
   ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
                                     std::nullopt).ok());
   cp_->RunScheduler();
@@ -259,7 +259,7 @@ TEST_F(AutomatedBackupsTest, TurningBackupsOffAndOnForgetsOldSnapshotsPlaceInThe
   EXPECT_GT(*window.earliest, SnapshotNamed("before-off").record.create_time)
       << "the window starts with the new log, not at the old snapshot";
   ASSERT_TRUE(RestoreTo("latest", clock_.Now()).ok());
-  ASSERT_TRUE(Status("latest", "available"));
+  ASSERT_TRUE(Status("latest", InstanceStatus::kAvailable));
   EXPECT_EQ(Days("latest"), (std::vector<int64_t>{1, 2, 3, 4}));
 }
 
@@ -351,7 +351,7 @@ class IncrementalSnapshotTest : public AutomatedBackupsTest {
     q.snapshot_id = id;
     auto s = cp_->DescribeSnapshots(q);
     ASSERT_TRUE(s.ok());
-    ASSERT_EQ(s->at(0).record.status, "available") << s->at(0).record.status_reason;
+    ASSERT_EQ(s->at(0).record.status, SnapshotStatus::kAvailable) << s->at(0).record.status_reason;
     clock_.Advance(1min);
   }
   // Restores snapshot `id` into a new instance `target` and returns its contents.
@@ -360,7 +360,7 @@ class IncrementalSnapshotTest : public AutomatedBackupsTest {
     req.instance_id = target;
     req.snapshot_id = id;
     EXPECT_TRUE(cp_->RestoreFromSnapshot(req).ok());
-    EXPECT_TRUE(Status(req.instance_id, "available"));
+    EXPECT_TRUE(Status(req.instance_id, InstanceStatus::kAvailable));
     return Contents(cp_->InstanceEndpoint(req.instance_id).value().address);
   }
   RecordingStore* store_ = nullptr;
@@ -369,7 +369,7 @@ class IncrementalSnapshotTest : public AutomatedBackupsTest {
 TEST_F(IncrementalSnapshotTest, RandomPageUpdatesRestoreExactlyFromAnIncremental) {
   auto req = SqliteInstance("app", 7);
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
   cp_->RunScheduler();  // capture starts, and the first base with it
   ASSERT_TRUE(NoSnapshotCreating());
   std::string path = cp_->InstanceEndpoint("app").value().address;
@@ -427,13 +427,13 @@ TEST_F(IncrementalSnapshotTest, RandomPageUpdatesRestoreExactlyFromAnIncremental
   // Point-in-time restores from an incremental base work as from any other.
   auto pitr = RestoreTo("pitr", clock_.Now());
   ASSERT_TRUE(pitr.ok()) << pitr.status().ToString();
-  ASSERT_TRUE(Status("pitr", "available"));
+  ASSERT_TRUE(Status("pitr", InstanceStatus::kAvailable));
   EXPECT_EQ(Contents(cp_->InstanceEndpoint("pitr").value().address), at_s3);
 }
 
 TEST_F(IncrementalSnapshotTest, PercentProgressShowsWhileTheSnapshotRuns) {
   ASSERT_TRUE(cp_->CreateInstance(SqliteInstance("app", 0)).ok());
-  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
   std::mutex mu;
   std::condition_variable cv;
   bool released = false;
@@ -446,8 +446,8 @@ TEST_F(IncrementalSnapshotTest, PercentProgressShowsWhileTheSnapshotRuns) {
   SnapshotQuery q;
   q.snapshot_id = "s1";
   EXPECT_TRUE(Eventually([&] { return cp_->DescribeSnapshots(q).value().at(0).record.percent_progress == 37; }));
-  EXPECT_EQ(cp_->DescribeSnapshots(q).value().at(0).record.status, "creating");
-  EXPECT_EQ(cp_->DescribeInstance("app").value().record.status, "backing-up");
+  EXPECT_EQ(cp_->DescribeSnapshots(q).value().at(0).record.status, SnapshotStatus::kCreating);
+  EXPECT_EQ(cp_->DescribeInstance("app").value().record.status, InstanceStatus::kBackingUp);
   {
     std::lock_guard lock(mu);
     released = true;
@@ -455,15 +455,15 @@ TEST_F(IncrementalSnapshotTest, PercentProgressShowsWhileTheSnapshotRuns) {
   cv.notify_all();
   ASSERT_TRUE(NoSnapshotCreating());
   auto done = cp_->DescribeSnapshots(q).value().at(0).record;
-  EXPECT_EQ(done.status, "available") << done.status_reason;
+  EXPECT_EQ(done.status, SnapshotStatus::kAvailable) << done.status_reason;
   EXPECT_EQ(done.percent_progress, 100);
-  EXPECT_TRUE(Status("app", "available"));
+  EXPECT_TRUE(Status("app", InstanceStatus::kAvailable));
 }
 
 TEST_F(IncrementalSnapshotTest, ABreakInTheChangeLogMakesTheNextSnapshotFull) {
   auto req = SqliteInstance("app", 7);
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  ASSERT_TRUE(Status("app", "available"));
+  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
   cp_->RunScheduler();
   ASSERT_TRUE(NoSnapshotCreating());
   std::string path = cp_->InstanceEndpoint("app").value().address;
@@ -601,7 +601,7 @@ class ShippingTest : public ::testing::Test {
     catalog::AutomatedBackupRecord ab;
     ab.resource_id = "db-TEST";
     ab.instance_id = "test";
-    ab.status = "active";
+    ab.status = AutomatedBackupStatus::kActive;
     ASSERT_TRUE(catalog_->PutAutomatedBackup(ab).ok());
     store_ = std::make_unique<RecordingStore>(test_bed::OpenTestStore(dir_));
     store_->before_log_put = [this]() -> Status {

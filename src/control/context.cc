@@ -6,7 +6,7 @@
 
 namespace strata::control {
 
-bool Matches(const std::vector<std::string>& any_of, const std::string& v) {
+bool Matches(const std::vector<std::string>& any_of, std::string_view v) {
   return any_of.empty() || std::find(any_of.begin(), any_of.end(), v) != any_of.end();
 }
 
@@ -54,13 +54,13 @@ void Context::Event(const std::string& source_type, const std::string& id, const
 }
 
 void Context::StartInstanceRecord(catalog::InstanceRecord& r) const {
-  r.status = "creating";
+  r.status = InstanceStatus::kCreating;
   r.create_time = Now();
   r.resource_id = "db-" + RandomAlnumUpper(26);
   r.data_path = (config.data_dir / "instances" / r.resource_id).string();
 }
 
-Status Context::SetStatus(const std::string& id, const std::string& status,
+Status Context::SetStatus(const std::string& id, InstanceStatus status,
                           const std::string& reason) {
   return catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto r, catalog->GetInstance(id));
@@ -70,11 +70,11 @@ Status Context::SetStatus(const std::string& id, const std::string& status,
   });
 }
 
-void Context::SetStatusOrLog(const std::string& id, const std::string& status,
+void Context::SetStatusOrLog(const std::string& id, InstanceStatus status,
                              const std::string& reason) {
   if (Status st = SetStatus(id, status, reason); !st.ok()) {
     log::Error("instance status update failed",
-               {{"instance", id}, {"status", status}, {"error", st.ToString()}});
+               {{"instance", id}, {"status", std::string(ToString(status))}, {"error", st.ToString()}});
   }
 }
 

@@ -33,7 +33,7 @@ inline Status InvalidCombination(std::string msg) {
   return Status(errors::kInvalidParameterCombination, std::move(msg));
 }
 // A request's list filter: empty matches everything.
-bool Matches(const std::vector<std::string>& any_of, const std::string& v);
+bool Matches(const std::vector<std::string>& any_of, std::string_view v);
 engine::InstanceSpec SpecOf(const catalog::InstanceRecord& r);
 // For a Status that cannot be returned (background work, best-effort
 // bookkeeping): a failure is logged as a warning, with what was being done
@@ -73,10 +73,10 @@ struct Context {
   // A new instance record's identity: creating now, with a new DbiResourceId
   // and its data directory.
   void StartInstanceRecord(catalog::InstanceRecord& r) const;
-  Status SetStatus(const std::string& id, const std::string& status,
+  Status SetStatus(const std::string& id, InstanceStatus status,
                    const std::string& reason = "");
   // SetStatus for where the caller cannot return the Status: logged.
-  void SetStatusOrLog(const std::string& id, const std::string& status,
+  void SetStatusOrLog(const std::string& id, InstanceStatus status,
                       const std::string& reason = "");
 
   Status RefuseIfDiskLow(const ErrorCode& code, std::string_view work) {

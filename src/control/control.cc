@@ -94,18 +94,18 @@ std::string ControlPlane::SnapshotArn(const std::string& id) const { return impl
 Status ControlPlane::Recover() {
   impl_->snapshots.Recover();
   for (const auto& r : impl_->ctx.catalog->ListInstances()) {
-    if (r.status == "creating" && !r.restore_source.empty() && impl_->disk_watch.Low()) {
+    if (r.status == InstanceStatus::kCreating && !r.restore_source.empty() && impl_->disk_watch.Low()) {
       impl_->disk_watch.DeferRestore(r);
-    } else if (r.status == "creating" && !r.restore_source.empty()) {
+    } else if (r.status == InstanceStatus::kCreating && !r.restore_source.empty()) {
       log::Info("resuming restore", {{"instance", r.id}});
       impl_->workers.Submit([this, r] { impl_->snapshots.FinishRestore(r); });
-    } else if (r.status == "creating") {
+    } else if (r.status == InstanceStatus::kCreating) {
       log::Info("resuming instance create", {{"instance", r.id}});
       impl_->workers.Submit([this, r] { impl_->instances.FinishCreate(r); });
-    } else if (r.status == "deleting") {
+    } else if (r.status == InstanceStatus::kDeleting) {
       log::Info("resuming instance delete", {{"instance", r.id}});
       impl_->workers.Submit([this, r] { impl_->instances.FinishDelete(r); });
-    } else if (r.status != "failed") {
+    } else if (r.status != InstanceStatus::kFailed) {
       // available, modifying, backing-up: whatever was under way is over.
       RETURN_IF_ERROR(impl_->instances.Restart(r));
     }

@@ -42,6 +42,10 @@ struct Config {
 };
 
 using catalog::Tag;
+using catalog::AutomatedBackupStatus;
+using catalog::InstanceStatus;
+using catalog::SnapshotStatus;
+using catalog::SnapshotType;
 
 struct Instance {
   catalog::InstanceRecord record;
@@ -69,11 +73,11 @@ struct CreateSnapshotRequest {
 struct SnapshotQuery {
   std::optional<std::string> snapshot_id;
   std::optional<std::string> instance_id;
-  std::optional<std::string> snapshot_type;  // manual, automated; unset: both
+  std::optional<SnapshotType> snapshot_type;  // unset: both
   std::vector<std::string> snapshot_ids;
   std::vector<std::string> instance_ids;
   std::vector<std::string> resource_ids;
-  std::vector<std::string> snapshot_types;
+  std::vector<std::string> snapshot_types;  // wire names (Filters): "manual", "automated"
   std::vector<std::string> engines;
 };
 
@@ -124,7 +128,7 @@ struct AutomatedBackupQuery {
   std::optional<std::string> resource_id;
   std::optional<std::string> instance_id;
   std::optional<std::string> arn;
-  std::vector<std::string> statuses;  // Filters
+  std::vector<std::string> statuses;  // Filters: wire names ("active", "retained", ...)
   std::vector<std::string> instance_ids;
   std::vector<std::string> resource_ids;
 };

@@ -25,18 +25,20 @@ class ControlTest : public ::testing::Test {
     cp_ = test_bed::OpenTestControlPlane(dir_, clock_, nullptr, disk);
     ASSERT_NE(cp_, nullptr);
   }
-  // Polls (the workers are real threads) until the instance reaches `status`.
-  std::string WaitFor(const std::string& id, const std::string& status) {
+  // Polls (the workers are real threads) until the instance reaches `want`:
+  // a status's wire name, or the error code DescribeInstance answers once it is gone.
+  ::testing::AssertionResult WaitFor(const std::string& id, std::string_view want) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     std::string last;
     while (std::chrono::steady_clock::now() < deadline) {
       auto r = cp_->DescribeInstance(id);
-      last = r.ok() ? r->record.status : std::string(r.status().code().aws_code);
-      if (last == status) return last;
+      last = r.ok() ? std::string(ToString(r->record.status)) : std::string(r.status().code().aws_code);
+      if (last == want) return ::testing::AssertionSuccess();
       std::this_thread::yield();
     }
-    return last;
+    return ::testing::AssertionFailure() << id << " is " << last << ", not " << want;
   }
+  ::testing::AssertionResult WaitFor(const std::string& id, InstanceStatus want) { return WaitFor(id, ToString(want)); }
   CreateInstanceRequest Req(const std::string& id) {
     CreateInstanceRequest r;
     r.id = id;
@@ -56,10 +58,10 @@ TEST_F(ControlTest, CreateDescribeModifyDelete) {
   auto created = cp_->CreateInstance(req);
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_EQ(created->record.id, "app");
-  EXPECT_EQ(created->record.status, "creating");
+  EXPECT_EQ(created->record.status, InstanceStatus::kCreating);
   EXPECT_EQ(created->record.backup_retention_days, 1);
   EXPECT_EQ(created->record.resource_id.size(), 29u);
-  EXPECT_EQ(WaitFor("app", "available"), "available");
+  EXPECT_TRUE(WaitFor("app", InstanceStatus::kAvailable));
   EXPECT_TRUE(cp_->CreateInstance(req).status().Is(errors::kDBInstanceAlreadyExists));
 
   ModifyInstanceRequest mod;
@@ -83,8 +85,8 @@ TEST_F(ControlTest, CreateDescribeModifyDelete) {
   del.skip_final_snapshot = true;
   auto deleting = cp_->DeleteInstance(del);
   ASSERT_TRUE(deleting.ok());
-  EXPECT_EQ(deleting->record.status, "deleting");
-  EXPECT_EQ(WaitFor("app", "DBInstanceNotFound"), "DBInstanceNotFound");
+  EXPECT_EQ(deleting->record.status, InstanceStatus::kDeleting);
+  EXPECT_TRUE(WaitFor("app", "DBInstanceNotFound"));
   EXPECT_FALSE(std::filesystem::exists(created->record.data_path));
 }
 
@@ -108,7 +110,7 @@ TEST_F(ControlTest, DeletionProtectionRefusesDelete) {
   auto r = Req("safe");
   r.deletion_protection = true;
   ASSERT_TRUE(cp_->CreateInstance(r).ok());
-  ASSERT_EQ(WaitFor("safe", "available"), "available");
+  ASSERT_TRUE(WaitFor("safe", InstanceStatus::kAvailable));
   DeleteInstanceRequest del;
   del.id = "safe";
   del.skip_final_snapshot = true;
@@ -117,21 +119,21 @@ TEST_F(ControlTest, DeletionProtectionRefusesDelete) {
 
 TEST_F(ControlTest, EverythingSurvivesARestart) {
   ASSERT_TRUE(cp_->CreateInstance(Req("keep")).ok());
-  ASSERT_EQ(WaitFor("keep", "available"), "available");
+  ASSERT_TRUE(WaitFor("keep", InstanceStatus::kAvailable));
   ASSERT_TRUE(cp_->AddTags(cp_->InstanceArn("keep"), {{"k", "v"}}).ok());
   std::string account = cp_->AccountId();
   cp_.reset();
   Open();
   auto inst = cp_->DescribeInstance("keep");
   ASSERT_TRUE(inst.ok());
-  EXPECT_EQ(inst->record.status, "available");
+  EXPECT_EQ(inst->record.status, InstanceStatus::kAvailable);
   ASSERT_EQ(inst->tags.size(), 1u);
   EXPECT_EQ(cp_->AccountId(), account);
 }
 
 TEST_F(ControlTest, DataApiTransactions) {
   ASSERT_TRUE(cp_->CreateInstance(Req("data")).ok());
-  ASSERT_EQ(WaitFor("data", "available"), "available");
+  ASSERT_TRUE(WaitFor("data", InstanceStatus::kAvailable));
   DataTarget t{cp_->InstanceArn("data"), ""};
   ASSERT_TRUE(cp_->ExecuteStatement(t, "CREATE TABLE t (x)", {}, std::nullopt).ok());
   auto tx = cp_->BeginTransaction(t);
@@ -179,7 +181,7 @@ TEST_F(ControlTest, APickedPortFoundTakenIsReplaced) {
   req.master_password = "long-secret-1";
   req.backup_retention_days = 0;
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  EXPECT_EQ(WaitFor("srv", "available"), "available");
+  EXPECT_TRUE(WaitFor("srv", InstanceStatus::kAvailable));
   {
     std::lock_guard lock(eng.mu);
     ASSERT_EQ(eng.ports.size(), 2u);
@@ -193,7 +195,7 @@ TEST_F(ControlTest, APickedPortFoundTakenIsReplaced) {
   asked.id = "asked";
   asked.port = 15999;
   ASSERT_TRUE(cp_->CreateInstance(asked).ok());
-  EXPECT_EQ(WaitFor("asked", "failed"), "failed");
+  EXPECT_TRUE(WaitFor("asked", InstanceStatus::kFailed));
   {
     std::lock_guard lock(strict.mu);
     EXPECT_EQ(strict.ports, std::vector<int>{15999});
@@ -204,8 +206,8 @@ TEST_F(ControlTest, APickedPortFoundTakenIsReplaced) {
     del.skip_final_snapshot = true;
     ASSERT_TRUE(cp_->DeleteInstance(del).ok());
   }
-  EXPECT_EQ(WaitFor("asked", "DBInstanceNotFound"), "DBInstanceNotFound");
-  EXPECT_EQ(WaitFor("srv", "DBInstanceNotFound"), "DBInstanceNotFound");
+  EXPECT_TRUE(WaitFor("asked", "DBInstanceNotFound"));
+  EXPECT_TRUE(WaitFor("srv", "DBInstanceNotFound"));
   engine::TEST_RegisterEngine(nullptr);
 }
 
@@ -216,7 +218,7 @@ TEST_F(ControlTest, ARestoreFoundAtStartOnALowDiskWaitsForSpace) {
   auto req = Req("src");
   req.backup_retention_days = 0;
   ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  ASSERT_EQ(WaitFor("src", "available"), "available");
+  ASSERT_TRUE(WaitFor("src", InstanceStatus::kAvailable));
   CreateSnapshotRequest snap{"s1", "src", {}};
   ASSERT_TRUE(cp_->CreateSnapshot(snap).ok());
   std::string repo_id;
@@ -225,7 +227,7 @@ TEST_F(ControlTest, ARestoreFoundAtStartOnALowDiskWaitsForSpace) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (repo_id.empty() && std::chrono::steady_clock::now() < deadline) {
     auto s = cp_->DescribeSnapshots(s1);
-    if (s.ok() && s->front().record.status == "available") repo_id = s->front().record.repo_snapshot_id;
+    if (s.ok() && s->front().record.status == SnapshotStatus::kAvailable) repo_id = s->front().record.repo_snapshot_id;
   }
   ASSERT_FALSE(repo_id.empty());
   auto src = cp_->DescribeInstance("src");
@@ -239,7 +241,7 @@ TEST_F(ControlTest, ARestoreFoundAtStartOnALowDiskWaitsForSpace) {
     restoring.id = "restored";
     restoring.resource_id = "db-RESTOREDRESTOREDRESTORED";
     restoring.data_path = (dir_ / "instances" / restoring.resource_id).string();
-    restoring.status = "creating";
+    restoring.status = InstanceStatus::kCreating;
     restoring.restore_source = repo_id;
     ASSERT_TRUE((*cat)->InsertInstance(restoring).ok());
   }
@@ -254,11 +256,11 @@ TEST_F(ControlTest, ARestoreFoundAtStartOnALowDiskWaitsForSpace) {
   Open(&guard);
   cp_->RunScheduler();
   cp_->RunScheduler();
-  EXPECT_EQ(cp_->DescribeInstance("restored")->record.status, "creating");
+  EXPECT_EQ(cp_->DescribeInstance("restored")->record.status, InstanceStatus::kCreating);
   EXPECT_TRUE(cp_->CreateSnapshot(CreateSnapshotRequest{"s2", "src", {}}).status().Is(errors::kSnapshotQuotaExceeded));
   free = uint64_t{1} << 30;
   cp_->RunScheduler();
-  EXPECT_EQ(WaitFor("restored", "available"), "available");
+  EXPECT_TRUE(WaitFor("restored", InstanceStatus::kAvailable));
   cp_.reset();  // before the guard goes
 }
 

@@ -68,9 +68,9 @@ Result<catalog::InstanceRecord> DataApiSessions::InstanceFromArn(const std::stri
   if (!r.ok()) {
     return Status(errors::kDataNotFound, fmt::format("Database instance {} not found.", arn->resource_id));
   }
-  if (r->status != "available" && r->status != "backing-up" && r->status != "modifying") {
+  if (r->status != InstanceStatus::kAvailable && r->status != InstanceStatus::kBackingUp && r->status != InstanceStatus::kModifying) {
     return Status(errors::kDataBadRequest,
-                  fmt::format("Database instance {} is not available (status {}).", r->id, r->status));
+                  fmt::format("Database instance {} is not available (status {}).", r->id, ToString(r->status)));
   }
   return r;
 }

@@ -128,9 +128,9 @@ Result<Instance> Instances::Modify(const ModifyInstanceRequest& req) {
   std::optional<std::string> renamed_from;
   RETURN_IF_ERROR(ctx_.catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto r, ctx_.catalog->GetInstance(ToLower(req.id)));
-    if (r.status != "available" && r.status != "backing-up") {
+    if (r.status != InstanceStatus::kAvailable && r.status != InstanceStatus::kBackingUp) {
       return Status(errors::kInvalidDBInstanceState,
-                    fmt::format("Database instance is not in available state (status {}).", r.status));
+                    fmt::format("Database instance is not in available state (status {}).", ToString(r.status)));
     }
     if (req.backup_retention_days) {
       int days = *req.backup_retention_days;
@@ -189,10 +189,10 @@ Result<Instance> Instances::Modify(const ModifyInstanceRequest& req) {
             "Strata renames an instance only with ApplyImmediately; it does not defer a rename to the "
             "maintenance window.");
       }
-      if (r.status != "available") {
+      if (r.status != InstanceStatus::kAvailable) {
         return Status(
             errors::kInvalidDBInstanceState,
-            fmt::format("Database instance {} can be renamed only while available (it is {}).", r.id, r.status));
+            fmt::format("Database instance {} can be renamed only while available (it is {}).", r.id, ToString(r.status)));
       }
       std::string new_id = ToLower(*req.new_id);
       RETURN_IF_ERROR(ctx_.catalog->RenameInstance(r.id, new_id, ctx_.InstanceArn(r.id), ctx_.InstanceArn(new_id)));
@@ -234,14 +234,14 @@ Result<Instance> Instances::Delete(const DeleteInstanceRequest& req) {
     if (!req.skip_final_snapshot && !req.final_snapshot_id) {
       return InvalidCombination("FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.");
     }
-    if (r.status == "deleting") {
+    if (r.status == InstanceStatus::kDeleting) {
       return Status(errors::kInvalidDBInstanceState, fmt::format("Instance {} is already being deleted.", r.id));
     }
     if (!req.skip_final_snapshot) {
       RETURN_IF_ERROR(ValidateIdentifier("FinalDBSnapshotIdentifier", *req.final_snapshot_id, 255));
-      if (r.status != "available") {
+      if (r.status != InstanceStatus::kAvailable) {
         return Status(errors::kInvalidDBInstanceState,
-                      fmt::format("Instance {} is {}; a final snapshot needs it available.", r.id, r.status));
+                      fmt::format("Instance {} is {}; a final snapshot needs it available.", r.id, ToString(r.status)));
       }
       if (snapshots_.CountManualSnapshots() >= ctx_.config.manual_snapshot_quota) {
         return Status(errors::kSnapshotQuotaExceeded,
@@ -249,18 +249,18 @@ Result<Instance> Instances::Delete(const DeleteInstanceRequest& req) {
       }
       RETURN_IF_ERROR(ctx_.RefuseIfDiskLow(errors::kSnapshotQuotaExceeded,
                                            "a final snapshot (SkipFinalSnapshot deletes without one)"));
-      final_snapshot = snapshots_.NewSnapshotRecord(r, ToLower(*req.final_snapshot_id), "manual");
+      final_snapshot = snapshots_.NewSnapshotRecord(r, ToLower(*req.final_snapshot_id), SnapshotType::kManual);
       RETURN_IF_ERROR(ctx_.catalog->InsertSnapshot(*final_snapshot));
       if (r.copy_tags_to_snapshot) {
         RETURN_IF_ERROR(ctx_.catalog->SetTags(ctx_.SnapshotArn(final_snapshot->id),
                                               ctx_.catalog->ListTags(ctx_.InstanceArn(r.id))));
       }
     }
-    r.status = "deleting";
+    r.status = InstanceStatus::kDeleting;
     RETURN_IF_ERROR(ctx_.catalog->UpdateInstance(r));
     if (auto ab = ctx_.catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
       // Kept as retained, or deleted with the instance (RDS's default).
-      ab->status = req.delete_automated_backups ? "deleting" : "retained";
+      ab->status = req.delete_automated_backups ? AutomatedBackupStatus::kDeleting : AutomatedBackupStatus::kRetained;
       RETURN_IF_ERROR(ctx_.catalog->PutAutomatedBackup(*ab));
     }
     deleting = r;
@@ -282,11 +282,11 @@ Result<Instance> Instances::Reboot(const std::string& id, bool force_failover) {
     if (force_failover) {
       return InvalidCombination(fmt::format("DB instance {} is not Multi-AZ: it cannot fail over.", r.id));
     }
-    if (r.status != "available") {
+    if (r.status != InstanceStatus::kAvailable) {
       return Status(errors::kInvalidDBInstanceState,
-                    fmt::format("DB instance {} is {}; only an available instance can be rebooted.", r.id, r.status));
+                    fmt::format("DB instance {} is {}; only an available instance can be rebooted.", r.id, ToString(r.status)));
     }
-    r.status = "rebooting";
+    r.status = InstanceStatus::kRebooting;
     RETURN_IF_ERROR(ctx_.catalog->UpdateInstance(r));
     rebooting = r;
     return Status::Ok();
@@ -296,7 +296,7 @@ Result<Instance> Instances::Reboot(const std::string& id, bool force_failover) {
     engine::Engine* e = engine::FindEngine(rebooting.engine);
     Status st = e ? e->Stop(SpecOf(rebooting)) : Status(errors::kInternalFailure, "unknown engine");
     if (st.ok()) st = e->Start(SpecOf(rebooting));
-    ctx_.SetStatusOrLog(rebooting.id, st.ok() ? "available" : "failed", st.message());
+    ctx_.SetStatusOrLog(rebooting.id, st.ok() ? InstanceStatus::kAvailable : InstanceStatus::kFailed, st.message());
     ctx_.Event("db-instance", rebooting.id, ctx_.InstanceArn(rebooting.id),
                st.ok() ? "DB instance restarted" : "DB instance reboot failed: " + st.message(),
                {st.ok() ? "availability" : "failure"});
@@ -305,7 +305,7 @@ Result<Instance> Instances::Reboot(const std::string& id, bool force_failover) {
 }
 
 void Instances::Supervise(const catalog::InstanceRecord& r) {
-  if (r.status != "available" && r.status != "backing-up" && r.status != "modifying") return;
+  if (r.status != InstanceStatus::kAvailable && r.status != InstanceStatus::kBackingUp && r.status != InstanceStatus::kModifying) return;
   engine::Engine* e = engine::FindEngine(r.engine);
   if (!e || e->CheckRunning(SpecOf(r)).ok()) return;
   log::Warn("server not running: restarting it", {{"instance", r.id}});
@@ -347,14 +347,14 @@ void Instances::FinishCreate(catalog::InstanceRecord r) {
   if (st.ok()) st = ports_.StartOnPickedPort(r, *e);
   if (!st.ok()) {
     log::Error("instance create failed", {{"instance", r.id}, {"error", st.ToString()}});
-    ctx_.SetStatusOrLog(r.id, "failed", st.message());
+    ctx_.SetStatusOrLog(r.id, InstanceStatus::kFailed, st.message());
     ctx_.Event("db-instance", r.id, ctx_.InstanceArn(r.id), "DB instance creation failed: " + st.message(),
                {"failure"});
     return;
   }
   if (r.backup_retention_days > 0) {
     automated_.TakeFirstBackup(r);
-  } else if (Status s2 = ctx_.SetStatus(r.id, "available"); !s2.ok()) {
+  } else if (Status s2 = ctx_.SetStatus(r.id, InstanceStatus::kAvailable); !s2.ok()) {
     log::Error("instance status update failed", {{"instance", r.id}, {"error", s2.ToString()}});
     return;
   }
@@ -374,12 +374,12 @@ void Instances::FinishDelete(const catalog::InstanceRecord& r) {
   }
   if (!st.ok()) {
     log::Error("instance delete failed", {{"instance", r.id}, {"error", st.ToString()}});
-    ctx_.SetStatusOrLog(r.id, "failed", st.message());
+    ctx_.SetStatusOrLog(r.id, InstanceStatus::kFailed, st.message());
     return;
   }
   std::string arn = ctx_.InstanceArn(r.id);
   if (auto ab = ctx_.catalog->GetAutomatedBackup(r.resource_id); ab.ok()) {
-    if (ab->status == "retained") {
+    if (ab->status == AutomatedBackupStatus::kRetained) {
       ctx_.Event("db-instance", r.id, arn, "Automated backups retained after the DB instance was deleted", {"backup"});
     } else if (Status d = automated_.DeleteAutomatedBackups(r.resource_id); !d.ok()) {
       log::Warn("deleting automated backups failed", {{"instance", r.id}, {"error", d.ToString()}});
@@ -402,7 +402,7 @@ void Instances::FinishDeleteWithFinalSnapshot(const catalog::InstanceRecord& r, 
   Status st = snapshots_.RunSnapshot(backing_up, snap);
   if (!st.ok()) {
     // RDS refuses to delete an instance whose final snapshot failed.
-    ctx_.SetStatusOrLog(r.id, "available");
+    ctx_.SetStatusOrLog(r.id, InstanceStatus::kAvailable);
     ctx_.Event("db-instance", r.id, ctx_.InstanceArn(r.id),
                "DB instance not deleted: the final snapshot failed: " + st.message(), {"failure"});
     return;
@@ -415,14 +415,14 @@ Status Instances::Restart(const catalog::InstanceRecord& r) {
   Status st = e ? e->Start(SpecOf(r)) : Status(errors::kInternalFailure, "unknown engine");
   // Written only when it changes: a start on a full disk writes nothing
   // it need not.
-  if (st.ok() && r.status == "available" && r.status_reason.empty()) return Status::Ok();
-  return ctx_.SetStatus(r.id, st.ok() ? "available" : "failed", st.message());
+  if (st.ok() && r.status == InstanceStatus::kAvailable && r.status_reason.empty()) return Status::Ok();
+  return ctx_.SetStatus(r.id, st.ok() ? InstanceStatus::kAvailable : InstanceStatus::kFailed, st.message());
 }
 
 void Instances::StopServers() {
   for (const auto& r : ctx_.catalog->ListInstances()) {
     engine::Engine* e = engine::FindEngine(r.engine);
-    if (!e || !e->UsesPort() || r.status == "deleting") continue;
+    if (!e || !e->UsesPort() || r.status == InstanceStatus::kDeleting) continue;
     if (Status st = e->Stop(SpecOf(r)); !st.ok()) {
       log::Warn("stopping the server failed", {{"instance", r.id}, {"error", st.ToString()}});
     }

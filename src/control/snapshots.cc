@@ -20,7 +20,7 @@ std::map<std::string, std::string> ManifestMetadata(const catalog::SnapshotRecor
           {"dbi_resource_id", s.instance_resource_id},
           {"engine", s.engine},
           {"engine_version", s.engine_version},
-          {"snapshot_type", s.snapshot_type},
+          {"snapshot_type", std::string(ToString(s.snapshot_type))},
           {"database_time", FormatIso8601(s.database_time)}};
 }
 
@@ -32,7 +32,7 @@ Snapshot Snapshots::ToSnapshot(const catalog::SnapshotRecord& r) {
   s.arn = ctx_.SnapshotArn(r.id);
   s.tags = ctx_.catalog->ListTags(s.arn);
   s.encrypted = ctx_.config.backups_encrypted;
-  if (r.status == "creating") {
+  if (r.status == SnapshotStatus::kCreating) {
     std::lock_guard lock(progress_mu_);
     if (auto it = progress_.find(r.id); it != progress_.end()) s.record.percent_progress = it->second;
   }
@@ -41,18 +41,18 @@ Snapshot Snapshots::ToSnapshot(const catalog::SnapshotRecord& r) {
 
 int Snapshots::CountManualSnapshots() {
   int n = 0;
-  for (const auto& s : ctx_.catalog->ListSnapshots()) n += s.snapshot_type == "manual";
+  for (const auto& s : ctx_.catalog->ListSnapshots()) n += s.snapshot_type == SnapshotType::kManual;
   return n;
 }
 
 catalog::SnapshotRecord Snapshots::NewSnapshotRecord(const catalog::InstanceRecord& inst, const std::string& id,
-                                                     const std::string& type) {
+                                                     SnapshotType type) {
   catalog::SnapshotRecord s;
   s.id = id;
   s.instance_id = inst.id;
   s.instance_resource_id = inst.resource_id;
   s.snapshot_type = type;
-  s.status = "creating";
+  s.status = SnapshotStatus::kCreating;
   s.engine = inst.engine;
   s.engine_version = inst.engine_version;
   s.allocated_storage_gib = inst.allocated_storage_gib;
@@ -70,7 +70,7 @@ catalog::SnapshotRecord Snapshots::NewSnapshotRecord(const catalog::InstanceReco
 }
 
 Status Snapshots::RunSnapshot(const catalog::InstanceRecord& inst, catalog::SnapshotRecord snap) {
-  std::string kind = snap.snapshot_type == "manual" ? "manual" : "automated";
+  const std::string kind(ToString(snap.snapshot_type));
   // One catalog commit (one fsync) for both events; the same at the end.
   Status begun = ctx_.catalog->InTransaction([&]() -> Status {
     ctx_.Event("db-instance", inst.id, ctx_.InstanceArn(inst.id), "Backing up DB instance", {"backup"});
@@ -126,13 +126,13 @@ Status Snapshots::RunSnapshot(const catalog::InstanceRecord& inst, catalog::Snap
   // Whatever happened, the instance is no longer backing up.
   auto instance_available = [&]() -> Status {
     auto cur = ctx_.catalog->GetInstance(inst.id);
-    if (!cur.ok() || cur->status != "backing-up") return Status::Ok();
-    cur->status = "available";
+    if (!cur.ok() || cur->status != InstanceStatus::kBackingUp) return Status::Ok();
+    cur->status = InstanceStatus::kAvailable;
     return ctx_.catalog->UpdateInstance(*cur);
   };
   if (!stored.ok()) {
     log::Error("snapshot failed", {{"snapshot", snap.id}, {"error", stored.status().ToString()}});
-    snap.status = "failed";
+    snap.status = SnapshotStatus::kFailed;
     snap.status_reason = stored.status().message();
     Status failed = ctx_.catalog->InTransaction([&]() -> Status {
       // Each recorded as far as it goes: a failure here must not undo the others.
@@ -146,7 +146,7 @@ Status Snapshots::RunSnapshot(const catalog::InstanceRecord& inst, catalog::Snap
     forget_progress();
     return stored.status();
   }
-  snap.status = "available";
+  snap.status = SnapshotStatus::kAvailable;
   snap.percent_progress = 100;
   snap.logical_bytes = stored->logical_bytes;
   snap.stored_bytes = stored->stored_bytes;
@@ -154,7 +154,7 @@ Status Snapshots::RunSnapshot(const catalog::InstanceRecord& inst, catalog::Snap
     WarnIfFailed(instance_available(), "ending backing-up", inst.id);
     RETURN_IF_ERROR(ctx_.catalog->UpdateSnapshot(snap));
     ctx_.Event("db-snapshot", snap.id, ctx_.SnapshotArn(snap.id),
-               kind == "manual" ? "Manual snapshot created" : "Automated snapshot created", {"creation"});
+               snap.snapshot_type == SnapshotType::kManual ? "Manual snapshot created" : "Automated snapshot created", {"creation"});
     ctx_.Event("db-instance", inst.id, ctx_.InstanceArn(inst.id), "Finished DB Instance backup", {"backup"});
     return Status::Ok();
   });
@@ -193,7 +193,7 @@ void Snapshots::FinishRestore(const catalog::InstanceRecord& r) {
   if (st.ok()) st = ports_.StartOnPickedPort(started, *eng);
   if (!st.ok()) {
     log::Error("restore failed", {{"instance", r.id}, {"error", st.ToString()}});
-    ctx_.SetStatusOrLog(r.id, "failed", st.message());
+    ctx_.SetStatusOrLog(r.id, InstanceStatus::kFailed, st.message());
     ctx_.Event("db-instance", r.id, ctx_.InstanceArn(r.id), "Restore failed: " + st.message(), {"failure"});
     return;
   }
@@ -201,7 +201,7 @@ void Snapshots::FinishRestore(const catalog::InstanceRecord& r) {
   Status done = ctx_.catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(restored, ctx_.catalog->GetInstance(r.id));
     // With backups on, it stays creating until its first backup (TakeFirstBackup).
-    if (restored.backup_retention_days <= 0) restored.status = "available";
+    if (restored.backup_retention_days <= 0) restored.status = InstanceStatus::kAvailable;
     restored.restore_source.clear();
     return ctx_.catalog->UpdateInstance(restored);
   });
@@ -228,18 +228,18 @@ void Snapshots::Recover() {
   std::set<std::string> known;
   for (auto s : ctx_.catalog->ListSnapshots()) {
     known.insert(s.repo_snapshot_id);
-    if (s.status == "creating") {
+    if (s.status == SnapshotStatus::kCreating) {
       // Stored whole before the crash: the data is complete, only the catalog lagged.
       if (in_repo.count(s.repo_snapshot_id)) {
-        s.status = "available";
+        s.status = SnapshotStatus::kAvailable;
         s.percent_progress = 100;
       } else {
-        s.status = "failed";
+        s.status = SnapshotStatus::kFailed;
         s.status_reason = "stratad stopped while the snapshot was being created";
       }
       WarnIfFailed(ctx_.catalog->UpdateSnapshot(s), "recovering a snapshot", s.id);
-      log::Info("recovered snapshot", {{"snapshot", s.id}, {"status", s.status}});
-    } else if (s.status == "deleting") {
+      log::Info("recovered snapshot", {{"snapshot", s.id}, {"status", std::string(ToString(s.status))}});
+    } else if (s.status == SnapshotStatus::kDeleting) {
       if (Status st = ctx_.backups->DeleteSnapshot(s.repo_snapshot_id); !st.Is(errors::kObjectNotFound)) {
         WarnIfFailed(st, "finishing a snapshot delete", s.id);
       }
@@ -260,8 +260,8 @@ void Snapshots::Recover() {
   }
   // Instances left backing-up lost their snapshot job with the crash.
   for (auto inst : ctx_.catalog->ListInstances()) {
-    if (inst.status == "backing-up") {
-      inst.status = "available";
+    if (inst.status == InstanceStatus::kBackingUp) {
+      inst.status = InstanceStatus::kAvailable;
       WarnIfFailed(ctx_.catalog->UpdateInstance(inst), "ending backing-up", inst.id);
     }
   }
@@ -277,11 +277,11 @@ Result<Snapshot> Snapshots::Create(const CreateSnapshotRequest& req) {
   catalog::SnapshotRecord snap;
   RETURN_IF_ERROR(ctx_.catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(inst, ctx_.catalog->GetInstance(ToLower(req.instance_id)));
-    if (inst.status != "available") {
+    if (inst.status != InstanceStatus::kAvailable) {
       return Status(errors::kInvalidDBInstanceState,
                     fmt::format("Cannot create a snapshot because the database instance {} is not "
                                 "currently in the available state (it is {}).",
-                                inst.id, inst.status));
+                                inst.id, ToString(inst.status)));
     }
     if (CountManualSnapshots() >= ctx_.config.manual_snapshot_quota) {
       return Status(errors::kSnapshotQuotaExceeded,
@@ -289,14 +289,14 @@ Result<Snapshot> Snapshots::Create(const CreateSnapshotRequest& req) {
     }
     // Refused before it is recorded: no snapshot half-written on a full disk.
     RETURN_IF_ERROR(ctx_.RefuseIfDiskLow(errors::kSnapshotQuotaExceeded, "a snapshot"));
-    snap = NewSnapshotRecord(inst, ToLower(req.snapshot_id), "manual");
+    snap = NewSnapshotRecord(inst, ToLower(req.snapshot_id), SnapshotType::kManual);
     RETURN_IF_ERROR(ctx_.catalog->InsertSnapshot(snap));
     std::vector<Tag> tags = req.tags;
     if (inst.copy_tags_to_snapshot && tags.empty()) {
       tags = ctx_.catalog->ListTags(ctx_.InstanceArn(inst.id));
     }
     RETURN_IF_ERROR(ctx_.catalog->SetTags(ctx_.SnapshotArn(snap.id), tags));
-    inst.status = "backing-up";
+    inst.status = InstanceStatus::kBackingUp;
     return ctx_.catalog->UpdateInstance(inst);
   }));
   SubmitSnapshot(inst, snap);
@@ -319,7 +319,7 @@ Result<std::vector<Snapshot>> Snapshots::Describe(const SnapshotQuery& q) {
     if (!Matches(q.snapshot_ids, r.id) && !Matches(q.snapshot_ids, ctx_.SnapshotArn(r.id))) continue;
     if (!Matches(q.instance_ids, r.instance_id) && !Matches(q.instance_ids, ctx_.InstanceArn(r.instance_id))) continue;
     if (!Matches(q.resource_ids, r.instance_resource_id)) continue;
-    if (!Matches(q.snapshot_types, r.snapshot_type)) continue;
+    if (!Matches(q.snapshot_types, ToString(r.snapshot_type))) continue;
     if (!Matches(q.engines, r.engine)) continue;
     out.push_back(ToSnapshot(r));
   }
@@ -333,24 +333,24 @@ Result<Snapshot> Snapshots::Delete(const std::string& id_in) {
   ctx_.MakeRoom("DeleteDBSnapshot");
   RETURN_IF_ERROR(ctx_.catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(snap, ctx_.catalog->GetSnapshot(id));
-    if (snap.snapshot_type != "manual") {
+    if (snap.snapshot_type != SnapshotType::kManual) {
       return Status(errors::kInvalidDBSnapshotState,
                     fmt::format("Automated snapshot {} cannot be deleted; it expires with the "
                                 "instance's backup retention period.",
                                 id));
     }
-    if (snap.status != "available" && snap.status != "failed") {
+    if (snap.status != SnapshotStatus::kAvailable && snap.status != SnapshotStatus::kFailed) {
       return Status(
           errors::kInvalidDBSnapshotState,
-          fmt::format("Snapshot {} is {}; only available or failed snapshots can be deleted.", id, snap.status));
+          fmt::format("Snapshot {} is {}; only available or failed snapshots can be deleted.", id, ToString(snap.status)));
     }
-    snap.status = "deleting";
+    snap.status = SnapshotStatus::kDeleting;
     return ctx_.catalog->UpdateSnapshot(snap);
   }));
   // Forgetting a manifest is quick; the chunks go with the next garbage collection.
   Status gone = ctx_.backups->DeleteSnapshot(snap.repo_snapshot_id);
   if (!gone.ok() && !gone.Is(errors::kObjectNotFound)) {
-    snap.status = "available";
+    snap.status = SnapshotStatus::kAvailable;
     WarnIfFailed(ctx_.catalog->UpdateSnapshot(snap), "putting back a snapshot not deleted", snap.id);
     return gone;
   }
@@ -361,7 +361,7 @@ Result<Snapshot> Snapshots::Delete(const std::string& id_in) {
   }));
   ctx_.Event("db-snapshot", id, ctx_.SnapshotArn(id), "Deleted manual snapshot", {"deletion"});
   ctx_.ScheduleGarbageCollection();
-  out.record.status = "deleted";
+  out.record.status = SnapshotStatus::kDeleted;
   return out;
 }
 
@@ -373,9 +373,9 @@ Result<Snapshot> Snapshots::Copy(const CopySnapshotRequest& req) {
   source_id = ToLower(source_id);
   RETURN_IF_ERROR(ctx_.catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto src, ctx_.catalog->GetSnapshot(source_id));
-    if (src.status != "available") {
+    if (src.status != SnapshotStatus::kAvailable) {
       return Status(errors::kInvalidDBSnapshotState,
-                    fmt::format("Snapshot {} is {}; only an available snapshot can be copied.", src.id, src.status));
+                    fmt::format("Snapshot {} is {}; only an available snapshot can be copied.", src.id, ToString(src.status)));
     }
     if (CountManualSnapshots() >= ctx_.config.manual_snapshot_quota) {
       return Status(errors::kSnapshotQuotaExceeded,
@@ -384,7 +384,7 @@ Result<Snapshot> Snapshots::Copy(const CopySnapshotRequest& req) {
     RETURN_IF_ERROR(ctx_.RefuseIfDiskLow(errors::kSnapshotQuotaExceeded, "a snapshot copy"));
     copy = src;
     copy.id = ToLower(req.target_id);
-    copy.snapshot_type = "manual";  // a copy of an automated snapshot is manual
+    copy.snapshot_type = SnapshotType::kManual;  // a copy of an automated snapshot is manual
     copy.create_time = ctx_.Now();
     copy.repo_snapshot_id = RandomUuid();
     copy.source_snapshot_id = src.id;
@@ -447,10 +447,10 @@ Result<catalog::InstanceRecord> Snapshots::RestoreFromSnapshot(const RestoreFrom
   RETURN_IF_ERROR(ctx_.catalog->InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(auto snap_id, ctx_.IdFrom(req.snapshot_id, "snapshot"));
     ASSIGN_OR_RETURN(auto snap, ctx_.catalog->GetSnapshot(ToLower(snap_id)));
-    if (snap.status != "available") {
+    if (snap.status != SnapshotStatus::kAvailable) {
       return Status(
           errors::kInvalidDBSnapshotState,
-          fmt::format("Snapshot {} is {}; only an available snapshot can be restored.", snap.id, snap.status));
+          fmt::format("Snapshot {} is {}; only an available snapshot can be restored.", snap.id, ToString(snap.status)));
     }
     RETURN_IF_ERROR(ctx_.RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a restore"));
     ASSIGN_OR_RETURN(r, RestoredInstance(snap, req));

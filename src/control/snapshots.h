@@ -47,7 +47,7 @@ class Snapshots {
   int CountManualSnapshots();
   // A snapshot record in `creating` for instance `inst`, not yet stored.
   catalog::SnapshotRecord NewSnapshotRecord(const catalog::InstanceRecord& inst,
-                                            const std::string& id, const std::string& type);
+                                            const std::string& id, SnapshotType type);
   // Takes the snapshot `snap` of instance `inst` (both already recorded as
   // creating / backing-up) and records the outcome. Returns the final status.
   Status RunSnapshot(const catalog::InstanceRecord& inst, catalog::SnapshotRecord snap);

@@ -1,6 +1,6 @@
 // Encryption at rest: what an encrypted repository must hide and refuse.
 // (Everything an unencrypted repository does, an encrypted one does too:
-// repo_test.cc runs its whole suite again with "-encrypted".)
+// RepoTest, repo_test_util.h, runs its whole suite again with "-encrypted".)
 #include <openssl/hmac.h>
 #include <sys/stat.h>
 
@@ -15,33 +15,10 @@
 #include "repo/crypto.h"
 #include "repo/format.h"
 #include "repo/repo.h"
+#include "repo/repo_test_util.h"
 
 namespace strata::repo {
 namespace {
-
-namespace fs = std::filesystem;
-
-struct MemFile {
-  std::string path;
-  std::string bytes;
-  FileSource Source() const {
-    return FileSource{path, bytes.size(), 0644, [this](uint64_t off, std::span<std::byte> out) -> Result<size_t> {
-                        if (off >= bytes.size()) return size_t{0};
-                        size_t n = std::min<size_t>(out.size(), bytes.size() - off);
-                        std::memcpy(out.data(), bytes.data() + off, n);
-                        return n;
-                      }};
-  }
-};
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  return out;
-}
-
-const RepoOptions kSmall{.chunk_size = 512, .pack_target_bytes = 64 << 10, .batch_bytes = 16 << 10};
 
 class EncryptedRepo : public ::testing::Test {
  protected:
@@ -55,7 +32,7 @@ class EncryptedRepo : public ::testing::Test {
     return std::move(NewKeyringOfKey(std::string(32, fill), id)).value();
   }
   Result<std::unique_ptr<Repository>> Open(std::shared_ptr<Keyring> keyring) {
-    RepoOptions o = kSmall;
+    RepoOptions o = kSmallRepoOptions;
     o.keyring = std::move(keyring);
     return Repository::Open(storage::NewBorrowedStore(mem_.get()), o);
   }
@@ -65,10 +42,6 @@ class EncryptedRepo : public ::testing::Test {
     auto list = mem_->List("");
     for (const auto& o : *list) out[o.key] = *mem_->Get(o.key);
     return out;
-  }
-  std::string ReadFile(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
   fs::path dir_;
@@ -90,7 +63,7 @@ TEST_F(EncryptedRepo, ChunkIdsAreKeyedNotPlainSha256) {
   auto other = std::move(Repository::Open(storage::NewMemoryStore(), RepoOptions{.keyring = Key('a')})).value();
   EXPECT_NE(*other->TEST_ChunkId(page), *id);
   // Unencrypted repositories keep SHA-256: their format is unchanged.
-  auto plain = std::move(Repository::Open(storage::NewMemoryStore(), kSmall)).value();
+  auto plain = std::move(Repository::Open(storage::NewMemoryStore(), kSmallRepoOptions)).value();
   EXPECT_EQ(*plain->TEST_ChunkId(page), std::string(reinterpret_cast<const char*>(sha.data()), 32));
 }
 

@@ -81,6 +81,8 @@ void FaultInjectingStore::Rearm(FaultPlan plan) {
 Status FaultInjectingStore::Put(const std::string& key, std::string_view bytes) {
   Status st = Tick();
   if (!st.ok()) {
+    // The torn object is the injected fault itself: whether storing it
+    // worked does not matter, the caller is told `st` either way.
     if (plan_.torn_bytes > 0 && failed_) (void)inner_->Put(key, bytes.substr(0, std::min(plan_.torn_bytes, bytes.size())));
     return st;
   }
@@ -104,6 +106,7 @@ class FaultInjectingWriter final : public ObjectWriter {
   Status Commit() override {
     Status st = tick_();
     if (!st.ok()) {
+      // As in Put: the torn object is the fault injected; the caller gets `st`.
       if (torn_ > 0) (void)store_->Put(key_, head_);
       return st;
     }

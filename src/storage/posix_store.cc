@@ -205,6 +205,7 @@ class PosixWriter final : public ObjectWriter {
         if (n < 0) return Errno("write " + tmp_.string());
         done += static_cast<size_t>(n);
       }
+      // Hints to writeback (no Status): a failure here is found by the fsync at Commit.
       (void)::sync_file_range(fd_, static_cast<off_t>(size_), static_cast<off_t>(fill_), SYNC_FILE_RANGE_WRITE);
       if (size_ >= kStep) {
         (void)::sync_file_range(fd_, static_cast<off_t>(size_ - kStep), kStep,

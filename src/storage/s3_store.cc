@@ -25,6 +25,7 @@
 #include <pugixml.hpp>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/sigv4.h"
 #include "storage/storage.h"
 
@@ -214,9 +215,15 @@ class S3Store final : public ObjectStore {
     }
     return Status::Ok();
   }
-  // Frees the parts of an upload that will not complete.
+  // Frees the parts of an upload that will not complete. Its failure is
+  // logged, not returned: the caller reports the upload's own error, and
+  // AbortStaleUploads frees the parts later.
   void AbortUpload(const std::string& key, const std::string& id_query) {
-    (void)Send("DELETE", ObjectPath(key), id_query, {}, "");
+    auto r = Send("DELETE", ObjectPath(key), id_query, {}, "");
+    if (!r.ok() || r->status / 100 != 2) {
+      log::Warn("s3: abort of a failed multipart upload failed; its parts stay until the stale-upload sweep",
+                {{"key", key}, {"error", r.ok() ? fmt::format("HTTP {}", r->status) : r.status().ToString()}});
+    }
   }
 
   // Large objects go up in parts, up to 4 at once; the object appears only
@@ -258,6 +265,7 @@ class S3Store final : public ObjectStore {
       auto started = ParseIso8601(u.child_value("Initiated"));
       if (!started || *started > cutoff) continue;
       std::string key = u.child_value("Key");
+      // Best effort: an upload not aborted now is found again by the next sweep.
       (void)Send("DELETE", sigv4::UriEncode(key, true), "uploadId=" + sigv4::UriEncode(u.child_value("UploadId"), false),
                  {}, "");
     }

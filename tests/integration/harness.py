@@ -142,6 +142,8 @@ def remove_instance_os_users(root):
 class StrataTestCase(unittest.TestCase):
     """Starts stratad for each test; offers aws(), boto3 clients and strata()."""
 
+    STRATAD_ARGS = ()  # extra stratad arguments of every test in the class
+
     @classmethod
     def setUpClass(cls):
         if os.environ.get("STRATA_TEST_REPO") == "s3":
@@ -157,7 +159,7 @@ class StrataTestCase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="strata-it-")
         self.data_dir = os.path.join(self.tmp, "data")
-        self.server = Stratad(self.data_dir).start()
+        self.server = Stratad(self.data_dir, self.STRATAD_ARGS).start()
         self.addCleanup(self._cleanup)
 
     def _cleanup(self):

@@ -38,7 +38,7 @@ IncrementalBase IncrementalBaseFor(catalog::Catalog& catalog, BackupStore& backu
   if (snap.log_seq_before < 0 || snap.log_seq_after < snap.log_seq_before) return full("no change-log position");
   std::optional<catalog::SnapshotRecord> parent;
   for (const auto& s : catalog.ListSnapshots()) {
-    if (s.id == snap.id || s.instance_resource_id != inst.resource_id || s.status != "available" ||
+    if (s.id == snap.id || s.instance_resource_id != inst.resource_id || s.status != catalog::SnapshotStatus::kAvailable ||
         s.engine != inst.engine) {
       continue;
     }
