@@ -71,6 +71,16 @@ class AutomatedBackupsTest : public ::testing::Test {
       return true;
     });
   }
+  // Creates instance "app" with a table `days`, and waits for its first automated snapshot.
+  void StartApp(const CreateInstanceRequest& req) {
+    ASSERT_TRUE(cp_->CreateInstance(req).ok());
+    ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
+    ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
+                                      std::nullopt)
+                    .ok());
+    cp_->RunScheduler();
+    ASSERT_TRUE(NoSnapshotCreating());
+  }
   void Insert(const std::string& instance, int day) {
     auto r = cp_->ExecuteStatement({cp_->InstanceArn(instance), ""}, "INSERT INTO days (day) VALUES (:d)",
                                    {{"d", int64_t{day}}}, std::nullopt);
@@ -110,12 +120,7 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
   auto req = SqliteInstance("app", 7);
   req.backup_window = "03:00-03:30";
   req.maintenance_window = "sun:05:00-sun:05:30";
-  ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
-  ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
-                                    std::nullopt).ok());
-  cp_->RunScheduler();
-  ASSERT_TRUE(NoSnapshotCreating());
+  ASSERT_NO_FATAL_FAILURE(StartApp(req));
   ASSERT_EQ(Automated().size(), 1u) << "the first base is taken at once";
 
   TimePoint start = clock_.Now();
@@ -182,12 +187,7 @@ TEST_F(AutomatedBackupsTest, FortyDaysOfDailySnapshotsRetentionAndRestores) {
 // The capture ships a segment per flush; the scheduler has the small ones
 // merged once they are ten minutes old, and restores read the merged log.
 TEST_F(AutomatedBackupsTest, SmallLogSegmentsAreMergedAndRestoresReadThem) {
-  ASSERT_TRUE(cp_->CreateInstance(SqliteInstance("app", 1)).ok());
-  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
-  ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
-                                    std::nullopt).ok());
-  cp_->RunScheduler();
-  ASSERT_TRUE(NoSnapshotCreating());
+  ASSERT_NO_FATAL_FAILURE(StartApp(SqliteInstance("app", 1)));
   std::string rid = cp_->DescribeInstance("app")->record.resource_id;
   // Counted on disk (temp files of writes in progress left out).
   auto log_segments = [&] {
@@ -224,12 +224,7 @@ TEST_F(AutomatedBackupsTest, TurningBackupsOffAndOnForgetsOldSnapshotsPlaceInThe
     return cp_->DescribeSnapshots(q).value().at(0);
   };
   auto req = SqliteInstance("app", 1);
-  ASSERT_TRUE(cp_->CreateInstance(req).ok());
-  ASSERT_TRUE(Status("app", InstanceStatus::kAvailable));
-  ASSERT_TRUE(cp_->ExecuteStatement({cp_->InstanceArn("app"), ""}, "CREATE TABLE days (day INTEGER)", {},
-                                    std::nullopt).ok());
-  cp_->RunScheduler();
-  ASSERT_TRUE(NoSnapshotCreating());
+  ASSERT_NO_FATAL_FAILURE(StartApp(req));
   for (int day = 1; day <= 3; ++day) Insert("app", day);
   CreateSnapshotRequest manual;
   manual.snapshot_id = "before-off";
