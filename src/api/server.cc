@@ -70,10 +70,12 @@ std::string ScopeService(const http::Request& req) {
   if (size_t at = auth.find("Credential="); at != std::string::npos) {
     credential = auth.substr(at + 11, auth.find_first_of(", ", at) - (at + 11));
   } else if (size_t q = req.target.find("X-Amz-Credential="); q != std::string::npos) {
-    credential = req.target.substr(q + 17, req.target.find('&', q) - (q + 17));
-    for (size_t slash; (slash = credential.find("%2F")) != std::string::npos ||
-                       (slash = credential.find("%2f")) != std::string::npos;) {
-      credential.replace(slash, 3, "/");
+    // Percent-encoded in a query string: only the slashes matter here.
+    std::string encoded = req.target.substr(q + 17, req.target.find('&', q) - (q + 17));
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      bool slash = encoded.compare(i, 3, "%2F") == 0 || encoded.compare(i, 3, "%2f") == 0;
+      credential += slash ? '/' : encoded[i];
+      if (slash) i += 2;
     }
   }
   // AKID/DATE/REGION/SERVICE/aws4_request: the fourth part.
@@ -158,7 +160,15 @@ class Server::Impl {
     const Route& route = RouteOf(refusal.path, refusal.request);
     Status st(RefusalCode(refusal.kind, route.protocol), refusal.message);
     std::string action;
-    if (refusal.request != nullptr) action = route.service->ActionOf(*refusal.request);
+    if (refusal.request != nullptr) {
+      action = route.service->ActionOf(*refusal.request);
+    } else if (!refusal.path.empty()) {
+      // Only the head is known: a REST API's path still names the action.
+      http::Request head;
+      head.method = refusal.method;
+      head.path = refusal.path;
+      action = route.service->ActionOf(head);
+    }
     http::Response res;
     route.service->WriteError(PublicError(st, request_id, InternalCode(route.protocol)), request_id, res);
     nlohmann::json fields = {{"request_id", request_id}, {"method", refusal.method}, {"path", refusal.path},

@@ -1,5 +1,9 @@
 // The registration table: one row per service the server routes to. Adding a
-// service is its folder (a Service and a factory) and one row here.
+// service is its folder (a Service, a factory, a CMakeLists.txt adding its
+// sources to strata_api) and one row here (with the #include of its header).
+// A service served only in some configurations (a test-only one, such as
+// Strata's own "strata" service for a manual clock, kJson, signed like the
+// rest) has a factory that returns null unless context.config enables it.
 #include "api/rds/rds_query.h"
 #include "api/rds_data/rds_data.h"
 #include "api/service.h"
