@@ -12,7 +12,7 @@ namespace strata::api {
 
 std::vector<ServiceRegistration> RegisteredServices() {
   return {
-      // SigV4 name  protocol             factory
+      // {SigV4 service name, protocol, factory}
       {"rds", Protocol::kQuery, NewRdsService},  // first: the default route
       {"rds-data", Protocol::kRestJson, NewRdsDataService},
   };
