@@ -1,4 +1,6 @@
-#include "api/rds_data.h"
+#include "api/rds_data/rds_data.h"
+
+#include "api/wire/public_error.h"
 
 #include <openssl/evp.h>
 
@@ -321,14 +323,30 @@ Op FindOp(const std::string& path) {
 
 }  // namespace
 
-bool RdsDataApi::Handles(const std::string& path) const { return FindOp(path) != nullptr; }
+bool RdsDataApi::OwnsPath(std::string_view path) const { return FindOp(std::string(path)) != nullptr; }
 
-JsonResponse RdsDataApi::Handle(const std::string& path, const std::string& body) {
+std::string RdsDataApi::ActionOf(const http::Request& req) const { return req.path.substr(1); }
+
+void RdsDataApi::WriteError(const Status& status, const std::string& request_id, http::Response& res) const {
+  SendJson(res, JsonAuthError(status), request_id);
+}
+
+Outcome RdsDataApi::Handle(const Principal& /*caller: IAM authorizes against it*/, const Call& call,
+                           http::Response& res) {
+  Outcome out{.action = ActionOf(call.http)};
+  JsonResponse r = Run(call.http.path, call.http.body, call.request_id, out.status);
+  out.http_status = r.status;
+  SendJson(res, r, call.request_id);
+  return out;
+}
+
+JsonResponse RdsDataApi::Run(const std::string& path, const std::string& body, const std::string& request_id,
+                             Status& failure) {
   Op op = FindOp(path);
-  if (!op) return JsonError(Status(errors::kDataNotFound, "Unknown operation " + path));
+  if (!op) return JsonError(failure = Status(errors::kDataNotFound, "Unknown operation " + path));
   json req = json::parse(body.empty() ? std::string("{}") : body, nullptr, false);
   if (req.is_discarded() || !req.is_object()) {
-    return JsonError(BadRequest("The request body is not a JSON object"));
+    return JsonError(failure = BadRequest("The request body is not a JSON object"));
   }
   g_statement_ran = false;
   Result<json> result = Status(errors::kDataInternal, "not run");
@@ -341,47 +359,31 @@ JsonResponse RdsDataApi::Handle(const std::string& path, const std::string& body
     // caller still gets the Data API's JSON, never the server's own page.
     result = Status(errors::kDataInternal, fmt::format("internal error: {}", e.what()));
   }
-  if (!result.ok()) {
-    const Status& st = result.status();
-    // Errors from below the Data API (catalog, engine) keep their meaning but
-    // travel as the Data API's own exception types.
-    if (st.code().http_status >= 500) {
-      // A 5xx is retried by the SDKs: only when the statement cannot have run.
-      if (g_statement_ran) {
-        return JsonError(Status(errors::kDataBadRequest,
-                                fmt::format("The statement may have run (and, outside a transaction, been "
-                                            "committed), but the call failed: {}",
-                                            st.message())));
-      }
-      return JsonError(Status(errors::kDataInternal, st.message()));
+  if (result.ok()) return JsonResponse{200, std::move(text), ""};
+  const Status& st = result.status();
+  failure = st;  // the server logs it with its detail
+  // Errors from below the Data API (catalog, engine) keep their meaning but
+  // travel as the Data API's own exception types; an internal one says no
+  // more than that it happened (wire/public_error.h).
+  if (st.code().http_status >= 500 || IsInternal(st.code())) {
+    std::string why = IsInternal(st.code()) ? InternalFailureMessage(request_id) : st.message();
+    // A 5xx is retried by the SDKs: only when the statement cannot have run.
+    if (g_statement_ran) {
+      return JsonError(Status(errors::kDataBadRequest,
+                              fmt::format("The statement may have run (and, outside a transaction, been "
+                                          "committed), but the call failed: {}",
+                                          why)));
     }
-    if (st.code().aws_code.find("Exception") == std::string_view::npos) {
-      return JsonError(Status(errors::kDataBadRequest, st.message()));
-    }
-    return JsonError(st);
+    return JsonError(Status(errors::kDataInternal, why));
   }
-  return JsonResponse{200, std::move(text), ""};
+  if (st.code().aws_code.find("Exception") == std::string_view::npos) {
+    return JsonError(Status(errors::kDataBadRequest, st.message()));
+  }
+  return JsonError(st);
 }
 
-JsonResponse JsonError(const Status& status) {
-  json body = {{"message", status.message()}};
-  return JsonResponse{status.code().http_status,
-                      body.dump(-1, ' ', false, json::error_handler_t::replace),
-                      std::string(status.code().aws_code)};
-}
-
-JsonResponse JsonAuthError(const Status& status) {
-  static constexpr std::pair<const ErrorCode*, ErrorCode> kJsonNames[] = {
-      {&errors::kMissingAuthenticationToken, {"MissingAuthenticationTokenException", 403}},
-      {&errors::kIncompleteSignature, {"IncompleteSignatureException", 400}},
-      {&errors::kInvalidClientTokenId, {"UnrecognizedClientException", 403}},
-      {&errors::kSignatureDoesNotMatch, {"InvalidSignatureException", 403}},
-      {&errors::kRequestExpired, {"InvalidSignatureException", 403}},
-  };
-  for (const auto& [query_code, json_code] : kJsonNames) {
-    if (status.Is(*query_code)) return JsonError(Status(json_code, status.message()));
-  }
-  return JsonError(status);
+std::unique_ptr<Service> NewRdsDataService(const ServiceContext& context) {
+  return std::make_unique<RdsDataApi>(context.control);
 }
 
 std::string Base64Encode(std::string_view bytes) {

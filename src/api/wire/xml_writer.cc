@@ -1,4 +1,4 @@
-#include "api/xml_writer.h"
+#include "api/wire/xml_writer.h"
 
 #include <fmt/format.h>
 

@@ -1,9 +1,7 @@
-#include "api/xml_writer.h"
+#include "api/wire/xml_writer.h"
 
 #include <gtest/gtest.h>
 #include <pugixml.hpp>
-
-#include "api/rds_query.h"
 
 namespace strata::api {
 namespace {
@@ -25,16 +23,6 @@ TEST(XmlWriter, DropsControlCharactersXmlCannotCarry) {
   pugi::xml_document d;
   ASSERT_TRUE(d.load_string(x.Finish().c_str()));
   EXPECT_STREQ(d.child_value("A"), "ab\tc");
-}
-
-TEST(RdsErrorXml, IsTheAwsEnvelope) {
-  std::string doc = RdsErrorXml(Status(errors::kDBInstanceNotFound, "DBInstance x not found."), "rid");
-  pugi::xml_document d;
-  ASSERT_TRUE(d.load_string(doc.c_str()));
-  auto e = d.child("ErrorResponse").child("Error");
-  EXPECT_STREQ(e.child_value("Type"), "Sender");
-  EXPECT_STREQ(e.child_value("Code"), "DBInstanceNotFound");
-  EXPECT_STREQ(d.child("ErrorResponse").child_value("RequestId"), "rid");
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "api/rds_xml.h"
+#include "api/rds/rds_xml.h"
 
 namespace strata::api {
 

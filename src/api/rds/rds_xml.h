@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "api/xml_writer.h"
+#include "api/wire/xml_writer.h"
 #include "catalog/catalog.h"
 #include "control/control.h"
 

@@ -1,11 +1,13 @@
-#include "api/clock_endpoint.h"
+#include "api/strata/clock_service.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 
+#include "api/api.h"
 #include "common/log.h"
+#include "control/control.h"
 
 namespace strata::api {
 namespace {
@@ -40,26 +42,53 @@ Result<TimePoint> Target(const ManualClock& clock, std::string_view op, const js
 
 }  // namespace
 
-bool ClockEndpoint::Handles(std::string_view path) const {
-  return clock_ != nullptr && path.substr(0, kPath.size()) == kPath &&
-         (path.size() == kPath.size() || path[kPath.size()] == '/');
+bool ClockService::OwnsPath(std::string_view path) const {
+  return path.substr(0, kPath.size()) == kPath && (path.size() == kPath.size() || path[kPath.size()] == '/');
 }
 
-JsonResponse ClockEndpoint::Handle(const std::string& method, const std::string& path, const std::string& body) {
+std::string ClockService::ActionOf(const http::Request& req) const {
+  std::string_view op = std::string_view(req.path).substr(std::min(req.path.size(), kPath.size()));
+  return op.empty() ? "GetClock" : op == "/set" ? "SetClock" : op == "/advance" ? "AdvanceClock" : "";
+}
+
+void ClockService::WriteError(const Status& status, const std::string& request_id, http::Response& res) const {
+  SendJson(res, JsonAuthError(status), request_id);
+}
+
+Outcome ClockService::Handle(const Principal& /*caller: IAM authorizes against it*/, const Call& call,
+                             http::Response& res) {
+  Outcome out{.action = ActionOf(call.http)};
+  JsonResponse r = Run(call.http.method, call.http.path, call.http.body, out.status);
+  out.http_status = r.status;
+  SendJson(res, r, call.request_id);
+  return out;
+}
+
+std::unique_ptr<Service> NewStrataService(const ServiceContext& context) {
+  if (context.config.manual_clock == nullptr) return nullptr;
+  return std::make_unique<ClockService>(context.config.manual_clock, context.control);
+}
+
+JsonResponse ClockService::Run(const std::string& method, const std::string& path, const std::string& body,
+                               Status& failure) {
+  auto fail = [&failure](Status st) {
+    failure = st;
+    return JsonError(st);
+  };
   std::string_view op = std::string_view(path).substr(kPath.size());
   if (method == "GET" && op.empty()) return Now(*clock_);
   if (method != "POST" || (op != "/set" && op != "/advance")) {
-    return JsonError(Status(kUnknownOperation, fmt::format("no operation {} {}", method, path)));
+    return fail(Status(kUnknownOperation, fmt::format("no operation {} {}", method, path)));
   }
   op.remove_prefix(1);
   json req = json::parse(body.empty() ? std::string("{}") : body, nullptr, false);
-  if (req.is_discarded() || !req.is_object()) return JsonError(Status(kValidation, "the body is not a JSON object"));
+  if (req.is_discarded() || !req.is_object()) return fail(Status(kValidation, "the body is not a JSON object"));
   std::lock_guard lock(move_mu_);
   auto target = Target(*clock_, op, req);
-  if (!target.ok()) return JsonError(target.status());
+  if (!target.ok()) return fail(target.status());
   TimePoint before = clock_->Now();
   if (*target < before) {
-    return JsonError(Status(kValidation, fmt::format("the manual clock only moves forward: it is {}, not {}",
+    return fail(Status(kValidation, fmt::format("the manual clock only moves forward: it is {}, not {}",
                                                      FormatIso8601(before), FormatIso8601(*target))));
   }
   clock_->Set(*target);

@@ -8,7 +8,7 @@
 #include <span>
 #include <string_view>
 
-#include "api/query_params.h"
+#include "api/wire/query_params.h"
 #include "common/status.h"
 
 namespace strata::api {

@@ -1,13 +1,14 @@
-#include "api/rds_query.h"
+#include "api/rds/rds_query.h"
 
 #include <fmt/format.h>
 
 #include <functional>
 #include <map>
 
-#include "api/rds_parameters.h"
-#include "api/rds_xml.h"
-#include "api/xml_writer.h"
+#include "api/rds/rds_parameters.h"
+#include "api/rds/rds_xml.h"
+#include "api/wire/public_error.h"
+#include "api/wire/xml_writer.h"
 #include "control/arn.h"
 
 namespace strata::api {
@@ -388,7 +389,7 @@ const std::map<std::string, Action, std::less<>>& Actions() {
 
 }  // namespace
 
-Result<std::string> RdsQueryApi::Handle(const QueryParams& params, const std::string& request_id) {
+Result<std::string> RdsQueryApi::Respond(const QueryParams& params, const std::string& request_id) {
   auto action_name = params.Get("Action");
   if (!action_name || action_name->empty()) {
     return Status(errors::kMissingAction, "The request must contain the parameter Action");
@@ -427,6 +428,64 @@ std::string RdsErrorXml(const Status& status, const std::string& request_id) {
   x.Close();
   x.Text("RequestId", request_id);
   return x.Finish();
+}
+
+namespace {
+
+void SendXml(http::Response& res, int status, std::string body, const std::string& request_id) {
+  res.status = status;
+  res.set_header("x-amzn-RequestId", request_id);
+  res.set_content(std::move(body), "text/xml");
+}
+
+// A Query request's parameters: its query string, and for a POST its form
+// body too.
+Result<QueryParams> ParamsOf(const http::Request& req, std::string_view raw_query) {
+  auto params = QueryParams::Parse(std::string(raw_query));
+  if (params.ok() && req.method == "POST") {
+    auto form = QueryParams::Parse(req.body);
+    if (!form.ok()) return form.status();
+    params->Merge(*form);
+  }
+  return params;
+}
+
+}  // namespace
+
+Outcome RdsQueryApi::Handle(const Principal& /*caller: IAM authorizes against it*/, const Call& call,
+                            http::Response& res) {
+  Outcome out;
+  std::string body;
+  auto params = ParamsOf(call.http, call.raw_query);
+  if (!params.ok()) {
+    out.status = params.status();
+  } else {
+    out.action = params->Get("Action").value_or("");
+    auto doc = Respond(*params, call.request_id);
+    if (doc.ok()) body = std::move(*doc);
+    else out.status = doc.status();
+  }
+  if (out.status.ok()) {
+    SendXml(res, 200, std::move(body), call.request_id);
+  } else {
+    WriteError(PublicError(out.status, call.request_id), call.request_id, res);
+  }
+  out.http_status = res.status;
+  return out;
+}
+
+void RdsQueryApi::WriteError(const Status& status, const std::string& request_id, http::Response& res) const {
+  SendXml(res, status.code().http_status, RdsErrorXml(status, request_id), request_id);
+}
+
+std::string RdsQueryApi::ActionOf(const http::Request& req) const {
+  size_t q = req.target.find('?');
+  auto params = ParamsOf(req, q == std::string::npos ? std::string_view() : std::string_view(req.target).substr(q + 1));
+  return params.ok() ? params->Get("Action").value_or("") : "";
+}
+
+std::unique_ptr<Service> NewRdsService(const ServiceContext& context) {
+  return std::make_unique<RdsQueryApi>(context.control);
 }
 
 }  // namespace strata::api

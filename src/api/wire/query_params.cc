@@ -1,4 +1,4 @@
-#include "api/query_params.h"
+#include "api/wire/query_params.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "api/rds_parameters.h"
+#include "api/rds/rds_parameters.h"
 
 #include <fmt/format.h>
 
