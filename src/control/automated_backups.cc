@@ -19,7 +19,6 @@ namespace strata::control {
 namespace {
 
 constexpr auto kSchedulerInterval = std::chrono::seconds(1);
-constexpr const char* kPitrPrefix = "pitr|";
 
 bool Matches(const std::vector<std::string>& any_of, std::string_view v) {
   return any_of.empty() || std::find(any_of.begin(), any_of.end(), v) != any_of.end();
@@ -41,52 +40,10 @@ std::string FormatAutomatedId(const std::string& instance_id, TimePoint t) {
   return fmt::format("rds:{}-{}-{}-{}", instance_id, iso.substr(0, 10), iso.substr(11, 2), iso.substr(14, 2));
 }
 
-struct PitrSource {
-  std::string repo_snapshot_id;
-  std::string resource_id;
-  int64_t seq_before = 0;
-  TimePoint time_before{};
-  TimePoint target{};
-};
-
-std::string EncodePitrSource(const PitrSource& p) {
-  return fmt::format("{}{}|{}|{}|{}|{}", kPitrPrefix, p.repo_snapshot_id, p.resource_id, p.seq_before,
-                     p.time_before.time_since_epoch().count(), p.target.time_since_epoch().count());
-}
-
-std::optional<PitrSource> DecodePitrSource(const std::string& s) {
-  if (s.rfind(kPitrPrefix, 0) != 0) return std::nullopt;
-  std::vector<std::string> parts;
-  size_t start = std::string(kPitrPrefix).size();
-  for (size_t i = start; i <= s.size(); ++i) {
-    if (i == s.size() || s[i] == '|') {
-      parts.push_back(s.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  if (parts.size() != 5) return std::nullopt;
-  PitrSource p;
-  p.repo_snapshot_id = parts[0];
-  p.resource_id = parts[1];
-  p.seq_before = std::strtoll(parts[2].c_str(), nullptr, 10);
-  p.time_before = TimePoint(std::chrono::microseconds(std::strtoll(parts[3].c_str(), nullptr, 10)));
-  p.target = TimePoint(std::chrono::microseconds(std::strtoll(parts[4].c_str(), nullptr, 10)));
-  return p;
-}
-
 }  // namespace
 
-std::string RestoreSourceSnapshot(const std::string& restore_source) {
-  if (auto p = DecodePitrSource(restore_source)) return p->repo_snapshot_id;
-  return restore_source;
-}
-
-bool IsPointInTimeRestore(const std::string& restore_source) {
-  return DecodePitrSource(restore_source).has_value();
-}
-
 Result<std::optional<TimePoint>> ControlPlane::Impl::FinishPointInTime(const catalog::InstanceRecord& r) {
-  auto p = DecodePitrSource(r.restore_source);
+  const auto& p = r.restore_replay;
   if (!p) return std::optional<TimePoint>();
   RETURN_IF_ERROR(ReplayChangeLog(r, p->resource_id, p->seq_before, p->time_before, p->target));
   return std::optional<TimePoint>(p->target);
@@ -248,7 +205,7 @@ void ControlPlane::Impl::ApplyRetention(const catalog::AutomatedBackupRecord& ab
   // A point-in-time restore under way may need the oldest base and segments:
   // retention waits for it.
   for (const auto& inst : catalog->ListInstances()) {
-    auto p = DecodePitrSource(inst.restore_source);
+    const auto& p = inst.restore_replay;
     if (inst.status == InstanceStatus::kCreating && p && p->resource_id == ab.resource_id) return;
   }
   TimePoint cutoff = Now() - std::chrono::hours(24) * ab.retention_days;
@@ -704,8 +661,9 @@ Result<Instance> ControlPlane::RestoreToPointInTime(const PointInTimeRestoreRequ
     RestoreFromSnapshotRequest overrides = req.target;
     if (!overrides.backup_retention_days) overrides.backup_retention_days = ab.retention_days;
     ASSIGN_OR_RETURN(r, impl_->RestoredInstance(*base, overrides));
-    r.restore_source = EncodePitrSource(
-        PitrSource{base->repo_snapshot_id, resource_id, base->log_seq_before, base->log_time_before, target});
+    r.restore_snapshot = base->repo_snapshot_id;
+    r.restore_replay =
+        catalog::PointInTimeReplay{resource_id, base->log_seq_before, base->log_time_before, target};
     RETURN_IF_ERROR(impl_->catalog->InsertInstance(r));
     return impl_->catalog->SetTags(impl_->InstanceArn(r.id), req.target.tags);
   }));

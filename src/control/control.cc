@@ -48,12 +48,12 @@ std::string ControlPlane::InstanceArn(const std::string& id) const { return impl
 Status ControlPlane::Recover() {
   impl_->RecoverSnapshots();
   for (const auto& r : impl_->catalog->ListInstances()) {
-    if (r.status == InstanceStatus::kCreating && !r.restore_source.empty() && impl_->config.disk &&
+    if (r.status == InstanceStatus::kCreating && !r.restore_snapshot.empty() && impl_->config.disk &&
         impl_->config.disk->Low()) {
       log::Warn("restore waits for disk space", {{"instance", r.id}});
       std::lock_guard lock(impl_->deferred_mu);
       impl_->deferred_restores.push_back(r);
-    } else if (r.status == InstanceStatus::kCreating && !r.restore_source.empty()) {
+    } else if (r.status == InstanceStatus::kCreating && !r.restore_snapshot.empty()) {
       log::Info("resuming restore", {{"instance", r.id}});
       impl_->workers->Submit([this, r] { impl_->FinishRestore(r); });
     } else if (r.status == InstanceStatus::kCreating) {

@@ -22,11 +22,6 @@
 
 namespace strata::control {
 
-// The repository snapshot a restore starts from (restore_source may also
-// carry a point-in-time target).
-std::string RestoreSourceSnapshot(const std::string& restore_source);
-bool IsPointInTimeRestore(const std::string& restore_source);
-
 namespace detail {
 
 inline constexpr int kMaxTagsPerResource = 50;

@@ -252,7 +252,7 @@ TEST_F(ControlTest, ARestoreFoundAtStartOnALowDiskWaitsForSpace) {
     restoring.resource_id = "db-RESTOREDRESTOREDRESTORED";
     restoring.data_path = (dir_ / "instances" / restoring.resource_id).string();
     restoring.status = InstanceStatus::kCreating;
-    restoring.restore_source = repo_id;
+    restoring.restore_snapshot = repo_id;
     ASSERT_TRUE((*cat)->InsertInstance(restoring).ok());
   }
   uint64_t free = 0;

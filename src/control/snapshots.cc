@@ -175,7 +175,7 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   // A restore resumed after a crash may find its server still recovering.
   if (st.ok() && std::filesystem::exists(spec.data_dir)) st = eng->Stop(spec);
   if (st.ok()) {
-    st = backups->RestoreSnapshot(RestoreSourceSnapshot(r.restore_source), spec.data_dir, nullptr,
+    st = backups->RestoreSnapshot(r.restore_snapshot, spec.data_dir, nullptr,
                                   !eng->ReadsRestoredFilesWhole());
   }
   std::optional<TimePoint> point_in_time;
@@ -198,7 +198,8 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
     ASSIGN_OR_RETURN(restored, catalog->GetInstance(r.id));
     // With backups on, it stays creating until its first backup (TakeFirstBackup).
     if (restored.backup_retention_days <= 0) restored.status = InstanceStatus::kAvailable;
-    restored.restore_source.clear();
+    restored.restore_snapshot.clear();
+    restored.restore_replay.reset();
     return catalog->UpdateInstance(restored);
   });
   if (!done.ok()) {
@@ -207,7 +208,7 @@ void ControlPlane::Impl::FinishRestore(const catalog::InstanceRecord& r) {
   }
   if (restored.backup_retention_days > 0) TakeFirstBackup(restored);
   Event("db-instance", r.id, InstanceArn(r.id),
-        IsPointInTimeRestore(r.restore_source) ? "Restored from DB instance to a point in time" : "Restored from snapshot",
+        r.restore_replay ? "Restored from DB instance to a point in time" : "Restored from snapshot",
         {"restoration"});
   std::lock_guard wake(scheduler_mu);
   scheduler_cv.notify_all();
@@ -472,7 +473,7 @@ Result<Instance> ControlPlane::RestoreFromSnapshot(const RestoreFromSnapshotRequ
     }
     RETURN_IF_ERROR(impl_->RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a restore"));
     ASSIGN_OR_RETURN(r, impl_->RestoredInstance(snap, req));
-    r.restore_source = snap.repo_snapshot_id;
+    r.restore_snapshot = snap.repo_snapshot_id;
     RETURN_IF_ERROR(impl_->catalog->InsertInstance(r));
     return impl_->catalog->SetTags(impl_->InstanceArn(r.id), req.tags);
   }));
