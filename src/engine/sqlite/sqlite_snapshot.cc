@@ -31,8 +31,8 @@
 
 #include "common/sqlite.h"
 #include "common/task_pool.h"
-#include "engine/sqlite_engine.h"
-#include "engine/sqlite_wal.h"
+#include "engine/sqlite/sqlite_engine.h"
+#include "engine/sqlite/sqlite_wal.h"
 
 namespace strata::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/sqlite_wal.h"
+#include "engine/sqlite/sqlite_wal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

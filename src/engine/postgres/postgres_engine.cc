@@ -1,4 +1,4 @@
-#include "engine/postgres_engine.h"
+#include "engine/postgres/postgres_engine.h"
 
 #include <pwd.h>
 #include <signal.h>
@@ -14,9 +14,9 @@
 
 #include "common/disk_space.h"
 #include "common/log.h"
-#include "engine/pg_cluster.h"
-#include "engine/pg_credentials.h"
-#include "engine/pg_process.h"
+#include "engine/postgres/pg_cluster.h"
+#include "engine/postgres/pg_credentials.h"
+#include "engine/postgres/pg_process.h"
 
 namespace strata::engine {
 namespace {

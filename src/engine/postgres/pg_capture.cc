@@ -18,9 +18,9 @@
 #include <thread>
 
 #include "common/log.h"
-#include "engine/pg_capture_format.h"
-#include "engine/pg_cluster.h"
-#include "engine/postgres_engine.h"
+#include "engine/postgres/pg_capture_format.h"
+#include "engine/postgres/pg_cluster.h"
+#include "engine/postgres/postgres_engine.h"
 
 namespace strata::engine {
 namespace {
