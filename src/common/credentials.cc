@@ -77,7 +77,7 @@ std::optional<sigv4::Credentials> ResolveClientCredentials(
   if (Env("HOME")) files.push_back(std::filesystem::path(Env("HOME")) / ".aws" / "credentials");
   for (const auto& f : files) {
     auto loaded = LoadCredentialsFile(f);
-    if (!loaded.ok()) continue;
+    if (!loaded.ok()) continue;  // absent or unreadable: the next file may answer
     auto it = loaded->find(profile);
     if (it != loaded->end() && !it->second.access_key_id.empty()) return it->second;
   }

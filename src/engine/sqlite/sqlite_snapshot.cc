@@ -71,7 +71,7 @@ class SqliteSnapshotView final : public SnapshotView {
   ~SqliteSnapshotView() override {
     if (wal_fd_ >= 0) ::close(wal_fd_);
     if (probe_fd_ >= 0) ::close(probe_fd_);
-    // Ends the read transaction; if it fails, closing the connection ends it.
+    // Ends the view: a failed ROLLBACK is ended by the connection's close.
     if (conn_.get()) (void)conn_.Exec("ROLLBACK");
   }
 
