@@ -6,7 +6,7 @@
 
 #include "common/ids.h"
 #include "control/repo_backup_store.h"
-#include "engine/sqlite_engine.h"
+#include "engine/sqlite/sqlite_engine.h"
 
 namespace strata::control {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/sqlite_wal.h"
+#include "engine/sqlite/sqlite_wal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "common/disk_space.h"
+#include "common/log.h"
 
 namespace strata::engine {
 namespace {
@@ -229,7 +230,11 @@ bool ExtendWal(sqlite::Db& writer, const std::string& wal_path, uint64_t size, b
     }
     if (ok && sync_under_lock) ok = ::fdatasync(fd) == 0;
   }
-  (void)writer.Exec("ROLLBACK");
+  if (Status st = writer.Exec("ROLLBACK"); !st.ok()) {
+    // Still holding the write lock would stall the instance's writers: say so.
+    log::Warn("could not release the write lock after growing the WAL",
+              {{"wal", wal_path}, {"error", st.ToString()}});
+  }
   if (ok && !sync_under_lock) ok = ::fdatasync(fd) == 0;
   if (fd >= 0) ::close(fd);
   return ok;

@@ -1,4 +1,4 @@
-#include "engine/sqlite_engine.h"
+#include "engine/sqlite/sqlite_engine.h"
 
 #include <fmt/format.h>
 

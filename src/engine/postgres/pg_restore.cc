@@ -13,12 +13,13 @@
 #include <fstream>
 #include <thread>
 
+#include "common/atomic_file.h"
 #include "common/disk_space.h"
 #include "common/log.h"
-#include "engine/pg_capture_format.h"
-#include "engine/pg_cluster.h"
-#include "engine/pg_process.h"
-#include "engine/postgres_engine.h"
+#include "engine/postgres/pg_capture_format.h"
+#include "engine/postgres/pg_cluster.h"
+#include "engine/postgres/pg_process.h"
+#include "engine/postgres/postgres_engine.h"
 
 namespace strata::engine {
 namespace {
@@ -39,15 +40,6 @@ std::string PostgresTime(TimePoint t) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
   return fmt::format("{}.{:06d}+00", buf, static_cast<int>(us % 1000000));
-}
-
-Status WriteFile(const std::filesystem::path& path, const std::string& content) {
-  errno = 0;
-  std::ofstream out(path, std::ios::trunc);
-  out << content;
-  out.close();
-  if (!out) return disk::ErrnoStatus("cannot write " + path.string(), errno ? errno : EIO);
-  return Status::Ok();
 }
 
 // Waits until the server has left recovery (promoted), or has stopped.
@@ -120,7 +112,7 @@ Status PostgresEngine::FinishRestore(const InstanceSpec& spec, std::optional<Tim
 
   std::string recovery;
   if (point_in_time) {
-    RETURN_IF_ERROR(WriteFile(pgdata / "recovery.signal", ""));
+    RETURN_IF_ERROR(WriteFileAtomically(pgdata / "recovery.signal", ""));
     RETURN_IF_ERROR(Chown(pgdata / "recovery.signal", user, false));
     // The WAL is in pg_wal already; there is no archive to fetch from.
     recovery = fmt::format(
@@ -138,7 +130,7 @@ Status PostgresEngine::FinishRestore(const InstanceSpec& spec, std::optional<Tim
     // No commit after the target is in the log: every commit the log holds
     // is at or before it, so replaying all of it is exactly the target.
     log::Info("no commit after the target in the log: replaying all of it", {{"instance", spec.id}});
-    RETURN_IF_ERROR(WriteFile(pgdata / "recovery.signal", ""));
+    RETURN_IF_ERROR(WriteFileAtomically(pgdata / "recovery.signal", ""));
     RETURN_IF_ERROR(Chown(pgdata / "recovery.signal", user, false));
     started = recover("restore_command = '/bin/false'\n");
   }
@@ -146,7 +138,7 @@ Status PostgresEngine::FinishRestore(const InstanceSpec& spec, std::optional<Tim
   // The restored master user keeps (or, from a snapshot whose master user
   // dropped rds_superuser, gets back) the master user's rights, no more.
   RETURN_IF_ERROR(ApplyRoleModel(spec));
-  std::ofstream(spec.data_dir / "created").close();
+  RETURN_IF_ERROR(WriteFileAtomically(spec.data_dir / "created", ""));
   return Start(spec);  // rewrites strata.conf without the recovery settings
 }
 

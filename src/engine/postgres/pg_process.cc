@@ -1,4 +1,4 @@
-#include "engine/pg_process.h"
+#include "engine/postgres/pg_process.h"
 
 #include <fcntl.h>
 #include <grp.h>

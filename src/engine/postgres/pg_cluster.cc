@@ -1,4 +1,4 @@
-#include "engine/pg_cluster.h"
+#include "engine/postgres/pg_cluster.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "engine/postgres_engine.h"
+#include "engine/postgres/postgres_engine.h"
 
 #include <pwd.h>
 #include <signal.h>
@@ -10,13 +10,14 @@
 #include <cerrno>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
-#include "common/disk_space.h"
+#include "common/atomic_file.h"
 #include "common/log.h"
-#include "engine/pg_cluster.h"
-#include "engine/pg_credentials.h"
-#include "engine/pg_process.h"
+#include "engine/postgres/pg_cluster.h"
+#include "engine/postgres/pg_credentials.h"
+#include "engine/postgres/pg_process.h"
 
 namespace strata::engine {
 namespace {
@@ -85,7 +86,7 @@ Status WriteExtensionScripts(const InstanceSpec& spec) {
     auto dir = ExtensionScriptsDir(spec) / ext;
     std::filesystem::create_directories(dir, ec);
     if (ec) return IoError("create " + dir.string(), ec);
-    std::ofstream out(dir / "after-create.sql", std::ios::trunc);
+    std::ostringstream out;
     out << "-- Written by Strata: the master user's group may use what this extension made.\n"
         << "DO $strata$\nDECLARE obj record;\nBEGIN\n"
         << "  FOR obj IN SELECT d.classid, d.objid FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid\n"
@@ -97,11 +98,9 @@ Status WriteExtensionScripts(const InstanceSpec& spec) {
         << "      EXECUTE format('GRANT SELECT ON %s TO " << kMasterGroup << "', obj.objid::regclass);\n"
         << "    END IF;\n"
         << "  END LOOP;\nEND\n$strata$;\n";
-    out.close();
-    if (!out) return Status(errors::kIoError, "cannot write " + (dir / "after-create.sql").string());
     // Read by the server's OS user, changed by root only.
+    RETURN_IF_ERROR(WriteFileAtomically(dir / "after-create.sql", out.str(), {.mode = 0644}));
     chmod(dir.c_str(), 0755);
-    chmod((dir / "after-create.sql").c_str(), 0644);
   }
   chmod(ExtensionScriptsDir(spec).c_str(), 0755);
   return Status::Ok();
@@ -120,8 +119,7 @@ std::string ExtensionList() {
 }
 
 Status WriteStrataConf(const InstanceSpec& spec, const std::string& extra = "") {
-  errno = 0;
-  std::ofstream out(ClusterDir(spec) / "strata.conf", std::ios::trunc);
+  std::ostringstream out;
   out << "# Written by Strata before each start; changes here are overwritten.\n"
       << "listen_addresses = '127.0.0.1'\n"
       << "port = " << spec.port << "\n"
@@ -144,8 +142,7 @@ Status WriteStrataConf(const InstanceSpec& spec, const std::string& extra = "") 
       << "extwlist.extensions = " << QuoteLiteral(ExtensionList()) << "\n"
       << "extwlist.custom_path = " << QuoteLiteral(ExtensionScriptsDir(spec).string()) << "\n"
       << extra;
-  out.close();
-  if (!out) return disk::ErrnoStatus("cannot write strata.conf of " + spec.id, errno ? errno : EIO);
+  RETURN_IF_ERROR(WriteFileAtomically(ClusterDir(spec) / "strata.conf", out.str()));
   ASSIGN_OR_RETURN(auto user, ServerUser(spec));
   return Chown(ClusterDir(spec) / "strata.conf", user, false);
 }
@@ -169,8 +166,7 @@ Status WriteAccessFiles(const InstanceSpec& spec, const std::optional<OsUser>& u
   const std::string master = QuoteIdent(spec.master_username);
   const std::string os_user = QuoteIdent(StratadOsUser());
   {
-    errno = 0;
-    std::ofstream out(ClusterDir(spec) / "pg_hba.conf", std::ios::trunc);
+    std::ostringstream out;
     out << "# Written by Strata before each start; changes here are overwritten.\n"
         << "local all " << kStrataSuperuser << "," << master << " peer map=strata\n"
         << "local replication " << kStrataSuperuser << "," << master << " peer map=strata\n"
@@ -180,17 +176,14 @@ Status WriteAccessFiles(const InstanceSpec& spec, const std::optional<OsUser>& u
         << "host replication all all reject\n"
         << "host all all 127.0.0.1/32 scram-sha-256\n"
         << "host all all ::1/128 scram-sha-256\n";
-    out.close();
-    if (!out) return disk::ErrnoStatus("cannot write pg_hba.conf of " + spec.id, errno ? errno : EIO);
+    RETURN_IF_ERROR(WriteFileAtomically(ClusterDir(spec) / "pg_hba.conf", out.str()));
   }
   {
-    errno = 0;
-    std::ofstream out(ClusterDir(spec) / "pg_ident.conf", std::ios::trunc);
+    std::ostringstream out;
     out << "# Written by Strata before each start; changes here are overwritten.\n"
         << "strata " << os_user << " " << kStrataSuperuser << "\n"
         << "strata " << os_user << " " << master << "\n";
-    out.close();
-    if (!out) return disk::ErrnoStatus("cannot write pg_ident.conf of " + spec.id, errno ? errno : EIO);
+    RETURN_IF_ERROR(WriteFileAtomically(ClusterDir(spec) / "pg_ident.conf", out.str()));
   }
   RETURN_IF_ERROR(Chown(ClusterDir(spec) / "pg_hba.conf", user, false));
   return Chown(ClusterDir(spec) / "pg_ident.conf", user, false);
@@ -298,6 +291,8 @@ Status pg::ApplyRoleModel(const InstanceSpec& spec) {
                                            QuoteLiteral(spec.db_name), QuoteIdent(spec.db_name), master)
                              : std::string()));
   Status st = Exec(conn.get(), sql).status();
+  // The statement's error is the one to report; the connection closes after
+  // this, which rolls back whatever the ROLLBACK could not.
   if (!st.ok()) (void)Exec(conn.get(), "ROLLBACK");
   return st;
 }
@@ -348,11 +343,7 @@ Status PostgresEngine::Create(const InstanceSpec& spec) {
   RETURN_IF_ERROR(RunTool("initdb", {"-D", ClusterDir(spec).string(), "-U", kStrataSuperuser, "-A", "reject",
                                      "-E", "UTF8", "--locale=C.UTF-8", "--data-checksums"},
                           user));
-  {
-    std::ofstream marker(RoleModelMarker(spec), std::ios::trunc);
-    marker << kStrataSuperuser << "\n";
-    if (!marker.flush()) return Status(errors::kIoError, "cannot write " + RoleModelMarker(spec).string());
-  }
+  RETURN_IF_ERROR(WriteFileAtomically(RoleModelMarker(spec), std::string(kStrataSuperuser) + "\n"));
   RETURN_IF_ERROR(Chown(RoleModelMarker(spec), user, false));
   {
     std::ofstream conf(ClusterDir(spec) / "postgresql.conf", std::ios::app);
@@ -376,8 +367,7 @@ Status PostgresEngine::Create(const InstanceSpec& spec) {
                           .status());
     }
   }
-  std::ofstream(done_marker).close();
-  return Status::Ok();
+  return WriteFileAtomically(done_marker, "");
 }
 
 Status PostgresEngine::Start(const InstanceSpec& spec) {

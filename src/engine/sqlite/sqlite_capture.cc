@@ -53,8 +53,9 @@
 
 #include "common/sqlite.h"
 #include "common/disk_space.h"
-#include "engine/sqlite_engine.h"
-#include "engine/sqlite_wal.h"
+#include "common/log.h"
+#include "engine/sqlite/sqlite_engine.h"
+#include "engine/sqlite/sqlite_wal.h"
 
 namespace strata::engine {
 namespace {
@@ -101,6 +102,7 @@ class SqliteCapture final : public ChangeCapture {
   ~SqliteCapture() override {
     if (wal_fd_ >= 0) ::close(wal_fd_);
     if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    // Ends the read transaction; if it fails, closing the connection ends it.
     if (reader_.get()) (void)reader_.Exec("ROLLBACK");
   }
 
@@ -309,8 +311,18 @@ class SqliteCapture final : public ChangeCapture {
     Status st = writer_.Exec("SELECT count(*) FROM sqlite_master");
     if (st.ok()) st = reader_.Exec("ROLLBACK");
     if (st.ok()) st = BeginRead();
-    (void)writer_.Exec("ROLLBACK");
+    ReleaseWriter("ROLLBACK");
     return st;
+  }
+
+  // Ends the writer connection's transaction (it wrote nothing). Not
+  // returned: the caller's own result matters more, and a transaction left
+  // open is ended by the next BEGIN's failure or the connection's close; but
+  // while it stays open it holds up checkpoints (or writers), so it is logged.
+  void ReleaseWriter(const char* sql) {
+    if (Status st = writer_.Exec(sql); !st.ok()) {
+      log::Warn("change capture could not end its transaction", {{"wal", wal_path_}, {"error", st.ToString()}});
+    }
   }
 
   Status Checkpoint(CaptureBatch& batch) {
@@ -346,14 +358,14 @@ class SqliteCapture final : public ChangeCapture {
     Status st = ReadNew(batch).status();
     if (st.ok() && !caught_up_) {
       // Too much to read under the write lock: read on without it first.
-      (void)writer_.Exec("COMMIT");
+      ReleaseWriter("COMMIT");
       return Status::Ok();
     }
     if (st.ok()) st = reader_.Exec("ROLLBACK");
     Result<std::pair<int, int>> ck = std::pair{-1, -1};
     if (st.ok()) ck = PassiveCheckpoint();
     Status begin = BeginRead();
-    (void)writer_.Exec("COMMIT");
+    ReleaseWriter("COMMIT");
     RETURN_IF_ERROR(st);
     RETURN_IF_ERROR(ck.status());
     RETURN_IF_ERROR(begin);

@@ -7,7 +7,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/sqlite.h"
-#include "engine/sqlite_engine.h"
+#include "engine/sqlite/sqlite_engine.h"
 
 namespace strata::engine {
 namespace {

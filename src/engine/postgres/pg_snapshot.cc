@@ -15,8 +15,8 @@
 #include <mutex>
 #include <regex>
 
-#include "engine/pg_cluster.h"
-#include "engine/postgres_engine.h"
+#include "engine/postgres/pg_cluster.h"
+#include "engine/postgres/postgres_engine.h"
 
 namespace strata::engine {
 namespace {

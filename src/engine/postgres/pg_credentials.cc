@@ -1,4 +1,4 @@
-#include "engine/pg_credentials.h"
+#include "engine/postgres/pg_credentials.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

@@ -11,8 +11,8 @@
 #include <cstdlib>
 #include <map>
 
-#include "engine/pg_cluster.h"
-#include "engine/postgres_engine.h"
+#include "engine/postgres/pg_cluster.h"
+#include "engine/postgres/postgres_engine.h"
 
 namespace strata::engine {
 namespace {

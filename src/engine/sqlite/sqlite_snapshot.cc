@@ -31,8 +31,8 @@
 
 #include "common/sqlite.h"
 #include "common/task_pool.h"
-#include "engine/sqlite_engine.h"
-#include "engine/sqlite_wal.h"
+#include "engine/sqlite/sqlite_engine.h"
+#include "engine/sqlite/sqlite_wal.h"
 
 namespace strata::engine {
 namespace {
@@ -71,6 +71,7 @@ class SqliteSnapshotView final : public SnapshotView {
   ~SqliteSnapshotView() override {
     if (wal_fd_ >= 0) ::close(wal_fd_);
     if (probe_fd_ >= 0) ::close(probe_fd_);
+    // Ends the view: a failed ROLLBACK is ended by the connection's close.
     if (conn_.get()) (void)conn_.Exec("ROLLBACK");
   }
 

@@ -18,9 +18,9 @@
 #include <thread>
 
 #include "common/log.h"
-#include "engine/pg_capture_format.h"
-#include "engine/pg_cluster.h"
-#include "engine/postgres_engine.h"
+#include "engine/postgres/pg_capture_format.h"
+#include "engine/postgres/pg_cluster.h"
+#include "engine/postgres/postgres_engine.h"
 
 namespace strata::engine {
 namespace {
@@ -96,10 +96,12 @@ class PgCapture final : public ChangeCapture {
       }
       complete = received_ >= *flushed;
     } else if (pending_.empty()) {
+      // Not returned: a send fails only on a broken stream, which the next
+      // Poll's Drain reports (and the stream is opened again).
       (void)SendFeedback(false);
       return flushed.status();
     }
-    (void)SendFeedback(false);
+    (void)SendFeedback(false);  // as above: the next Drain reports a broken stream
 
     CaptureBatch batch;
     batch.complete = complete;
@@ -164,6 +166,7 @@ class PgCapture final : public ChangeCapture {
     } else {
       gap_reason_ = "change-log capture started";
     }
+    // Usually there is no slot to drop; any other failure shows in CREATE below.
     (void)Exec(stream_.get(), fmt::format("DROP_REPLICATION_SLOT {}", kCaptureSlot));
     RETURN_IF_ERROR(
         Exec(stream_.get(), fmt::format("CREATE_REPLICATION_SLOT {} PHYSICAL RESERVE_WAL", kCaptureSlot)).status());

@@ -1,10 +1,10 @@
-#include "engine/sqlite_engine.h"
+#include "engine/sqlite/sqlite_engine.h"
 
 #include <gtest/gtest.h>
 
 #include "common/ids.h"
 #include "common/sqlite.h"
-#include "engine/sqlite_wal.h"
+#include "engine/sqlite/sqlite_wal.h"
 
 #include <atomic>
 #include <thread>
