@@ -9,9 +9,9 @@ BUILD_PACKAGES=(
   libgtest-dev libgmock-dev
   # The postgres engine runs Debian's PostgreSQL server programs.
   postgresql-15 postgresql-client-15
-  # The server module every cluster preloads (src/engine/pg_guard) builds against its headers.
+  # The server module every cluster preloads (src/engine/postgres/pg_guard) builds against its headers.
   postgresql-server-dev-15
-  # Lets the master user add the extensions RDS lets it add (src/engine/postgres_engine.cc).
+  # Lets the master user add the extensions RDS lets it add (src/engine/postgres/postgres_engine.cc).
   postgresql-15-pgextwlist
 )
 TEST_PACKAGES=(

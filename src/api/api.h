@@ -1,15 +1,25 @@
 // api/: the wire protocols on one HTTP port. Parses requests, verifies SigV4,
-// dispatches to control/, serializes responses and AWS errors. No business
-// logic lives here.
+// resolves the caller, routes to a service, serializes responses and AWS
+// errors. No business logic lives here.
 //
-// Routes:
+// A request's path through it:
+//   http_server (Boost.Beast)  -> Server: route by path or credential scope
+//   -> sigv4::Verify, scoped to the routed service in --region
+//   -> Principal (access key id -> who; common/principal.h)
+//   -> the service's Handle(principal, call)  (api/<service>/)
+//   -> control::ControlPlane.
+// Routing (api/services.cc holds the table): a REST service owns its paths
+// (rds-data: /Execute, /BatchExecute, /BeginTransaction, /CommitTransaction,
+// /RollbackTransaction); a request elsewhere goes to the service its
+// credential scope names among the Query and JSON ones; anything else to the
+// first row, "rds", whose verification then names the scope it expects.
 //   GET  /health                      200 "ok" once ready (no auth)
-//   POST / , GET /?Action=...         Query APIs (a signature scoped to
-//                                     "rds" in --region; IAM joins later)
-//   POST /Execute, /BatchExecute,     RDS Data API ("rds-data")
-//        /BeginTransaction, /CommitTransaction, /RollbackTransaction
-//   GET/POST /strata/clock[/set|/advance]  the manual clock ("strata"), only
-//                                     with --clock manual (api/clock_endpoint.h)
+//   GET/POST /strata/clock[/set|/advance]  the manual clock ("strata", api/strata/),
+//                                     served only with --clock manual
+//
+// Errors: internal codes (wire/public_error.h) reach clients as
+// InternalFailure / InternalServerErrorException with a generic message and
+// the request id; the detail is logged under that id.
 //
 // Transport: api/http_server.h (event-driven; handlers on a bounded worker
 // pool, overload answered with Throttling/ThrottlingException).
@@ -45,7 +55,7 @@ struct ServerConfig {
   const Clock* clock = nullptr;  // for SigV4 time checks; not owned
   sigv4::SecretLookup secrets;   // access key id -> secret key
   // Set only by `stratad --clock manual` (tests): the clock the control plane
-  // runs on, moved through /strata/clock (api/clock_endpoint.h). Not owned.
+  // runs on, moved through /strata/clock (api/strata/). Not owned.
   ManualClock* manual_clock = nullptr;
 };
 

@@ -1,14 +1,14 @@
-// Routing and the AWS wire protocols on top of the HTTP transport
-// (api/http_server.h): SigV4, then the RDS Query API or the RDS Data API by
-// path; and the AWS error envelope for what the transport refuses itself.
+// Routing on top of the HTTP transport (api/http_server.h): each request is
+// verified once (SigV4, scoped to the service it is routed to), its caller
+// resolved to a Principal, and handed to its service (api/services.cc); the
+// AWS error envelope of that service's protocol for what the transport
+// refuses itself; and one log line per request.
 #include <fmt/format.h>
 
 #include "api/api.h"
-#include "api/clock_endpoint.h"
 #include "api/http_server.h"
-#include "api/query_params.h"
-#include "api/rds_data.h"
-#include "api/rds_query.h"
+#include "api/service.h"
+#include "api/wire/public_error.h"
 #include "common/ids.h"
 #include "common/log.h"
 
@@ -27,19 +27,6 @@ sigv4::Request ToSigV4(const http::Request& req) {
   return out;
 }
 
-void SendXml(http::Response& res, int status, std::string body, const std::string& request_id) {
-  res.status = status;
-  res.set_header("x-amzn-RequestId", request_id);
-  res.set_content(std::move(body), "text/xml");
-}
-
-void SendJson(http::Response& res, const JsonResponse& r, const std::string& request_id) {
-  res.status = r.status;
-  res.set_header("x-amzn-RequestId", request_id);
-  if (!r.error_type.empty()) res.set_header("x-amzn-ErrorType", r.error_type);
-  res.set_content(r.body, "application/json");
-}
-
 http::ServerOptions TransportOptions(const ServerConfig& c) {
   http::ServerOptions o;
   o.host = c.host;
@@ -53,21 +40,59 @@ http::ServerOptions TransportOptions(const ServerConfig& c) {
   return o;
 }
 
-// The error code of a transport refusal in the Query API (first) and in the
-// Data API (second).
-std::pair<const ErrorCode*, const ErrorCode*> RefusalCodes(http::Refusal::Kind kind) {
+// The error code of a transport refusal in a protocol: the Query APIs' codes,
+// or the JSON protocols' exceptions.
+const ErrorCode& RefusalCode(http::Refusal::Kind kind, Protocol protocol) {
+  bool query = protocol == Protocol::kQuery;
   switch (kind) {
-    case http::Refusal::kBadRequest: return {&errors::kMalformedHttpRequest, &errors::kDataMalformedHttpRequest};
-    case http::Refusal::kRequestTimeout: return {&errors::kRequestTimeout, &errors::kDataRequestTimeout};
-    case http::Refusal::kBodyTooLarge: return {&errors::kRequestEntityTooLarge, &errors::kDataRequestTooLarge};
-    case http::Refusal::kUriTooLong: return {&errors::kRequestURITooLong, &errors::kDataURITooLong};
+    case http::Refusal::kBadRequest: return query ? errors::kMalformedHttpRequest : errors::kDataMalformedHttpRequest;
+    case http::Refusal::kRequestTimeout: return query ? errors::kRequestTimeout : errors::kDataRequestTimeout;
+    case http::Refusal::kBodyTooLarge: return query ? errors::kRequestEntityTooLarge : errors::kDataRequestTooLarge;
+    case http::Refusal::kUriTooLong: return query ? errors::kRequestURITooLong : errors::kDataURITooLong;
     case http::Refusal::kHeaderTooLarge:
-      return {&errors::kRequestHeaderFieldsTooLarge, &errors::kDataHeaderFieldsTooLarge};
-    case http::Refusal::kOverloaded: return {&errors::kThrottling, &errors::kDataThrottling};
+      return query ? errors::kRequestHeaderFieldsTooLarge : errors::kDataHeaderFieldsTooLarge;
+    case http::Refusal::kOverloaded: return query ? errors::kThrottling : errors::kDataThrottling;
     case http::Refusal::kHandlerFailed: break;
   }
-  return {&errors::kInternalFailure, &errors::kDataInternal};
+  return query ? errors::kInternalFailure : errors::kDataInternal;
 }
+
+const ErrorCode& InternalCode(Protocol protocol) {
+  return protocol == Protocol::kQuery ? errors::kInternalFailure : errors::kDataInternal;
+}
+
+// The service a request's credential scope names (Credential=AKID/DATE/REGION/SERVICE/aws4_request,
+// in the Authorization header or a presigned URL's X-Amz-Credential), unverified:
+// it only picks the route, whose own verification then checks it. "" if none.
+std::string ScopeService(const http::Request& req) {
+  std::string credential;
+  std::string auth = req.get_header_value("Authorization");
+  if (size_t at = auth.find("Credential="); at != std::string::npos) {
+    credential = auth.substr(at + 11, auth.find_first_of(", ", at) - (at + 11));
+  } else if (size_t q = req.target.find("X-Amz-Credential="); q != std::string::npos) {
+    // Percent-encoded in a query string: only the slashes matter here.
+    std::string encoded = req.target.substr(q + 17, req.target.find('&', q) - (q + 17));
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      bool slash = encoded.compare(i, 3, "%2F") == 0 || encoded.compare(i, 3, "%2f") == 0;
+      credential += slash ? '/' : encoded[i];
+      if (slash) i += 2;
+    }
+  }
+  // AKID/DATE/REGION/SERVICE/aws4_request: the fourth part.
+  size_t pos = 0;
+  for (int i = 0; i < 3 && pos != std::string::npos; ++i) {
+    pos = credential.find('/', pos);
+    if (pos != std::string::npos) ++pos;
+  }
+  if (pos == std::string::npos) return "";
+  return credential.substr(pos, credential.find('/', pos) - pos);
+}
+
+struct Route {
+  std::string_view name;  // the SigV4 service the signature must be scoped to
+  Protocol protocol;
+  std::unique_ptr<Service> service;
+};
 
 }  // namespace
 
@@ -75,9 +100,8 @@ class Server::Impl {
  public:
   Impl(ServerConfig c, control::ControlPlane* cp)
       : config(std::move(c)),
-        rds(cp),
-        data(cp),
-        clock(config.manual_clock, cp),
+        account_id(cp->AccountId()),
+        routes(BuildRoutes(ServiceContext{cp, config})),
         http(
             TransportOptions(config),
             [this](const http::Request& req) {
@@ -96,109 +120,101 @@ class Server::Impl {
             [this](const http::Refusal& r) { return Refuse(r); }) {}
 
   ServerConfig config;
-  RdsQueryApi rds;
-  RdsDataApi data;
-  ClockEndpoint clock;  // answers only with --clock manual
+  std::string account_id;
+  std::vector<Route> routes;  // routes[0] is the default
   http::Server http;
 
-  // The AWS error envelope of the protocol the path belongs to (XML unless it
-  // is a Data API path), logged like every other failed request.
+  static std::vector<Route> BuildRoutes(const ServiceContext& context) {
+    std::vector<Route> out;
+    for (const ServiceRegistration& r : RegisteredServices()) {
+      if (auto service = r.make(context)) out.push_back({r.name, r.protocol, std::move(service)});
+    }
+    return out;
+  }
+
+  // Where a request goes: a REST service owning its path; else the service
+  // its credential scope names, among those that answer at a shared path
+  // (Query, JSON); else the default, whose verification then tells the
+  // client which scope this endpoint expects. `req` is null when only the
+  // path is known (a refusal before the head was read).
+  const Route& RouteOf(std::string_view path, const http::Request* req) const {
+    for (const Route& r : routes) {
+      if (r.service->OwnsPath(path)) return r;
+    }
+    if (req != nullptr) {
+      std::string scope = ScopeService(*req);
+      for (const Route& r : routes) {
+        if (r.name == scope) {
+          if (r.protocol != Protocol::kRestJson) return r;
+          break;  // a REST service answers only at the paths it owns
+        }
+      }
+    }
+    return routes.front();
+  }
+
+  // The AWS error envelope of the protocol the request is routed to, logged
+  // like every other failed request.
   http::Response Refuse(const http::Refusal& refusal) {
     std::string request_id = RandomUuid();
-    bool is_data_api = !refusal.path.empty() && data.Handles(refusal.path);
-    auto [query_code, data_code] = RefusalCodes(refusal.kind);
-    Status st(is_data_api ? *data_code : *query_code, refusal.message);
+    const Route& route = RouteOf(refusal.path, refusal.request);
+    Status st(RefusalCode(refusal.kind, route.protocol), refusal.message);
     std::string action;
-    if (is_data_api) {
-      action = refusal.path.substr(1);
-    } else if (refusal.request != nullptr) {
-      action = QueryAction(*refusal.request);
+    if (refusal.request != nullptr) {
+      action = route.service->ActionOf(*refusal.request);
+    } else if (!refusal.path.empty()) {
+      // Only the head is known: a REST API's path still names the action.
+      http::Request head;
+      head.method = refusal.method;
+      head.path = refusal.path;
+      action = route.service->ActionOf(head);
     }
     http::Response res;
-    if (is_data_api) {
-      SendJson(res, JsonError(st), request_id);
-    } else {
-      SendXml(res, st.code().http_status, RdsErrorXml(st, request_id), request_id);
-    }
+    route.service->WriteError(PublicError(st, request_id, InternalCode(route.protocol)), request_id, res);
     nlohmann::json fields = {{"request_id", request_id}, {"method", refusal.method}, {"path", refusal.path},
-                             {"action", action}, {"status", res.status}, {"error", st.code().aws_code},
-                             {"message", st.message()}, {"peer", refusal.peer}};
+                             {"service", route.name},    {"action", action},          {"status", res.status},
+                             {"error", st.code().aws_code}, {"message", st.message()}, {"peer", refusal.peer}};
     if (res.status >= 500) log::Error("request", fields);
     else log::Warn("request refused", fields);
     return res;
   }
 
-  // The Action of a Query API request, from its query string or form body.
-  static std::string QueryAction(const http::Request& req) {
-    size_t q = req.target.find('?');
-    auto params = QueryParams::Parse(q == std::string::npos ? std::string() : req.target.substr(q + 1));
-    if (params.ok() && req.method == "POST") {
-      auto form = QueryParams::Parse(req.body);
-      if (form.ok()) params->Merge(*form);
-    }
-    return params.ok() ? params->Get("Action").value_or("") : "";
+  // The caller behind a verified signature. Every key stratad knows today is
+  // the account's root user; IAM will look its users' and roles' keys up here.
+  Principal Resolve(const sigv4::Identity& identity) const {
+    return Principal::Root(account_id, identity.access_key_id);
   }
 
   void Dispatch(const http::Request& req, http::Response& res) {
     std::string request_id = RandomUuid();
     auto start = std::chrono::steady_clock::now();
     sigv4::Request signed_req = ToSigV4(req);
-    bool is_clock = clock.Handles(req.path);
-    bool is_data_api = is_clock || data.Handles(req.path);  // both speak JSON
-    std::string action;
-    Status st = Status::Ok();
-    int status = 200;
+    const Route& route = RouteOf(req.path, &req);
 
-    // The path says which service this request is for; the signature must
-    // have been made for that service in this region.
-    std::string_view service = is_clock ? ClockEndpoint::kService : is_data_api ? "rds-data" : "rds";
+    // The signature must have been made for the routed service in this region.
     auto identity = sigv4::Verify(signed_req, config.secrets, config.clock->Now(),
-                                  {.region = config.region, .service = service});
-    if (!identity.ok()) st = identity.status();
-
-    if (is_data_api) {
-      action = req.path.substr(1);
-      JsonResponse r = !st.ok()   ? JsonAuthError(st)
-                       : is_clock ? clock.Handle(req.method, req.path, req.body)
-                                  : data.Handle(req.path, req.body);
-      status = r.status;
-      SendJson(res, r, request_id);
+                                  {.region = config.region, .service = route.name});
+    Outcome outcome;
+    if (identity.ok()) {
+      outcome = route.service->Handle(Resolve(*identity), Call{req, signed_req.raw_query, request_id}, res);
     } else {
-      std::string body;
-      if (st.ok()) {
-        auto params = QueryParams::Parse(signed_req.raw_query);
-        if (params.ok() && req.method == "POST") {
-          auto form = QueryParams::Parse(req.body);
-          if (form.ok()) {
-            params->Merge(*form);
-          } else {
-            params = form.status();
-          }
-        }
-        if (!params.ok()) {
-          st = params.status();
-        } else {
-          action = params->Get("Action").value_or("");
-          auto out = rds.Handle(*params, request_id);
-          if (out.ok()) body = std::move(*out);
-          else st = out.status();
-        }
-      }
-      status = st.ok() ? 200 : st.code().http_status;
-      SendXml(res, status, st.ok() ? std::move(body) : RdsErrorXml(st, request_id), request_id);
+      outcome.action = route.service->ActionOf(req);
+      outcome.status = identity.status();
+      route.service->WriteError(identity.status(), request_id, res);
+      outcome.http_status = res.status;
     }
 
     auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
                       std::chrono::steady_clock::now() - start).count();
-    nlohmann::json fields = {{"request_id", request_id}, {"method", req.method},
-                             {"path", req.path}, {"action", action}, {"status", status},
+    nlohmann::json fields = {{"request_id", request_id}, {"method", req.method}, {"path", req.path},
+                             {"service", route.name},    {"action", outcome.action}, {"status", outcome.http_status},
                              {"micros", micros}};
-    if (!st.ok()) {
-      fields["error"] = st.code().aws_code;
-      fields["message"] = st.message();
+    if (!outcome.status.ok()) {
+      fields["error"] = outcome.status.code().aws_code;
+      fields["message"] = outcome.status.message();
     }
     if (identity.ok()) fields["access_key_id"] = identity->access_key_id;
-    if (status >= 500) log::Error("request", fields);
+    if (outcome.http_status >= 500) log::Error("request", fields);
     else log::Info("request", fields);
   }
 };

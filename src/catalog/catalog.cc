@@ -35,7 +35,8 @@ constexpr const char* kInstanceColumns =
     "id, resource_id, engine, engine_version, status, instance_class, allocated_storage, db_name, "
     "master_username, port, create_time, backup_retention, backup_window, maintenance_window, "
     "deletion_protection, copy_tags_to_snapshot, pending_backup_retention, data_path, "
-    "status_reason, engine_state, restore_source";
+    "status_reason, engine_state, restore_snapshot, restore_log_resource_id, restore_seq_before, "
+    "restore_time_before, restore_target_time";
 
 void BindInstance(sqlite::Stmt& s, const InstanceRecord& r) {
   s.Bind(1, r.id)
@@ -58,7 +59,15 @@ void BindInstance(sqlite::Stmt& s, const InstanceRecord& r) {
       .Bind(18, r.data_path)
       .Bind(19, r.status_reason)
       .Bind(20, r.engine_state)
-      .Bind(21, r.restore_source);
+      .Bind(21, r.restore_snapshot);
+  if (r.restore_replay) {
+    s.Bind(22, r.restore_replay->resource_id)
+        .Bind(23, r.restore_replay->seq_before)
+        .Bind(24, static_cast<int64_t>(r.restore_replay->time_before.time_since_epoch().count()))
+        .Bind(25, static_cast<int64_t>(r.restore_replay->target.time_since_epoch().count()));
+  } else {
+    s.Bind(22, "").Bind(23, int64_t{0}).Bind(24, int64_t{0}).BindNull(25);
+  }
 }
 
 Result<InstanceRecord> ReadInstance(const sqlite::Stmt& s) {
@@ -83,7 +92,11 @@ Result<InstanceRecord> ReadInstance(const sqlite::Stmt& s) {
   r.data_path = s.Text(17);
   r.status_reason = s.Text(18);
   r.engine_state = s.Text(19);
-  r.restore_source = s.Text(20);
+  r.restore_snapshot = s.Text(20);
+  if (!s.IsNull(24)) {  // restore_target_time: set only for a point-in-time restore
+    r.restore_replay = PointInTimeReplay{s.Text(21), s.Int(22), TimePoint(std::chrono::microseconds(s.Int(23))),
+                                         TimePoint(std::chrono::microseconds(s.Int(24)))};
+  }
   return r;
 }
 
@@ -259,7 +272,7 @@ Status Catalog::InsertInstance(const InstanceRecord& r) {
     }
     ASSIGN_OR_RETURN(auto s, impl_->db.Prepare(fmt::format(
                                  "INSERT INTO instances ({}) VALUES "
-                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                  kInstanceColumns)));
     BindInstance(s, r);
     return s.Run();
@@ -275,7 +288,9 @@ Status Catalog::UpdateInstance(const InstanceRecord& r) {
                                "backup_retention=?12, backup_window=?13, maintenance_window=?14, "
                                "deletion_protection=?15, copy_tags_to_snapshot=?16, "
                                "pending_backup_retention=?17, data_path=?18, status_reason=?19, "
-                               "engine_state=?20, restore_source=?21 WHERE id=?1"));
+                               "engine_state=?20, restore_snapshot=?21, "
+                               "restore_log_resource_id=?22, restore_seq_before=?23, "
+                               "restore_time_before=?24, restore_target_time=?25 WHERE id=?1"));
   BindInstance(s, r);
   RETURN_IF_ERROR(s.Run());
   if (sqlite3_changes(impl_->db.get()) == 0) {

@@ -24,6 +24,16 @@
 
 namespace strata::catalog {
 
+// The change-log half of a point-in-time restore: after the base snapshot's
+// files are in place, replay `resource_id`'s change log from transaction
+// seq_before+1 up to `target`.
+struct PointInTimeReplay {
+  std::string resource_id;  // the DbiResourceId whose change log is replayed
+  int64_t seq_before = 0;   // the base holds every transaction up to here
+  TimePoint time_before{};  // when seq_before was read
+  TimePoint target{};       // the restore time
+};
+
 // A database instance as stored. Wire names live in api/; these are the domain
 // fields. Times are microseconds since the epoch (TimePoint).
 struct InstanceRecord {
@@ -46,10 +56,11 @@ struct InstanceRecord {
   std::optional<int> pending_backup_retention_days;  // waits for the maintenance window
   std::string data_path;  // where the engine keeps the instance's files
   std::string status_reason;
-  // A restore not finished yet: the repo snapshot id to restore from (for a
-  // point-in-time restore, also the log range and target: control/ encodes
-  // it). Cleared when the instance becomes available; a restart resumes it.
-  std::string restore_source;
+  // A restore not finished yet: the repo snapshot id to restore from, and for
+  // a point-in-time restore the log to replay onto it. Cleared when the
+  // instance becomes available; a restart resumes it.
+  std::string restore_snapshot;
+  std::optional<PointInTimeReplay> restore_replay;
   // Engine-private settings (e.g. a postgres password verifier), never returned by the API.
   std::string engine_state;
 };

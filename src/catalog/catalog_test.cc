@@ -1,4 +1,5 @@
 #include "catalog/catalog.h"
+#include "catalog/migrations.h"
 
 #include <gtest/gtest.h>
 
@@ -77,6 +78,49 @@ TEST_F(CatalogTest, StatesAreStoredAsTheirNamesAndUnknownOnesRefused) {
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].id, "other");
   EXPECT_EQ(all[0].status, InstanceStatus::kAvailable);
+}
+
+// A catalog from before v4 kept the restore under way as text in
+// restore_source; opening it moves that into the typed columns.
+TEST_F(CatalogTest, MigrationSplitsTheOldRestoreSource) {
+  const auto file = dir_ / "v3.db";
+  {
+    auto db = sqlite::Db::Open(file.string()).value();
+    ASSERT_TRUE(Migrate(db, 3).ok());
+    ASSERT_EQ(CurrentSchemaVersion(db), 3);
+    const char* insert =
+        "INSERT INTO instances (id, resource_id, engine, engine_version, status, instance_class, "
+        "allocated_storage, db_name, master_username, port, create_time, backup_retention, backup_window, "
+        "maintenance_window, deletion_protection, copy_tags_to_snapshot, pending_backup_retention, data_path, "
+        "status_reason, engine_state, restore_source) VALUES "
+        "('pitr', 'db-PITR', 'sqlite', '3', 'creating', 'c', 1, '', '', 0, 0, 1, '', '', 0, 0, NULL, '', '', '', "
+        "'pitr|repo-snap-1|db-SOURCE|42|1000|2000'), "
+        "('plain', 'db-PLAIN', 'sqlite', '3', 'creating', 'c', 1, '', '', 0, 0, 1, '', '', 0, 0, NULL, '', '', '', "
+        "'repo-snap-2'), "
+        "('idle', 'db-IDLE', 'sqlite', '3', 'available', 'c', 1, '', '', 0, 0, 1, '', '', 0, 0, NULL, '', '', '', '')";
+    ASSERT_TRUE(db.Exec(insert).ok());
+  }
+  auto old = Catalog::Open(file);
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ((*old)->SchemaVersion(), LatestSchemaVersion());
+  auto pitr = (*old)->GetInstance("pitr").value();
+  EXPECT_EQ(pitr.restore_snapshot, "repo-snap-1");
+  ASSERT_TRUE(pitr.restore_replay.has_value());
+  EXPECT_EQ(pitr.restore_replay->resource_id, "db-SOURCE");
+  EXPECT_EQ(pitr.restore_replay->seq_before, 42);
+  EXPECT_EQ(pitr.restore_replay->time_before, TimePoint(std::chrono::microseconds(1000)));
+  EXPECT_EQ(pitr.restore_replay->target, TimePoint(std::chrono::microseconds(2000)));
+  auto plain = (*old)->GetInstance("plain").value();
+  EXPECT_EQ(plain.restore_snapshot, "repo-snap-2");
+  EXPECT_FALSE(plain.restore_replay.has_value());
+  auto idle = (*old)->GetInstance("idle").value();
+  EXPECT_TRUE(idle.restore_snapshot.empty());
+  EXPECT_FALSE(idle.restore_replay.has_value());
+  // And the typed columns round-trip, cleared too.
+  pitr.restore_replay.reset();
+  pitr.restore_snapshot.clear();
+  ASSERT_TRUE((*old)->UpdateInstance(pitr).ok());
+  EXPECT_FALSE((*old)->GetInstance("pitr").value().restore_replay.has_value());
 }
 
 TEST_F(CatalogTest, TransactionRollsBackOnError) {

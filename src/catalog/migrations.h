@@ -8,8 +8,10 @@
 
 namespace strata::catalog {
 
-Status Migrate(sqlite::Db& db);
-int CurrentSchemaVersion(sqlite::Db& db);
 int LatestSchemaVersion();
+
+// Migrates up to `target` (a test builds an old catalog with it).
+Status Migrate(sqlite::Db& db, int target = LatestSchemaVersion());
+int CurrentSchemaVersion(sqlite::Db& db);
 
 }  // namespace strata::catalog

@@ -1,12 +1,10 @@
 #include "cmd/repo_key.h"
 
-#include <cerrno>
 #include <fstream>
-#include <iterator>
 
 #include <nlohmann/json.hpp>
 
-#include "common/disk_space.h"
+#include "common/atomic_file.h"
 
 namespace strata::cli {
 
@@ -33,23 +31,8 @@ Status RecordRepoKeyFile(const fs::path& data_dir, const std::string& key_file, 
   }
   nlohmann::json j = {{"key_file", fs::absolute(key_file).string()}, {"key_id", key_id}};
   const std::string text = j.dump(2) + "\n";
-  {
-    // Unchanged: nothing to write (a start on a full disk depends on it).
-    std::ifstream in(path);
-    std::string old((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in && old == text) return Status::Ok();
-  }
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    errno = 0;
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) return Status(errors::kIoError, "cannot write " + path.string() + ": " + ec.message());
-  return Status::Ok();
+  // Unchanged: nothing is written (a start on a full disk depends on it).
+  return WriteFileAtomically(path, text, {.skip_if_unchanged = true});
 }
 
 }  // namespace strata::cli

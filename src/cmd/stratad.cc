@@ -21,6 +21,7 @@
 #include "cmd/repo_key.h"
 #include "catalog/catalog.h"
 #include "common/allocator.h"
+#include "common/atomic_file.h"
 #include "common/clock.h"
 #include "common/credentials.h"
 #include "common/disk_space.h"
@@ -134,21 +135,6 @@ int Fail(const Status& st) {
 bool LockDataDir(const fs::path& dir) {
   int fd = ::open((dir / "stratad.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   return fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) == 0;
-}
-
-Status WriteFileAtomically(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    errno = 0;
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status(errors::kIoError, "cannot write " + path.string() + ": " + ec.message());
-  return Status::Ok();
 }
 
 // The cores this process may run on (taskset, a cpuset): a machine's whole

@@ -1,17 +1,12 @@
 #include "common/credentials.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
 
-#include "common/disk_space.h"
+#include "common/atomic_file.h"
 #include "common/ids.h"
 
 namespace strata {
@@ -63,21 +58,8 @@ Result<sigv4::Credentials> CreateRootCredentials(const std::filesystem::path& pa
       "# Strata root credentials, created by stratad. Keep this file private.\n"
       "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
       c.access_key_id, c.secret_access_key);
-  std::string tmp = path.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return disk::ErrnoStatus("cannot create " + tmp, errno);
-  Status wrote = disk::PwriteAll(fd, text.data(), text.size(), 0, "cannot write " + tmp);
-  if (wrote.ok() && ::fsync(fd) != 0) wrote = disk::ErrnoStatus("cannot write " + tmp, errno);
-  ::close(fd);
-  if (!wrote.ok()) {
-    ::unlink(tmp.c_str());
-    return wrote;
-  }
-  if (::link(tmp.c_str(), path.c_str()) != 0) {  // link: never replace an existing file
-    ::unlink(tmp.c_str());
-    return Status(errors::kIoError, fmt::format("{} already exists", path.string()));
-  }
-  ::unlink(tmp.c_str());
+  // Made once, never replaced: a second stratad start keeps its credentials.
+  RETURN_IF_ERROR(WriteFileAtomically(path, text, {.mode = 0600, .replace = false}));
   return c;
 }
 
@@ -95,7 +77,7 @@ std::optional<sigv4::Credentials> ResolveClientCredentials(
   if (Env("HOME")) files.push_back(std::filesystem::path(Env("HOME")) / ".aws" / "credentials");
   for (const auto& f : files) {
     auto loaded = LoadCredentialsFile(f);
-    if (!loaded.ok()) continue;
+    if (!loaded.ok()) continue;  // absent or unreadable: the next file may answer
     auto it = loaded->find(profile);
     if (it != loaded->end() && !it->second.access_key_id.empty()) return it->second;
   }

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 
-#include "control/restore_source.h"
 
 namespace strata::control {
 namespace {
@@ -221,7 +220,7 @@ void AutomatedBackups::ApplyRetention(const catalog::AutomatedBackupRecord& ab) 
   // A point-in-time restore under way may need the oldest base and segments:
   // retention waits for it.
   for (const auto& inst : ctx_.catalog->ListInstances()) {
-    auto p = DecodePitrSource(inst.restore_source);
+    const auto& p = inst.restore_replay;
     if (inst.status == InstanceStatus::kCreating && p && p->resource_id == ab.resource_id) return;
   }
   TimePoint cutoff = ctx_.Now() - std::chrono::hours(24) * ab.retention_days;

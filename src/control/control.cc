@@ -94,9 +94,9 @@ std::string ControlPlane::SnapshotArn(const std::string& id) const { return impl
 Status ControlPlane::Recover() {
   impl_->snapshots.Recover();
   for (const auto& r : impl_->ctx.catalog->ListInstances()) {
-    if (r.status == InstanceStatus::kCreating && !r.restore_source.empty() && impl_->disk_watch.Low()) {
+    if (r.status == InstanceStatus::kCreating && !r.restore_snapshot.empty() && impl_->disk_watch.Low()) {
       impl_->disk_watch.DeferRestore(r);
-    } else if (r.status == InstanceStatus::kCreating && !r.restore_source.empty()) {
+    } else if (r.status == InstanceStatus::kCreating && !r.restore_snapshot.empty()) {
       log::Info("resuming restore", {{"instance", r.id}});
       impl_->workers.Submit([this, r] { impl_->snapshots.FinishRestore(r); });
     } else if (r.status == InstanceStatus::kCreating) {

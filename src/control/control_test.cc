@@ -6,7 +6,7 @@
 
 #include "common/ids.h"
 #include "control/test_bed.h"
-#include "engine/sqlite_engine.h"
+#include "engine/sqlite/sqlite_engine.h"
 
 namespace strata::control {
 namespace {
@@ -242,7 +242,7 @@ TEST_F(ControlTest, ARestoreFoundAtStartOnALowDiskWaitsForSpace) {
     restoring.resource_id = "db-RESTOREDRESTOREDRESTORED";
     restoring.data_path = (dir_ / "instances" / restoring.resource_id).string();
     restoring.status = InstanceStatus::kCreating;
-    restoring.restore_source = repo_id;
+    restoring.restore_snapshot = repo_id;
     ASSERT_TRUE((*cat)->InsertInstance(restoring).ok());
   }
   uint64_t free = 0;

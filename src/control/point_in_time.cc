@@ -8,12 +8,11 @@
 #include <thread>
 
 #include "control/changelog/reader.h"
-#include "control/restore_source.h"
 
 namespace strata::control {
 
 Result<std::optional<TimePoint>> PointInTime::Finish(const catalog::InstanceRecord& r) {
-  auto p = DecodePitrSource(r.restore_source);
+  const auto& p = r.restore_replay;
   if (!p) return std::optional<TimePoint>();
   RETURN_IF_ERROR(ReplayChangeLog(r, p->resource_id, p->seq_before, p->time_before, p->target));
   return std::optional<TimePoint>(p->target);
@@ -104,8 +103,8 @@ Result<catalog::InstanceRecord> PointInTime::Restore(const PointInTimeRestoreReq
     RestoreFromSnapshotRequest overrides = req.target;
     if (!overrides.backup_retention_days) overrides.backup_retention_days = ab.retention_days;
     ASSIGN_OR_RETURN(r, snapshots_.RestoredInstance(*base, overrides));
-    r.restore_source = EncodePitrSource(
-        PitrSource{base->repo_snapshot_id, resource_id, base->log_seq_before, base->log_time_before, target});
+    r.restore_snapshot = base->repo_snapshot_id;
+    r.restore_replay = catalog::PointInTimeReplay{resource_id, base->log_seq_before, base->log_time_before, target};
     RETURN_IF_ERROR(ctx_.catalog->InsertInstance(r));
     return ctx_.catalog->SetTags(ctx_.InstanceArn(r.id), req.target.tags);
   }));

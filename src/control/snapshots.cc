@@ -9,7 +9,6 @@
 
 #include "common/ids.h"
 #include "control/changelog/incremental_base.h"
-#include "control/restore_source.h"
 
 namespace strata::control {
 namespace {
@@ -179,7 +178,7 @@ void Snapshots::FinishRestore(const catalog::InstanceRecord& r) {
   // A restore resumed after a crash may find its server still recovering.
   if (st.ok() && std::filesystem::exists(spec.data_dir)) st = eng->Stop(spec);
   if (st.ok()) {
-    st = ctx_.backups->RestoreSnapshot(RestoreSourceSnapshot(r.restore_source), spec.data_dir, nullptr,
+    st = ctx_.backups->RestoreSnapshot(r.restore_snapshot, spec.data_dir, nullptr,
                                        !eng->ReadsRestoredFilesWhole());
   }
   std::optional<TimePoint> point_in_time;
@@ -202,7 +201,8 @@ void Snapshots::FinishRestore(const catalog::InstanceRecord& r) {
     ASSIGN_OR_RETURN(restored, ctx_.catalog->GetInstance(r.id));
     // With backups on, it stays creating until its first backup (TakeFirstBackup).
     if (restored.backup_retention_days <= 0) restored.status = InstanceStatus::kAvailable;
-    restored.restore_source.clear();
+    restored.restore_snapshot.clear();
+    restored.restore_replay.reset();
     return ctx_.catalog->UpdateInstance(restored);
   });
   if (!done.ok()) {
@@ -211,7 +211,7 @@ void Snapshots::FinishRestore(const catalog::InstanceRecord& r) {
   }
   if (restored.backup_retention_days > 0) hooks_.take_first_backup(restored);
   ctx_.Event("db-instance", r.id, ctx_.InstanceArn(r.id),
-             IsPointInTimeRestore(r.restore_source) ? "Restored from DB instance to a point in time"
+             r.restore_replay ? "Restored from DB instance to a point in time"
                                                     : "Restored from snapshot",
              {"restoration"});
   ctx_.scheduler->Notify();
@@ -454,7 +454,7 @@ Result<catalog::InstanceRecord> Snapshots::RestoreFromSnapshot(const RestoreFrom
     }
     RETURN_IF_ERROR(ctx_.RefuseIfDiskLow(errors::kStorageQuotaExceeded, "a restore"));
     ASSIGN_OR_RETURN(r, RestoredInstance(snap, req));
-    r.restore_source = snap.repo_snapshot_id;
+    r.restore_snapshot = snap.repo_snapshot_id;
     RETURN_IF_ERROR(ctx_.catalog->InsertInstance(r));
     return ctx_.catalog->SetTags(ctx_.InstanceArn(r.id), req.tags);
   }));

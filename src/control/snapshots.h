@@ -56,7 +56,7 @@ class Snapshots {
   // A new instance record (creating) from a snapshot's settings and the request's overrides.
   Result<catalog::InstanceRecord> RestoredInstance(const catalog::SnapshotRecord& snap,
                                                    const RestoreFromSnapshotRequest& req);
-  // Brings a restored instance (creating, restore_source set) to available or failed.
+  // Brings a restored instance (creating, restore_snapshot set) to available or failed.
   void FinishRestore(const catalog::InstanceRecord& r);
   // After a crash: snapshots under way complete or fail, deletes finish,
   // unrecorded repository snapshots go.

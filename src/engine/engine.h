@@ -1,7 +1,10 @@
-// engine/: one adapter per database engine, registered by name ("sqlite",
-// later "postgres"). An engine creates, runs and removes the database of an
+// engine/: one adapter per database engine, found by name ("sqlite",
+// "postgres"). An engine creates, runs and removes the database of an
 // instance and runs SQL in it; the backup hooks (consistent file sources,
 // change-log capture, restore) join this interface with snapshots.
+// This header is the layer's public interface: each engine lives in its own
+// folder (engine/sqlite/, engine/postgres/), and registry.cc is the one list
+// of the engines this build knows.
 //
 // engine/ knows nothing of HTTP, the catalog or the repository format.
 // Thread safety: Engine methods may be called from any thread for different

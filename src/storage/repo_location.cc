@@ -1,14 +1,12 @@
 // DATA/repository: where stratad keeps its backup repository, written at
 // start (no secrets in it), so that `strata repo verify` and other tools open
 // the same store. Absent: the posix repository under DATA/repo.
-#include <cerrno>
 #include <fstream>
-#include <iterator>
 
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.h"
 #include "common/credentials.h"
-#include "common/disk_space.h"
 #include "storage/storage.h"
 
 namespace strata::storage {
@@ -23,24 +21,9 @@ Status SaveRepoLocation(const std::filesystem::path& data_dir, const std::option
     j["path_style"] = s3->path_style;
   }
   const std::string text = j.dump(2) + "\n";
-  {
-    // Unchanged (every start but the first): nothing to write, which a
-    // start on a full disk depends on.
-    std::ifstream in(data_dir / "repository");
-    std::string old((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in && old == text) return Status::Ok();
-  }
-  auto tmp = data_dir / "repository.tmp";
-  {
-    errno = 0;
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.flush()) return disk::ErrnoStatus("cannot write " + tmp.string(), errno ? errno : EIO);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, data_dir / "repository", ec);
-  if (ec) return Status(errors::kIoError, "cannot write " + (data_dir / "repository").string());
-  return Status::Ok();
+  // Unchanged (every start but the first): nothing is written, which a
+  // start on a full disk depends on.
+  return WriteFileAtomically(data_dir / "repository", text, {.skip_if_unchanged = true});
 }
 
 Result<std::unique_ptr<ObjectStore>> OpenRepoOfDataDir(const std::filesystem::path& data_dir) {
