@@ -14,3 +14,17 @@ def fill(path, size_mib):
                            [("customer %d order %d " % (i, i * 7) * 20,) for i in range(start, start + n)])
             db.commit()
     return rows
+
+
+def start_server(stratad, extra_args=()):
+    """Starts `stratad` on a temp data dir: (server, test case, RDS client, tmp).
+    The caller stops the server and removes tmp."""
+    import os
+    import tempfile
+    import harness
+    harness.STRATAD = os.path.abspath(stratad)
+    tmp = tempfile.mkdtemp(prefix="strata-bench-")
+    server = harness.Stratad(os.path.join(tmp, "data"), list(extra_args)).start()
+    case = harness.StrataTestCase()
+    case.server, case.data_dir, case.tmp = server, server.data_dir, tmp
+    return server, case, case.client(), tmp

@@ -16,13 +16,11 @@ import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import benchlib  # noqa: E402
-import harness  # noqa: E402
 
 
 def pct(xs, p):
@@ -62,13 +60,8 @@ def main():
                     help="seconds each writer runs, untimed, before the throughput rounds")
     ap.add_argument("--throughput-only", action="store_true", help="stop after the throughput ratio and the lag")
     args = ap.parse_args()
-    harness.STRATAD = os.path.abspath(args.stratad)
-    tmp = tempfile.mkdtemp(prefix="strata-bench-")
-    server = harness.Stratad(os.path.join(tmp, "data")).start()
+    server, _, rds, tmp = benchlib.start_server(args.stratad)
     try:
-        case = harness.StrataTestCase()
-        case.server, case.data_dir, case.tmp = server, server.data_dir, tmp
-        rds = case.client()
         for name, retention in (("on", 1), ("off", 0)):
             rds.create_db_instance(DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro", Engine="sqlite",
                                    BackupRetentionPeriod=retention)

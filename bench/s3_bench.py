@@ -13,12 +13,10 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import benchlib  # noqa: E402
-import harness  # noqa: E402
 
 
 def main():
@@ -34,14 +32,9 @@ def main():
         s3.create_bucket(Bucket=bucket)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
-    harness.STRATAD = os.path.abspath(args.stratad)
-    tmp = tempfile.mkdtemp(prefix="strata-bench-")
-    server = harness.Stratad(os.path.join(tmp, "data"), ["--repo", f"s3://{bucket}/{prefix}", "--s3-endpoint",
-                                                          endpoint, "--s3-path-style"]).start()
+    server, _, rds, tmp = benchlib.start_server(
+        args.stratad, ["--repo", f"s3://{bucket}/{prefix}", "--s3-endpoint", endpoint, "--s3-path-style"])
     try:
-        case = harness.StrataTestCase()
-        case.server, case.data_dir, case.tmp = server, server.data_dir, tmp
-        rds = case.client()
         rds.create_db_instance(DBInstanceIdentifier="bench", DBInstanceClass="db.t3.micro", Engine="sqlite",
                                BackupRetentionPeriod=0)
         while rds.describe_db_instances(DBInstanceIdentifier="bench")["DBInstances"][0]["DBInstanceStatus"] != "available":

@@ -13,12 +13,10 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import benchlib  # noqa: E402
-import harness  # noqa: E402
 
 
 def percentile(xs, p):
@@ -87,13 +85,8 @@ def main():
     ap.add_argument("--fresh-wal", action="store_true",
                     help="truncate the WAL before each round with snapshots (as after an application's restart)")
     args = ap.parse_args()
-    harness.STRATAD = os.path.abspath(args.stratad)
-    tmp = tempfile.mkdtemp(prefix="strata-bench-")
-    server = harness.Stratad(os.path.join(tmp, "data")).start()
+    server, case, rds, tmp = benchlib.start_server(args.stratad)
     try:
-        case = harness.StrataTestCase()
-        case.server, case.data_dir, case.tmp = server, server.data_dir, tmp
-        rds = case.client()
         rds.create_db_instance(DBInstanceIdentifier="bench", DBInstanceClass="db.t3.micro", Engine="sqlite",
                                BackupRetentionPeriod=0)  # manual snapshots alone; pitr_bench covers capture
         rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="bench", WaiterConfig={"Delay": 1})
