@@ -146,14 +146,7 @@ int UsableCpus() {
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  strata::UsePrivateUmask();
-  strata::AskForHugePages(argv);
-  strata::KeepFreedMemoryForReuse();
-  Options opt;
-  CLI::App app{"stratad: the Strata server (Amazon RDS-compatible backup and restore)"};
+void AddFlags(CLI::App& app, Options& opt) {
   app.set_config("--config", "", "Read these settings from a TOML/INI file");
   app.add_option("--data-dir", opt.data_dir, "Data directory")->capture_default_str();
   app.add_option("--listen", opt.listen, "HOST:PORT to serve on (port 0: any free port)")
@@ -240,6 +233,112 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--clock-start", opt.clock_start,
                  "With --clock manual: its first time, ISO 8601 UTC (default: the real now)");
+}
+
+disk::GuardOptions DiskOptionsOf(const Options& opt, const fs::path& data_dir) {
+  std::error_code ec;
+  disk::GuardOptions disk_options;
+  disk_options.watched = {data_dir};
+  if (opt.repo.empty()) {
+    fs::create_directories(data_dir / "repo", ec);
+    if (!ec) disk_options.watched.push_back(data_dir / "repo");
+  }
+  disk_options.reserve_file = data_dir / ".reserve";
+  disk_options.reserve_bytes = static_cast<uint64_t>(opt.disk_reserve_mib) << 20;
+  disk_options.low_water_bytes = static_cast<uint64_t>(opt.disk_low_water_mib) << 20;
+  return disk_options;
+}
+
+// The root credentials (made on the first start): access key id -> secret.
+Result<std::map<std::string, std::string>> LoadSecrets(const fs::path& cred_path) {
+  if (!fs::exists(cred_path)) {
+    auto created = CreateRootCredentials(cred_path);
+    if (!created.ok()) return created.status();
+    log::Info("created root credentials", {{"file", cred_path.string()},
+                                           {"access_key_id", created->access_key_id}});
+  }
+  auto creds = LoadCredentialsFile(cred_path);
+  if (!creds.ok()) return creds.status();
+  std::map<std::string, std::string> secrets;
+  for (const auto& [profile, c] : *creds) secrets[c.access_key_id] = c.secret_access_key;
+  return secrets;
+}
+
+Result<std::shared_ptr<repo::Repository>> OpenRepository(const Options& opt, const fs::path& data_dir) {
+  auto store = OpenRepoStore(opt, data_dir);
+  if (!store.ok()) return store.status();
+  const int cpus = opt.repo_threads > 0 ? opt.repo_threads : UsableCpus();
+  auto repo_options = repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20, cpus);
+  log::Info("backup repository", {{"store", (*store)->Describe()},
+                                  {"snapshot_threads", std::to_string(repo_options.threads)},
+                                  {"restore_threads", std::to_string(repo_options.restore_threads)}});
+  repo_options.zstd_level = opt.repo_zstd_level;
+  if (!opt.repo_key_file.empty()) {
+    auto keyring = cli::RepoKeyring(data_dir, opt.repo_key_file, opt.repo_key_id);
+    if (!keyring.ok()) return keyring.status();
+    repo_options.keyring = *keyring;
+  }
+  auto repository = repo::Repository::Open(std::move(*store), repo_options);
+  if (!repository.ok()) return repository.status();
+  if (!(*repository)->key_id().empty()) log::Info("repository encrypted", {{"key_id", (*repository)->key_id()}});
+  if (Status st = cli::RecordRepoKeyFile(data_dir, opt.repo_key_file, opt.repo_key_id); !st.ok()) return st;
+  return std::shared_ptr<repo::Repository>(std::move(*repository));
+}
+
+void PrintHowToConnect(const std::string& url, const fs::path& data_dir, const fs::path& cred_path,
+                       const std::string& region) {
+  std::printf(
+      "stratad is serving on %s (data dir %s)\n"
+      "Point the aws CLI and SDKs at it:\n"
+      "  export AWS_SHARED_CREDENTIALS_FILE=%s\n"
+      "  export AWS_DEFAULT_REGION=%s\n"
+      "  export AWS_ENDPOINT_URL=%s   # read by aws CLI >= 2.13 and boto3 >= 1.28 only\n"
+      "  aws --endpoint-url %s rds describe-db-instances   # Debian 12's aws and boto3 need it given\n",
+      url.c_str(), data_dir.c_str(), cred_path.c_str(), region.c_str(), url.c_str(),
+      url.c_str());
+  std::fflush(stdout);
+}
+
+control::Config ControlConfigOf(const Options& opt, const fs::path& data_dir, const Clock& clock,
+                                bool backups_encrypted, disk::DiskGuard& disk_guard) {
+  control::Config cfg;
+  cfg.data_dir = data_dir;
+  cfg.backups_encrypted = backups_encrypted;
+  cfg.region = opt.region;
+  cfg.clock = &clock;
+  cfg.manual_snapshot_quota = opt.manual_snapshot_quota;
+  auto millis = [](double seconds) { return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)); };
+  cfg.data_api_limits.statement_timeout = millis(opt.data_api_statement_timeout);
+  cfg.data_api_limits.lock_timeout = millis(opt.data_api_lock_timeout);
+  cfg.disk = &disk_guard;
+  return cfg;
+}
+
+// The transport's settings (the clocks and credentials are the caller's).
+api::ServerConfig ServerConfigOf(const Options& opt, const std::string& host, int port) {
+  api::ServerConfig scfg;
+  scfg.host = host;
+  scfg.port = port;
+  scfg.region = opt.region;
+  scfg.workers = opt.http_workers > 0 ? opt.http_workers : std::max(8, 4 * UsableCpus());
+  scfg.queue_limit = static_cast<size_t>(opt.http_queue >= 0 ? opt.http_queue : 4 * scfg.workers);
+  scfg.header_timeout = std::chrono::seconds(opt.http_header_timeout);
+  scfg.body_timeout = std::chrono::seconds(opt.http_body_timeout);
+  scfg.idle_timeout = std::chrono::seconds(opt.http_idle_timeout);
+  log::Info("http", {{"workers", scfg.workers}, {"queue", scfg.queue_limit},
+                     {"max_body_bytes", scfg.max_body_bytes}});
+  return scfg;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  strata::UsePrivateUmask();
+  strata::AskForHugePages(argv);
+  strata::KeepFreedMemoryForReuse();
+  Options opt;
+  CLI::App app{"stratad: the Strata server (Amazon RDS-compatible backup and restore)"};
+  AddFlags(app, opt);
   CLI11_PARSE(app, argc, argv);
 
   if (!log::SetLevel(opt.log_level)) {
@@ -274,16 +373,7 @@ int main(int argc, char** argv) {
 
   // Before anything else writes: on a full disk the reserve gives the
   // start's writes (the catalog, the endpoint file) their room.
-  disk::GuardOptions disk_options;
-  disk_options.watched = {data_dir};
-  if (opt.repo.empty()) {
-    fs::create_directories(data_dir / "repo", ec);
-    if (!ec) disk_options.watched.push_back(data_dir / "repo");
-  }
-  disk_options.reserve_file = data_dir / ".reserve";
-  disk_options.reserve_bytes = static_cast<uint64_t>(opt.disk_reserve_mib) << 20;
-  disk_options.low_water_bytes = static_cast<uint64_t>(opt.disk_low_water_mib) << 20;
-  disk::DiskGuard disk_guard(disk_options);
+  disk::DiskGuard disk_guard(DiskOptionsOf(opt, data_dir));
   disk::SpaceState space = disk_guard.Poll();
   (void)disk_guard.MakeRoom("the start");
   disk::InstallProcessGuard(&disk_guard);
@@ -293,37 +383,14 @@ int main(int argc, char** argv) {
   }
 
   fs::path cred_path = data_dir / "credentials";
-  if (!fs::exists(cred_path)) {
-    auto created = CreateRootCredentials(cred_path);
-    if (!created.ok()) return Fail(created.status());
-    log::Info("created root credentials", {{"file", cred_path.string()},
-                                           {"access_key_id", created->access_key_id}});
-  }
-  auto creds = LoadCredentialsFile(cred_path);
-  if (!creds.ok()) return Fail(creds.status());
-  std::map<std::string, std::string> secrets;
-  for (const auto& [profile, c] : *creds) secrets[c.access_key_id] = c.secret_access_key;
+  auto secrets = LoadSecrets(cred_path);
+  if (!secrets.ok()) return Fail(secrets.status());
 
   auto catalog = catalog::Catalog::Open(data_dir / "catalog.db");
   if (!catalog.ok()) return Fail(catalog.status());
 
-  auto store = OpenRepoStore(opt, data_dir);
-  if (!store.ok()) return Fail(store.status());
-  const int cpus = opt.repo_threads > 0 ? opt.repo_threads : UsableCpus();
-  auto repo_options = repo::RepoOptions::ForMemoryBudget(static_cast<uint64_t>(opt.repo_memory_mib) << 20, cpus);
-  log::Info("backup repository", {{"store", (*store)->Describe()},
-                                  {"snapshot_threads", std::to_string(repo_options.threads)},
-                                  {"restore_threads", std::to_string(repo_options.restore_threads)}});
-  repo_options.zstd_level = opt.repo_zstd_level;
-  if (!opt.repo_key_file.empty()) {
-    auto keyring = cli::RepoKeyring(data_dir, opt.repo_key_file, opt.repo_key_id);
-    if (!keyring.ok()) return Fail(keyring.status());
-    repo_options.keyring = *keyring;
-  }
-  auto repository = repo::Repository::Open(std::move(*store), repo_options);
+  auto repository = OpenRepository(opt, data_dir);
   if (!repository.ok()) return Fail(repository.status());
-  if (!(*repository)->key_id().empty()) log::Info("repository encrypted", {{"key_id", (*repository)->key_id()}});
-  if (Status st = cli::RecordRepoKeyFile(data_dir, opt.repo_key_file, opt.repo_key_id); !st.ok()) return Fail(st);
   std::shared_ptr<repo::Repository> shared_repo = std::move(*repository);
 
   SystemClock system_clock;
@@ -332,34 +399,15 @@ int main(int argc, char** argv) {
               {{"now", FormatIso8601((*manual_clock)->Now())}, {"endpoint", "/strata/clock"}});
   }
   const Clock& clock = *manual_clock ? static_cast<const Clock&>(**manual_clock) : system_clock;
-  control::Config cfg;
-  cfg.data_dir = data_dir;
-  cfg.backups_encrypted = !shared_repo->key_id().empty();
-  cfg.region = opt.region;
-  cfg.clock = &clock;
-  cfg.manual_snapshot_quota = opt.manual_snapshot_quota;
-  auto millis = [](double seconds) { return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)); };
-  cfg.data_api_limits.statement_timeout = millis(opt.data_api_statement_timeout);
-  cfg.data_api_limits.lock_timeout = millis(opt.data_api_lock_timeout);
-  cfg.disk = &disk_guard;
+  control::Config cfg = ControlConfigOf(opt, data_dir, clock, !shared_repo->key_id().empty(), disk_guard);
   auto control = control::ControlPlane::Open(cfg, std::move(*catalog),
                                              control::NewRepoBackupStore(shared_repo, opt.repo_chunk_kib * 1024));
   if (!control.ok()) return Fail(control.status());
 
-  api::ServerConfig scfg;
-  scfg.host = host;
-  scfg.port = port;
+  api::ServerConfig scfg = ServerConfigOf(opt, host, port);
   scfg.clock = &system_clock;  // SigV4 checks a signature against the signer's real time
   scfg.manual_clock = manual_clock->get();
-  scfg.region = opt.region;
-  scfg.workers = opt.http_workers > 0 ? opt.http_workers : std::max(8, 4 * UsableCpus());
-  scfg.queue_limit = static_cast<size_t>(opt.http_queue >= 0 ? opt.http_queue : 4 * scfg.workers);
-  scfg.header_timeout = std::chrono::seconds(opt.http_header_timeout);
-  scfg.body_timeout = std::chrono::seconds(opt.http_body_timeout);
-  scfg.idle_timeout = std::chrono::seconds(opt.http_idle_timeout);
-  log::Info("http", {{"workers", scfg.workers}, {"queue", scfg.queue_limit},
-                     {"max_body_bytes", scfg.max_body_bytes}});
-  scfg.secrets = [secrets](std::string_view akid) -> std::optional<std::string> {
+  scfg.secrets = [secrets = std::move(*secrets)](std::string_view akid) -> std::optional<std::string> {
     auto it = secrets.find(std::string(akid));
     if (it == secrets.end()) return std::nullopt;
     return it->second;
@@ -377,16 +425,7 @@ int main(int argc, char** argv) {
     return Fail(st);
   }
 
-  std::printf(
-      "stratad is serving on %s (data dir %s)\n"
-      "Point the aws CLI and SDKs at it:\n"
-      "  export AWS_SHARED_CREDENTIALS_FILE=%s\n"
-      "  export AWS_DEFAULT_REGION=%s\n"
-      "  export AWS_ENDPOINT_URL=%s   # read by aws CLI >= 2.13 and boto3 >= 1.28 only\n"
-      "  aws --endpoint-url %s rds describe-db-instances   # Debian 12's aws and boto3 need it given\n",
-      url.c_str(), data_dir.c_str(), cred_path.c_str(), opt.region.c_str(), url.c_str(),
-      url.c_str());
-  std::fflush(stdout);
+  PrintHowToConnect(url, data_dir, cred_path, opt.region);
   log::Info("stratad ready", {{"endpoint", url}, {"data_dir", data_dir.string()}});
 
   std::thread signal_waiter([&] {
