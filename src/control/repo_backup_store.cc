@@ -5,9 +5,6 @@
 namespace strata::control {
 namespace {
 
-int64_t Us(TimePoint t) { return t.time_since_epoch().count(); }
-TimePoint FromUs(int64_t us) { return TimePoint(std::chrono::microseconds(us)); }
-
 class RepoBackupStore final : public BackupStore {
  public:
   RepoBackupStore(std::shared_ptr<repo::Repository> r, uint32_t least_chunk_size)
@@ -56,29 +53,27 @@ class RepoBackupStore final : public BackupStore {
 
   Status PutLogSegment(const std::string& stream, TimePoint first, TimePoint last,
                        std::span<const std::string_view> pieces) override {
-    return repo_->AppendLogSegment(stream, Us(first), Us(last), pieces).status();
+    return repo_->AppendLogSegment(stream, first, last, pieces).status();
   }
   Result<std::vector<LogSegmentRef>> ListLogSegments(const std::string& stream, TimePoint from,
                                                      TimePoint to) override {
-    ASSIGN_OR_RETURN(auto segs, repo_->ListLogSegments(stream, Us(from), Us(to)));
+    ASSIGN_OR_RETURN(auto segs, repo_->ListLogSegments(stream, from, to));
     std::vector<LogSegmentRef> out;
     for (const auto& s : segs) {
-      out.push_back({s.seq, FromUs(s.first_time_us), FromUs(s.last_time_us), static_cast<int64_t>(s.stored_bytes),
-                     s.last_seq});
+      out.push_back({s.seq, s.first_time, s.last_time, static_cast<int64_t>(s.stored_bytes), s.last_seq});
     }
     return out;
   }
   Result<std::string> ReadLogSegment(const std::string& stream, const LogSegmentRef& ref) override {
-    repo::LogSegment s{stream, ref.seq, Us(ref.first), Us(ref.last), static_cast<uint64_t>(ref.stored_bytes),
-                       ref.last_seq};
+    repo::LogSegment s{stream, ref.seq, ref.first, ref.last, static_cast<uint64_t>(ref.stored_bytes), ref.last_seq};
     return repo_->ReadLogSegment(s);
   }
   Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, TimePoint time) override {
-    return repo_->DeleteLogSegmentsBefore(stream, Us(time));
+    return repo_->DeleteLogSegmentsBefore(stream, time);
   }
   Result<LogCompaction> CompactLog(const std::string& stream, TimePoint before) override {
-    ASSIGN_OR_RETURN(auto st, repo_->CompactLog(stream, repo::LogCompactionOptions{.before_us = Us(before),
-                                                                                   .merge_large = true}));
+    ASSIGN_OR_RETURN(auto st,
+                     repo_->CompactLog(stream, repo::LogCompactionOptions{.before = before, .merge_large = true}));
     return LogCompaction{st.segments_merged, st.segments_written, static_cast<int64_t>(st.bytes_before),
                          static_cast<int64_t>(st.bytes_after), st.more};
   }

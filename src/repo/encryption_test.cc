@@ -84,7 +84,7 @@ TEST_F(EncryptedRepo, NoPlaintextNameOrHashReachesTheStore) {
     mem_ = storage::NewMemoryStore();
     auto repo = std::move(Open(encrypted ? Key('a') : nullptr)).value();
     ASSERT_TRUE(repo->CreateSnapshot("s1", {{"owner", "finance-team-secret"}}, {f.Source()}).ok());
-    ASSERT_TRUE(repo->AppendLogSegment("db-X", 1, 2, log_payload).ok());
+    ASSERT_TRUE(repo->AppendLogSegment("db-X", AtMicros(1), AtMicros(2), log_payload).ok());
     auto objects = AllObjects();
     for (std::string_view needle : {std::string_view(page), std::string_view(sha_bytes),
                                     std::string_view("customers-ledger"), std::string_view("finance-team-secret"),

@@ -13,6 +13,13 @@ namespace {
 
 std::string LogPrefix(const std::string& stream) { return "log/" + stream + "/"; }
 
+// A time in a segment's key: its microseconds since the epoch offset by 2^62
+// to stay non-negative (the format on disk; TimePoint only in memory).
+uint64_t TimeInKey(TimePoint t) { return static_cast<uint64_t>(t.time_since_epoch().count()) + (1ull << 62); }
+TimePoint TimeFromKey(const std::string& digits) {
+  return TimePoint(std::chrono::microseconds(static_cast<int64_t>(std::stoull(digits) - (1ull << 62))));
+}
+
 std::optional<LogSegment> ParseLogKey(const std::string& stream, const storage::ObjectInfo& obj) {
   // log/<stream>/<seq:020>-<first:020>-<last:020>[-<last seq:020>], times
   // offset by 2^62 to stay non-negative; the last seq only on a merged segment.
@@ -23,8 +30,8 @@ std::optional<LogSegment> ParseLogKey(const std::string& stream, const storage::
     LogSegment s;
     s.stream = stream;
     s.seq = std::stoull(name.substr(0, 20));
-    s.first_time_us = static_cast<int64_t>(std::stoull(name.substr(21, 20)) - (1ull << 62));
-    s.last_time_us = static_cast<int64_t>(std::stoull(name.substr(42, 20)) - (1ull << 62));
+    s.first_time = TimeFromKey(name.substr(21, 20));
+    s.last_time = TimeFromKey(name.substr(42, 20));
     s.stored_bytes = obj.size;
     if (name.size() == 83) {
       s.last_seq = std::stoull(name.substr(63, 20));
@@ -38,8 +45,7 @@ std::optional<LogSegment> ParseLogKey(const std::string& stream, const storage::
 
 std::string LogKey(const LogSegment& s) {
   std::string key = fmt::format("{}{:020}-{:020}-{:020}", LogPrefix(s.stream), s.seq,
-                                static_cast<uint64_t>(s.first_time_us) + (1ull << 62),
-                                static_cast<uint64_t>(s.last_time_us) + (1ull << 62));
+                                TimeInKey(s.first_time), TimeInKey(s.last_time));
   if (s.LastSeq() > s.seq) key += fmt::format("-{:020}", s.LastSeq());
   return key;
 }
@@ -79,10 +85,10 @@ bool ValidStream(const std::string& s) { return ValidSnapshotId(s) && s.find(':'
 
 }  // namespace
 
-Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64_t first_time_us,
-                                                int64_t last_time_us, std::span<const std::string_view> pieces) {
+Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, TimePoint first_time,
+                                                TimePoint last_time, std::span<const std::string_view> pieces) {
   if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
-  if (last_time_us < first_time_us) return Status(errors::kInvalidParameterValue, "segment ends before it starts");
+  if (last_time < first_time) return Status(errors::kInvalidParameterValue, "segment ends before it starts");
   std::lock_guard lock(impl_->log_mu);
   auto& next = impl_->next_seq[stream];
   if (next == 0) {
@@ -90,7 +96,7 @@ Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64
     next = 1;
     for (const auto& s : existing) next = std::max(next, s.LastSeq() + 1);
   }
-  LogSegment seg{stream, next, first_time_us, last_time_us, 0};
+  LogSegment seg{stream, next, first_time, last_time, 0};
   // The number is used up even by a failed put, which may have stored the
   // object after all: the caller's retry must not share its seq.
   ++next;
@@ -99,8 +105,8 @@ Result<LogSegment> Repository::AppendLogSegment(const std::string& stream, int64
   return seg;
 }
 
-Result<std::vector<LogSegment>> Repository::ListLogSegments(const std::string& stream, int64_t from_us,
-                                                            int64_t to_us) {
+Result<std::vector<LogSegment>> Repository::ListLogSegments(const std::string& stream, TimePoint from,
+                                                            TimePoint to) {
   if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
   std::vector<LogSegment> visible, out;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -115,7 +121,7 @@ Result<std::vector<LogSegment>> Repository::ListLogSegments(const std::string& s
     if (!gap) break;
   }
   for (auto& s : visible) {
-    if (s.last_time_us >= from_us && s.first_time_us <= to_us) out.push_back(std::move(s));
+    if (s.last_time >= from && s.first_time <= to) out.push_back(std::move(s));
   }
   return out;
 }
@@ -140,7 +146,7 @@ Result<std::string> Repository::ReadLogSegment(const LogSegment& segment) {
   return payload;
 }
 
-Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us) {
+Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, TimePoint time) {
   if (!ValidStream(stream)) return Status(errors::kInvalidParameterValue, "bad log stream " + stream);
   ++impl_->log_rewrite_waiting;
   std::lock_guard rewrite(impl_->log_rewrite_mu);
@@ -149,7 +155,7 @@ Result<uint64_t> Repository::DeleteLogSegmentsBefore(const std::string& stream, 
   ASSIGN_OR_RETURN(auto all, StoredLogSegments(*impl_->store, stream));
   std::vector<std::string> keys;
   for (const auto& s : all)
-    if (s.last_time_us < time_us) keys.push_back(LogKey(s));
+    if (s.last_time < time) keys.push_back(LogKey(s));
   RETURN_IF_ERROR(impl_->store->DeleteMany(keys));
   return static_cast<uint64_t>(keys.size());
 }
@@ -189,10 +195,10 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
     if (group.size() >= 2) {
       // Merged segments exist only in repositories that say so.
       RETURN_IF_ERROR(impl_->RaiseFormat());
-      LogSegment merged{stream, group.front().seq, INT64_MAX, INT64_MIN, 0, group.back().LastSeq()};
+      LogSegment merged{stream, group.front().seq, TimePoint::max(), TimePoint::min(), 0, group.back().LastSeq()};
       for (const auto& g : group) {
-        merged.first_time_us = std::min(merged.first_time_us, g.first_time_us);
-        merged.last_time_us = std::max(merged.last_time_us, g.last_time_us);
+        merged.first_time = std::min(merged.first_time, g.first_time);
+        merged.last_time = std::max(merged.last_time, g.last_time);
       }
       // Kept members' frames as they are; each run of other members as one
       // new frame at options.zstd_level. Concatenated frames decode to the
@@ -243,10 +249,9 @@ Result<LogCompactionStats> Repository::CompactLog(const std::string& stream, con
     lift_if_waited_for();
     const bool live_large = options.merge_large && s.LastSeq() == s.seq && s.stored_bytes >= options.small_stored_bytes;
     const bool eligible = (s.stored_bytes < options.small_stored_bytes || live_large) &&
-                          s.last_time_us < options.before_us &&
-                          s.last_time_us - s.first_time_us < options.max_span_us;
+                          s.last_time < options.before && s.last_time - s.first_time < options.max_span;
     if (!group.empty() && (!eligible || s.seq != group.back().LastSeq() + 1 ||
-                           s.last_time_us - group.front().first_time_us >= options.max_span_us)) {
+                           s.last_time - group.front().first_time >= options.max_span)) {
       RETURN_IF_ERROR(write_group());
     }
     if (!eligible) continue;

@@ -43,6 +43,7 @@
 // a backup is about to reference.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -53,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "storage/storage.h"
 
@@ -238,8 +240,8 @@ struct GcStats {
 struct LogSegment {
   std::string stream;
   uint64_t seq = 0;
-  int64_t first_time_us = 0;
-  int64_t last_time_us = 0;
+  TimePoint first_time;
+  TimePoint last_time;
   uint64_t stored_bytes = 0;
   uint64_t last_seq = 0;  // 0: the same as seq
   uint64_t LastSeq() const { return last_seq ? last_seq : seq; }
@@ -247,9 +249,9 @@ struct LogSegment {
 
 // Which log segments CompactLog merges: runs of consecutive small segments
 // (and, with merge_large, unmerged large ones) that all end before
-// `before_us`, into segments of about target bytes.
+// `before`, into segments of about target bytes.
 struct LogCompactionOptions {
-  int64_t before_us = 0;
+  TimePoint before;
   // A segment stored in fewer bytes is small; a merged segment is written
   // once two or more members hold target_stored_bytes or target_raw_bytes.
   uint64_t small_stored_bytes = 1u << 20;
@@ -257,7 +259,7 @@ struct LogCompactionOptions {
   uint64_t target_raw_bytes = 16u << 20;
   // Nor does a merged segment span more time than this: retention deletes
   // whole segments, so a long one would keep old records past their time.
-  int64_t max_span_us = 3600ll * 1000000;
+  std::chrono::microseconds max_span = std::chrono::hours(1);
   // Merged segments one pass writes at most; the rest waits for the next.
   uint64_t max_segments_written = 8;
   // Merged segments are written once and read rarely: worth a slower level
@@ -356,22 +358,21 @@ class Repository {
   // numbered in append order; each covers commit times [first, last]. Append
   // is atomic: a segment is complete or absent.
   // The payload is the concatenation of `pieces` (read in place).
-  Result<LogSegment> AppendLogSegment(const std::string& stream, int64_t first_time_us,
-                                      int64_t last_time_us, std::span<const std::string_view> pieces);
-  Result<LogSegment> AppendLogSegment(const std::string& stream, int64_t first_time_us,
-                                      int64_t last_time_us, std::string_view payload) {
-    return AppendLogSegment(stream, first_time_us, last_time_us, std::span<const std::string_view>(&payload, 1));
+  Result<LogSegment> AppendLogSegment(const std::string& stream, TimePoint first_time, TimePoint last_time,
+                                      std::span<const std::string_view> pieces);
+  Result<LogSegment> AppendLogSegment(const std::string& stream, TimePoint first_time, TimePoint last_time,
+                                      std::string_view payload) {
+    return AppendLogSegment(stream, first_time, last_time, std::span<const std::string_view>(&payload, 1));
   }
   // Segments whose time range meets [from, to], in order: one listing, so
   // "the segments needed to reach T from a snapshot taken at S" is one call.
-  Result<std::vector<LogSegment>> ListLogSegments(const std::string& stream, int64_t from_us,
-                                                  int64_t to_us);
+  Result<std::vector<LogSegment>> ListLogSegments(const std::string& stream, TimePoint from, TimePoint to);
   // A segment that compaction has merged away since it was listed is read
   // from the merged segment that holds it: the payload then also holds its
   // neighbours' records, which a reader tells apart by their own numbers.
   Result<std::string> ReadLogSegment(const LogSegment& segment);
-  // Deletes the segments that end before `time_us` (retention); returns how many.
-  Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, int64_t time_us);
+  // Deletes the segments that end before `time` (retention); returns how many.
+  Result<uint64_t> DeleteLogSegmentsBefore(const std::string& stream, TimePoint time);
   // Merges runs of small segments (a capture ships one every fraction of a
   // second under load) into few large ones (and, with merge_large, a
   // drained backlog's level-1 segments in pairs), so that a stream is not

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -22,6 +23,9 @@
 namespace strata::repo {
 
 namespace fs = std::filesystem;
+
+// The time `us` microseconds after the epoch: log segments' times in tests.
+inline TimePoint AtMicros(int64_t us) { return TimePoint(std::chrono::microseconds(us)); }
 
 // A file in memory, served as a FileSource.
 struct MemFile {
