@@ -36,7 +36,10 @@ Result<TimePoint> Target(const ManualClock& clock, std::string_view op, const js
   auto it = req.find("seconds");
   if (it == req.end() || !it->is_number()) return Status(kValidation, "advance needs {\"seconds\": n}");
   double seconds = it->get<double>();
-  if (!std::isfinite(seconds) || seconds > 1e10) return Status(kValidation, "seconds out of range");
+  // Bounded before the microseconds are computed: a huge value would overflow them.
+  if (!std::isfinite(seconds) || seconds < 0 || seconds > 1e10) {
+    return Status(kValidation, "seconds must be from 0 to 1e10");
+  }
   return clock.Now() + std::chrono::microseconds(static_cast<int64_t>(std::llround(seconds * 1e6)));
 }
 
